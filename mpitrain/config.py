@@ -1,0 +1,247 @@
+"""Job files: TOML validated against a schema built from the chosen algorithm.
+
+A job has the stable sections [job], [data], [model], [solver], [checkpoint]. [job] and
+[data] and [checkpoint] are common to every algorithm; [model] and [solver] come from the
+algorithm module (`MODEL_SCHEMA`, `SOLVER_SCHEMA`). Any unknown key, wrong type or missing
+required value is a `JobError` (exit 78) naming the file, the section, the key and what is
+allowed. `--set section.key=value` overrides are applied before validation.
+"""
+import copy
+import difflib
+import hashlib
+import json
+import os
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+from .errors import InputMissing, JobError, UsageError
+
+REQUIRED = object()
+
+
+class Field:
+    """One key of a job-file section.
+
+    type: int | float | str | bool | "list[int]" | "list[float]" | "list[str]".
+    affects_result: False for keys that may change between a run and its resume
+    (iteration caps, tolerances, logging, output), so they are left out of the job hash."""
+
+    def __init__(self, type, default=REQUIRED, help="", choices=None, min=None,
+                 affects_result=True):
+        self.type = type
+        self.default = default
+        self.help = help
+        self.choices = choices
+        self.min = min
+        self.affects_result = affects_result
+
+    def type_name(self):
+        return self.type if isinstance(self.type, str) else self.type.__name__
+
+    def check(self, value, where):
+        t = self.type
+        if isinstance(t, str) and t.startswith("list["):
+            inner = {"int": int, "float": float, "str": str}[t[5:-1]]
+            if not isinstance(value, list):
+                raise JobError(f"{where} must be a list of {t[5:-1]}, got {value!r}")
+            return [_coerce(inner, v, where) for v in value]
+        value = _coerce(t, value, where)
+        if self.choices is not None and value not in self.choices:
+            raise JobError(f"{where} = {value!r} is not allowed; allowed values: "
+                           + ", ".join(repr(c) for c in self.choices))
+        if self.min is not None and value < self.min:
+            raise JobError(f"{where} = {value!r} must be >= {self.min}")
+        return value
+
+
+def _coerce(t, value, where):
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if t is int and isinstance(value, bool) or not isinstance(value, t):
+        raise JobError(f"{where} must be of type {t.__name__}, got {type(value).__name__} "
+                       f"{value!r}")
+    return value
+
+
+JOB_SCHEMA = {
+    "algorithm": Field(str, help="which method to run (see `mpitrain run --help`)"),
+    "seed": Field(int, 0, "seed of every random stream (numpy SeedSequence)"),
+    "out": Field(str, "", "run directory (default runs/<job file name>)", affects_result=False),
+    "threads": Field(int, 0, "OpenMP/BLAS threads per rank; 0 = CPUs on the node / local "
+                     "ranks", min=0, affects_result=False),
+    "log_every": Field(int, 1, "print a progress line every N iterations", min=1,
+                       affects_result=False),
+    "time_limit": Field(float, 0.0, "seconds; checkpoint and exit 75 when exceeded (0 = none)",
+                        min=0.0, affects_result=False),
+}
+
+DATA_SCHEMA = {
+    "train": Field(str, help="training data: .h5 (dense X or CSR), LIBSVM text, or .npy"),
+    "test": Field(str, "", "test data (same formats); optional"),
+    "format": Field(str, "auto", "file format", choices=["auto", "h5", "libsvm", "npy"]),
+    "train_group": Field(str, "train", "HDF5 group of the training rows (root if absent)"),
+    "test_group": Field(str, "test", "HDF5 group of the test rows (root if absent)"),
+    "features": Field(int, 0, "number of features; 0 = from the data", min=0),
+    "zero_based": Field(bool, False, "LIBSVM feature indices start at 0 (default 1)"),
+    "positive": Field("list[float]", [], "labels mapped to +1 (all others to -1); empty = "
+                      "labels must already be binary (+1/-1 or 1/0)"),
+    "normalize": Field(str, "none", "row scaling", choices=["none", "unit_rows"]),
+    "max_rows": Field(int, 0, "use only the first N training rows (0 = all)", min=0),
+}
+
+CHECKPOINT_SCHEMA = {
+    "every": Field(int, 10, "write a checkpoint every N iterations (0 = only on stop/end)",
+                   min=0, affects_result=False),
+    "keep": Field(int, 3, "keep the newest K checkpoints", min=1, affects_result=False),
+}
+
+LINEAR_MODEL_SCHEMA = {
+    "loss": Field(str, "logistic", "loss of the margin y·wᵀx",
+                  choices=["logistic", "squared_hinge"]),
+    "l2": Field(float, 1e-4, "L2 weight: (l2/2)‖w‖²", min=0.0),
+    "l1": Field(float, 0.0, "L1 weight: l1‖w‖₁", min=0.0),
+}
+
+
+def _sections(algo_cls):
+    return {
+        "job": JOB_SCHEMA,
+        "data": DATA_SCHEMA,
+        "model": getattr(algo_cls, "MODEL_SCHEMA", LINEAR_MODEL_SCHEMA),
+        "solver": getattr(algo_cls, "SOLVER_SCHEMA", {}),
+        "checkpoint": CHECKPOINT_SCHEMA,
+    }
+
+
+def read_toml(path):
+    if not os.path.exists(path):
+        raise InputMissing(f"{path}: job file not found")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobError(f"{path}: not valid TOML: {exc}")
+    except OSError as exc:
+        raise InputMissing(f"{path}: cannot read job file: {exc.strerror}")
+
+
+def parse_set(items):
+    """['solver.max_iter=50', ...] → [(section, key, value)]; values parsed as TOML."""
+    out = []
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UsageError(f"--set {item!r}: expected section.key=value")
+        lhs, rhs = item.split("=", 1)
+        section, key = lhs.strip().split(".", 1)
+        try:
+            value = tomllib.loads(f"v = {rhs}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = rhs
+        out.append((section, key, value))
+    return out
+
+
+def resolve(raw, source, overrides=(), registry=None):
+    """Validate a parsed job against the schema; return a dict of sections with defaults."""
+    raw = copy.deepcopy(raw)
+    for section, key, value in overrides:
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise JobError(f"{source}: [{section}] must be a table")
+        raw[section][key] = value
+    if registry is None:
+        from .algorithms import registry as _reg
+        registry = _reg()
+    job = raw.get("job")
+    if not isinstance(job, dict) or "algorithm" not in job:
+        raise JobError(f"{source}: [job] algorithm is required; allowed values: "
+                       + ", ".join(sorted(registry)))
+    name = job["algorithm"]
+    if name not in registry:
+        hint = difflib.get_close_matches(str(name), list(registry), n=1)
+        raise JobError(f"{source}: [job] algorithm = {name!r} is unknown"
+                       + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                       + "; allowed values: " + ", ".join(sorted(registry)))
+    schema = _sections(registry[name])
+    for section in raw:
+        if section not in schema:
+            hint = difflib.get_close_matches(section, list(schema), n=1)
+            raise JobError(f"{source}: unknown section [{section}]"
+                           + (f" (did you mean [{hint[0]}]?)" if hint else "")
+                           + "; allowed sections: " + ", ".join(f"[{s}]" for s in schema))
+    out = {}
+    for section, fields in schema.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise JobError(f"{source}: [{section}] must be a table")
+        for key in given:
+            if key not in fields:
+                hint = difflib.get_close_matches(key, list(fields), n=1)
+                allowed = ", ".join(sorted(fields)) or "(none for this algorithm)"
+                raise JobError(f"{source}: [{section}] unknown key {key!r}"
+                               + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                               + f"; allowed keys: {allowed}")
+        sec = {}
+        for key, field in fields.items():
+            where = f"{source}: [{section}] {key}"
+            if key in given:
+                sec[key] = field.check(given[key], where)
+            elif field.default is REQUIRED:
+                raise JobError(f"{where} is required ({field.type_name()}: {field.help})")
+            else:
+                sec[key] = copy.deepcopy(field.default)
+        out[section] = sec
+    if hasattr(registry[name], "validate_job"):
+        registry[name].validate_job(out, source)
+    return out
+
+
+def job_hash(job, registry=None):
+    """Hash of everything in the job that determines the result (not caps, logs, paths)."""
+    if registry is None:
+        from .algorithms import registry as _reg
+        registry = _reg()
+    schema = _sections(registry[job["job"]["algorithm"]])
+    keep = {s: {k: v for k, v in job[s].items() if schema[s][k].affects_result}
+            for s in job}
+    # Data paths: the file's name, not its directory, so a moved run directory still resumes.
+    blob = json.dumps(keep, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def dump_toml(job):
+    """The resolved job as TOML text (written to OUT/job.toml)."""
+    lines = []
+    for section, values in job.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return str(v)
+
+
+def describe(algo_cls):
+    """Help text: every key of every section for one algorithm."""
+    lines = []
+    for section, fields in _sections(algo_cls).items():
+        lines.append(f"[{section}]")
+        for key, f in fields.items():
+            d = "required" if f.default is REQUIRED else f"default {f.default!r}"
+            ch = f"; one of {', '.join(map(repr, f.choices))}" if f.choices else ""
+            lines.append(f"  {key} ({f.type_name()}, {d}{ch}): {f.help}")
+    return "\n".join(lines)

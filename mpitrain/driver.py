@@ -1,0 +1,276 @@
+"""The training loop every algorithm runs in: data, resume, steps, checkpoints, stop, output.
+
+    for each step:  info = algorithm.step()           (the algorithm's collectives)
+                    metrics.log(step, info)
+                    stop = any rank got SIGTERM/SIGUSR1 or passed the time limit (Allreduce MAX)
+                    checkpoint if stop or step % every == 0;  exit 75 if stop
+    final.h5, summary.json, and a last checkpoint (so a requeued finished job ends at once)
+
+The run directory holds job.toml (the resolved job), metrics.jsonl, checkpoints/, final.h5
+and summary.json.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint, config, data
+from .algorithms import registry
+from .algorithms.base import Context
+from .errors import CheckpointError, OutputError, Stopped, UsageError
+from .metrics import Metrics
+from .runtime import Clock, collectively
+
+
+def load_job(world, path, overrides=()):
+    raw = collectively(world, config.read_toml, path)
+    return collectively(world, config.resolve, raw, path, overrides)
+
+
+def run_dir(job, job_path, out=None):
+    if out:
+        return out
+    if job["job"]["out"]:
+        return job["job"]["out"]
+    stem = os.path.splitext(os.path.basename(job_path))[0]
+    return os.path.join("runs", stem)
+
+
+def load_data(world, job, cls, which=("train", "test")):
+    d = job["data"]
+    spec = dict(getattr(cls, "DATA", {}))
+    common = dict(fmt=d["format"], features=d["features"], zero_based=d["zero_based"],
+                  positive=d["positive"], binary=spec.get("binary", True),
+                  normalize=d["normalize"], dtype=spec.get("dtype", np.float64))
+    train = test = None
+    if "train" in which:
+        train = data.load(world, d["train"], group=d["train_group"], max_rows=d["max_rows"],
+                          what="train", **common)
+    if "test" in which and d["test"]:
+        test = data.load(world, d["test"], group=d["test_group"], width_from=train,
+                         what="test", **common)
+    return train, test
+
+
+def _prepare_out(world, out, fresh, resume):
+    def make():
+        if world.rank != 0:
+            return
+        try:
+            os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+            probe = os.path.join(out, f".write-test{os.getpid()}")
+            with open(probe, "w") as fh:
+                fh.write("ok")
+            os.unlink(probe)
+        except OSError as exc:
+            raise OutputError(f"{out}: run directory is not writable ({exc.strerror})")
+        if not resume and checkpoint.candidates(os.path.join(out, "checkpoints")):
+            if not fresh:
+                raise UsageError(f"{out} already holds checkpoints of an earlier run: continue "
+                                 "it with --resume auto, or pass --fresh to start over")
+            for f in checkpoint.candidates(os.path.join(out, "checkpoints")):
+                os.unlink(f)
+    collectively(world, make)
+
+
+def _driver_state(world, step, clock):
+    counters = np.array([[world.calls, world.bytes]], dtype=np.int64)
+    return {"_step": np.int64(step), "_elapsed": np.float64(clock.elapsed()),
+            "_comm": checkpoint.Sharded(counters, world.rank, world.size)}
+
+
+def _resume(world, alg, cls, job, ckdir, resume):
+    def locate():
+        if world.rank != 0:
+            return None
+        return checkpoint.find(ckdir, resume)
+    found = world.bcast_obj(collectively(world, locate))
+    path, manifest = found
+    if path is None:
+        return None
+
+    def check():
+        want = config.job_hash(job)
+        if manifest.get("algorithm") != cls.name:
+            raise CheckpointError(f"{path}: checkpoint of algorithm {manifest.get('algorithm')!r},"
+                                  f" not {cls.name!r}: it belongs to another job")
+        if manifest.get("job_hash") != want:
+            raise CheckpointError(f"{path}: checkpoint of another job (job hash "
+                                  f"{manifest.get('job_hash')}, this job {want}): the data, "
+                                  "model or solver settings differ")
+        if int(manifest["world_size"]) != world.size and not cls.RESHARDABLE:
+            raise CheckpointError(f"{path}: written by {manifest['world_size']} ranks; "
+                                  f"{cls.name} cannot resume on {world.size}: "
+                                  f"{cls.RESHARD_REASON or 'its state is tied to the layout'}")
+        reader = checkpoint.Reader(path, manifest)
+        try:
+            alg.load_state(reader)
+            step = int(reader.get("_step"))
+            elapsed = float(reader.get("_elapsed"))
+            if int(manifest["world_size"]) == world.size:
+                calls, nbytes = reader.rows("_comm", world.rank, world.rank + 1)[0]
+                world.restore_counters(calls, nbytes)
+        finally:
+            reader.close()
+        return step, elapsed
+    step, elapsed = collectively(world, check)
+    return path, step, elapsed
+
+
+def _write_final(world, out, model, manifest):
+    def write():
+        if world.rank != 0:
+            return
+        import h5py
+        path = os.path.join(out, "final.h5")
+        tmp = path + f".tmp{os.getpid()}"
+        try:
+            with h5py.File(tmp, "w", locking=False) as f:
+                m = f.create_group("manifest")
+                for k, v in manifest.items():
+                    m.attrs[k] = v
+                for name, arr in model.items():
+                    f.create_dataset(name, data=np.asarray(arr))
+                f.attrs["complete"] = 1
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write the final model ({exc.strerror or exc})")
+    collectively(world, write)
+
+
+def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, signals=None,
+        stream=None):
+    """Run a job to completion (returns the summary dict) or raise Stopped after a checkpoint."""
+    job = load_job(world, job_path, overrides)
+    cls = registry()[job["job"]["algorithm"]]
+    out = run_dir(job, job_path, out)
+    job["job"]["out"] = out
+    _prepare_out(world, out, fresh, resume)
+    ckdir = os.path.join(out, "checkpoints")
+    if world.rank == 0:
+        with open(os.path.join(out, "job.toml"), "w") as fh:
+            fh.write(config.dump_toml(job))
+    t_load = time.perf_counter()
+    train, test = load_data(world, job, cls)
+    t_load = time.perf_counter() - t_load
+    ctx = Context(world, job, train, test)
+    alg = cls(ctx)
+    alg.setup()
+
+    step, clock, resumed_from = 0, Clock(), None
+    if resume:
+        got = _resume(world, alg, cls, job, ckdir, resume)
+        if got is not None:
+            resumed_from, step, elapsed = got
+            clock = Clock(elapsed)
+    metrics = Metrics(world, out, cls.name, job["job"]["log_every"],
+                      resume_step=step if resumed_from else None, stream=stream)
+    ctx.metrics = metrics
+    if resumed_from:
+        metrics.say(f"[{cls.name}] resumed from {resumed_from} at step {step} "
+                    f"(P={world.size})")
+    elif resume:
+        metrics.say(f"[{cls.name}] no checkpoint in {ckdir}: starting from the beginning")
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    metrics.say(f"[{cls.name}] P={world.size} ranks x {threads} threads; train "
+                f"{train.n} x {train.d} ({'CSR' if train.sparse else 'dense'}"
+                f"{', nnz %d' % _global_nnz(world, train) if train.sparse else ''}); "
+                f"data loaded in {t_load:.2f}s; out {out}")
+
+    manifest = {"algorithm": cls.name, "job_hash": config.job_hash(job),
+                "seed": job["job"]["seed"]}
+    every = job["checkpoint"]["every"]
+    keep = job["checkpoint"]["keep"]
+    limit = job["job"]["time_limit"]
+    start_wall = time.perf_counter()
+
+    def save(step):
+        state = dict(alg.state())
+        state.update(_driver_state(world, step, clock))
+        return checkpoint.save(world, ckdir, step, state, manifest, keep)
+
+    try:
+        while not alg.done:
+            info = alg.step()
+            step += 1
+            info.update(ctx.phase_info())
+            metrics.log(step, clock.elapsed(), info)
+            over_time = bool(limit) and time.perf_counter() - start_wall > limit
+            stop = world.any_true((signals is not None and signals.requested) or over_time)
+            if stop:
+                path = save(step)
+                why = signals.received if signals is not None and signals.requested \
+                    else "time limit"
+                metrics.say(f"[{cls.name}] stop requested ({why}): checkpoint {path} at step "
+                            f"{step}; resume with --resume auto")
+                raise Stopped(path)
+            if every and step % every == 0:
+                save(step)
+        path = save(step)
+        model = alg.final_model()
+        _write_final(world, out, model, dict(manifest, step=step, world_size=world.size))
+        totals = np.array([world.calls, world.bytes], dtype=np.float64)
+        world.comm.Allreduce(totals.copy(), totals)
+        summary = {"algorithm": cls.name, "steps": step, "time": clock.elapsed(),
+                   "world_size": world.size, "threads": threads,
+                   "comm_calls_rank0": world.calls, "comm_bytes_all_ranks": int(totals[1]),
+                   "final_checkpoint": path}
+        summary.update(alg.summary_info())
+        if world.rank == 0:
+            with open(os.path.join(out, "summary.json"), "w") as fh:
+                json.dump(summary, fh, indent=2, default=float)
+        metrics.say(f"[{cls.name}] done: {step} steps in {clock.elapsed():.2f}s; model "
+                    f"{os.path.join(out, 'final.h5')}")
+        return summary
+    finally:
+        metrics.close()
+
+
+def _global_nnz(world, shard):
+    return int(world.comm.allreduce(shard.nnz)) if world.size > 1 else shard.nnz
+
+
+def read_model(path):
+    """Arrays of a final.h5 (path → array) or, for a checkpoint, None and its manifest."""
+    import h5py
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: not a readable model file ({exc})")
+    with f:
+        if "state" in f:
+            return None
+        out = {}
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                     and not n.startswith("manifest") else None)
+        return out
+
+
+def evaluate(world, job_path, model_path, overrides=()):
+    """Test metrics of a final model or a checkpoint, on the job's test data (or train)."""
+    job = load_job(world, job_path, overrides)
+    cls = registry()[job["job"]["algorithm"]]
+    if not os.path.exists(model_path):
+        from .errors import InputMissing
+        collectively(world, _raise, InputMissing(f"{model_path}: model file not found"))
+    train, test = load_data(world, job, cls)
+    ctx = Context(world, job, train, test)
+    model = collectively(world, read_model, model_path)
+    if model is None:  # a checkpoint: restore the algorithm and ask it for its model
+        manifest = collectively(world, checkpoint.verify, model_path)
+        alg = cls(ctx)
+        alg.setup()
+        reader = checkpoint.Reader(model_path, manifest)
+        try:
+            alg.load_state(reader)
+        finally:
+            reader.close()
+        model = alg.final_model()
+    return cls.evaluate(ctx, model)
+
+
+def _raise(err):
+    raise err

@@ -1,0 +1,99 @@
+"""Progress a person can follow in a batch log, and metrics.jsonl for plots.
+
+Rank 0 alone prints and writes. Each record has `step`, `time` (seconds since the job
+started, over resumes), the algorithm's values (`objective`, `loss`, ...), this rank's
+`comm_calls`/`comm_bytes`/`comm_seconds` so far, and per-phase times (`t_<phase>`).
+"""
+import json
+import math
+import os
+import sys
+
+
+class Metrics:
+    def __init__(self, world, out, name, log_every=1, resume_step=None, stream=None):
+        self.world = world
+        self.name = name
+        self.log_every = log_every
+        self.stream = stream or sys.stdout
+        self.path = os.path.join(out, "metrics.jsonl")
+        self.fh = None
+        if world.rank == 0:
+            if resume_step is None:
+                self.fh = open(self.path, "w")
+            else:
+                self._truncate_after(resume_step)
+                self.fh = open(self.path, "a")
+
+    def _truncate_after(self, step):
+        """Keep the records up to the resumed step (a crash may have left later ones)."""
+        kept = []
+        if os.path.exists(self.path):
+            with open(self.path) as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if rec.get("step", 0) <= step:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+        with open(self.path, "w") as fh:
+            fh.writelines(kept)
+
+    def log(self, step, elapsed, info, force=False):
+        rec = {"step": int(step), "time": round(float(elapsed), 6)}
+        rec.update({k: _jsonable(v) for k, v in info.items()})
+        rec.update({k: (round(v, 6) if isinstance(v, float) else v)
+                    for k, v in self.world.counters().items()})
+        if self.world.rank != 0:
+            return rec
+        self.fh.write(json.dumps(rec) + "\n")
+        self.fh.flush()
+        if force or step % self.log_every == 0:
+            self.print_line(rec)
+        return rec
+
+    def print_line(self, rec):
+        parts = [f"[{self.name}] step {rec['step']:>5}"]
+        for key in ("objective", "loss", "gap", "grad_norm", "error", "test_error",
+                    "recon", "precision"):
+            if key in rec and isinstance(rec[key], (int, float)):
+                parts.append(f"{key} {rec[key]:.10g}" if key == "objective"
+                             else f"{key} {rec[key]:.4g}")
+        for key, value in rec.items():
+            if key.startswith("show_"):
+                parts.append(f"{key[5:]} {value}")
+        parts.append(f"t {rec['time']:.2f}s")
+        parts.append(f"comm {rec.get('comm_seconds', 0.0):.2f}s/{rec.get('comm_calls', 0)} calls")
+        self.say("  ".join(parts))
+
+    def say(self, text):
+        """Print one whole line from rank 0 (lines from several ranks would interleave)."""
+        if self.world.rank == 0:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def close(self):
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _jsonable(v):
+    if hasattr(v, "item") and getattr(v, "size", 2) == 1:
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def read(run_dir):
+    """The records of a run's metrics.jsonl (for plots and benchmarks)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    out = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
