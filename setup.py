@@ -2,6 +2,7 @@
 
 Every kernels/NAME.pyx becomes the extension module mpitrain._kernels.NAME.
 Set MPITRAIN_NO_OPENMP=1 to build without OpenMP (e.g. compilers without it).
+Set MPITRAIN_KERNELS=name1,name2 to build only those kernels (development).
 """
 import glob
 import os
@@ -23,6 +24,8 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for path in sorted(glob.glob("kernels/*.pyx"))
+    if not os.environ.get("MPITRAIN_KERNELS")
+    or os.path.splitext(os.path.basename(path))[0] in os.environ["MPITRAIN_KERNELS"].split(",")
 ]
 
 setup(

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__
 from .errors import CheckpointError, InputMissing, OutputError
-from .runtime import collectively
+from .runtime import collectively, fault_point
 
 FORMAT_VERSION = 1
 PATTERN = "ckpt-{step:09d}.h5"
@@ -104,6 +104,7 @@ def save(world, ckdir, step, state, manifest, keep=3):
                     crcs[name] = _crc(np.asarray(value))
                 m.attrs["crc32"] = json.dumps(crcs, sort_keys=True)
                 f.flush()
+                fault_point("ckpt", world.rank, step)
                 f.attrs["complete"] = 1
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())

@@ -20,7 +20,7 @@ from .algorithms import registry
 from .algorithms.base import Context
 from .errors import CheckpointError, OutputError, Stopped, UsageError
 from .metrics import Metrics
-from .runtime import Clock, collectively
+from .runtime import Clock, collectively, fault_point
 
 
 def load_job(world, path, overrides=()):
@@ -196,6 +196,7 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
         while not alg.done:
             info = alg.step()
             step += 1
+            fault_point("step", world.rank, step)
             info.update(ctx.phase_info())
             metrics.log(step, clock.elapsed(), info)
             over_time = bool(limit) and time.perf_counter() - start_wall > limit

@@ -155,3 +155,28 @@ class Clock:
 
     def elapsed(self):
         return self.offset + time.perf_counter() - self.t0
+
+
+def fault_point(point, rank, step=None):
+    """Test hook: MPITRAIN_FAULT="POINT:RANK:STEP:ACTION" (STEP may be *) makes rank RANK
+    misbehave at POINT ("step" after a training step, "ckpt" in the middle of a checkpoint
+    write) with ACTION raise | kill (SIGKILL itself) | exit (os._exit(3)) | hang. Unset in
+    normal use; costs one dict lookup."""
+    spec = os.environ.get("MPITRAIN_FAULT")
+    if not spec:
+        return
+    try:
+        p, r, s, action = spec.split(":")
+    except ValueError:
+        return
+    if p != point or int(r) != rank or (s != "*" and step is not None and int(s) != step):
+        return
+    if action == "raise":
+        raise RuntimeError(f"injected fault at {point} (step {step}) on rank {rank}")
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "exit":
+        os._exit(3)
+    if action == "hang":
+        while True:
+            time.sleep(1)

@@ -1,0 +1,67 @@
+"""Test helpers: run the CLI as a subprocess (under mpiexec), write job files."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mpiexec():
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.path.exists(here) else "mpiexec"
+
+
+def env(threads=1, **extra):
+    e = dict(os.environ)
+    e.update({"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+              "PYTHONUNBUFFERED": "1"})
+    for k in list(e):
+        if k.startswith(("PMI_", "PMIX_", "MPI_LOCAL", "HYDRA_", "SLURM_")):
+            del e[k]  # a test run inside mpiexec must not leak its PMI into the child
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
+
+
+def cli(args, nranks=1, timeout=120, threads=1, extra_env=None, cwd=None):
+    """Run `mpitrain ARGS` (under mpiexec -n nranks when > 1); returns CompletedProcess."""
+    cmd = [sys.executable, "-m", "mpitrain"] + list(args)
+    if nranks > 1:
+        cmd = [mpiexec(), "-n", str(nranks)] + cmd
+    return subprocess.run(cmd, env=env(threads, **(extra_env or {})), timeout=timeout,
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def start(args, nranks=1, threads=1, extra_env=None):
+    """Start `mpitrain ARGS` in the background (its own process group)."""
+    cmd = [sys.executable, "-m", "mpitrain"] + list(args)
+    if nranks > 1:
+        cmd = [mpiexec(), "-n", str(nranks)] + cmd
+    return subprocess.Popen(cmd, env=env(threads, **(extra_env or {})), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(path_fn, timeout=60.0, interval=0.05):
+    """Poll until path_fn() is true; returns the time waited."""
+    t0 = time.time()
+    while not path_fn():
+        if time.time() - t0 > timeout:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)
+    return time.time() - t0
+
+
+def kill_group(proc, sig=signal.SIGKILL):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def write_job(path, sections):
+    """Write a job file from {section: {key: value}}."""
+    from mpitrain.config import dump_toml
+    with open(path, "w") as fh:
+        fh.write(dump_toml(sections))
+    return str(path)
