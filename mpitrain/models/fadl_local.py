@@ -126,8 +126,9 @@ class LocalProblem:
             if eta in tried:
                 continue
             tried.add(eta)
-            w = self.sgd(w0, eta, orders)
-            f = self.value(w)
+            with np.errstate(over="ignore", invalid="ignore"):
+                w = self.sgd(w0, eta, orders)
+                f = self.value(w)
             if np.isfinite(f) and f < best[0]:
                 best = (f, eta, w)
         if best[1] is None:  # every candidate diverged: the smallest, whatever it gives

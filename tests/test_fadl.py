@@ -1,0 +1,296 @@
+"""FADL: the lazy sparse SGD kernel against NumPy references, gradient consistency of the
+local approximation, convergence to the distributed L-BFGS optimum (P = 1, 2, 3), the
+parameter-mixing baseline stalling, and SIGTERM → exit 75 → bit-identical resume."""
+import os
+import signal
+import time
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mpitrain import config, data
+from mpitrain._kernels import fadl_sgd as S
+from mpitrain.algorithms import registry
+from mpitrain.algorithms.base import Context
+from mpitrain.errors import JobError
+from mpitrain.models.fadl_local import LocalProblem
+from mpitrain.models.linear import LinearShard
+
+from util import cli, kill_group, start, wait_for, write_job
+
+
+# ------------------------------------------------------------------ NumPy references
+def _dloss(code, y, m):
+    if code == 0:
+        return -y / (1.0 + np.exp(y * m))
+    r = 1.0 - y * m
+    return -2.0 * y * r if r > 0 else 0.0
+
+
+def sgd_reference(X, y, order, code, rho, eta, lam, b, w, dl0=None):
+    """Dense recurrence w ← (1 − η·lam)w − η·b − η(rho·ℓ'ᵢ − dl0ᵢ)xᵢ, one row at a time;
+    returns the iterates after every step."""
+    X = X.toarray() if sp.issparse(X) else X
+    w = w.copy()
+    out = []
+    for i in order:
+        g = rho * _dloss(code, y[i], X[i] @ w) - (dl0[i] if dl0 is not None else 0.0)
+        w = (1.0 - eta * lam) * w - eta * b - eta * g * X[i]
+        out.append(w.copy())
+    return out
+
+
+def _csr(n, d, density, seed):
+    X = sp.random(n, d, density=density, random_state=seed, format="csr")
+    X.data = X.data + 0.1
+    X.sort_indices()
+    X.indptr = X.indptr.astype(np.int64)
+    X.indices = X.indices.astype(np.int32)
+    return X
+
+
+@pytest.mark.parametrize("code", [0, 1])
+@pytest.mark.parametrize("vr", [False, True])
+def test_sparse_sgd_kernel_matches_dense_reference_step_for_step(code, vr):
+    rng = np.random.default_rng(3)
+    n, d = 40, 25
+    X = _csr(n, d, 0.2, 1)
+    y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    b = rng.standard_normal(d) * 0.05
+    dl0 = rng.standard_normal(n) * 0.1 if vr else None
+    order = rng.integers(0, n, 150).astype(np.int64)
+    w0 = rng.standard_normal(d) * 0.3
+    # eta*lam = 0.15: (0.85)^t falls below the 1e-9 floor after ~128 steps, so the O(d)
+    # renormalisation flush is exercised too
+    eta, lam, rho = 0.5, 0.3, 0.7
+    ref = sgd_reference(X, y, order, code, rho, eta, lam, b, w0, dl0)
+    q = np.empty(d)
+    for t in (1, 2, 3, 17, 64, 129, 150):
+        w = w0.copy()
+        flushes = S.sgd_csr(X.indptr, X.indices, X.data, y, order[:t], code, rho, eta, lam,
+                            b, w, q, dl0 if vr else np.empty(0))
+        np.testing.assert_allclose(w, ref[t - 1], rtol=1e-12, atol=1e-13)
+        if t >= 129:
+            assert flushes >= 2
+        wd = w0.copy()
+        S.sgd_dense(np.ascontiguousarray(X.toarray()), y, order[:t], code, rho, eta, lam, b,
+                    wd, dl0 if vr else np.empty(0))
+        np.testing.assert_allclose(wd, ref[t - 1], rtol=1e-12, atol=1e-13)
+
+
+def test_sparse_sgd_kernel_lam_zero_and_errors():
+    rng = np.random.default_rng(0)
+    X = _csr(30, 12, 0.3, 2)
+    y = np.where(rng.random(30) < 0.5, 1.0, -1.0)
+    order = rng.permutation(30).astype(np.int64)
+    b = rng.standard_normal(12) * 0.1
+    w = np.zeros(12)
+    S.sgd_csr(X.indptr, X.indices, X.data, y, order, 0, 1.0, 0.3, 0.0, b, w, np.empty(12),
+              np.empty(0))
+    np.testing.assert_allclose(w, sgd_reference(X, y, order, 0, 1.0, 0.3, 0.0, b,
+                                                np.zeros(12))[-1], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError):
+        S.sgd_csr(X.indptr, X.indices, X.data, y, order, 0, 1.0, 2.0, 0.6, b, w,
+                  np.empty(12), np.empty(0))
+    with pytest.raises(ValueError):
+        S.sgd_csr(X.indptr, X.indices, X.data, y, order, 0, 1.0, 0.1, 0.1, b, w,
+                  np.empty(12), np.empty(3))
+
+
+# ------------------------------------------------------------- gradient consistency
+def _shard(sparse, rows=60, n=200, d=15, seed=0):
+    rng = np.random.default_rng(seed)
+    X = _csr(rows, d, 0.3, seed) if sparse else rng.standard_normal((rows, d))
+    y = np.where(rng.random(rows) < 0.5, 1.0, -1.0)
+    return data.Shard(X, y, 40, 40 + rows, n, d, "test")
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("rescale,kappa,loss", [(True, 0.0, "logistic"),
+                                                (False, 0.3, "logistic"),
+                                                (True, 0.1, "squared_hinge")])
+def test_local_approximation_is_gradient_consistent(sparse, rescale, kappa, loss):
+    rng = np.random.default_rng(7)
+    sh = _shard(sparse)
+    lm = LinearShard(sh, loss)
+    l2 = 0.05
+    lp = LocalProblem(lm, l2, kappa, rescale, "svrg")
+    wr = rng.standard_normal(sh.d) * 0.2
+    g = rng.standard_normal(sh.d)  # any "global gradient"
+    buf = np.empty(sh.d + 1)
+    m = lm.loss_grad_sums(wr, buf)
+    sigma = 1.0 / sh.rows if rescale else 1.0 / sh.n
+    assert lp.sigma == sigma
+    c = g - l2 * wr - sigma * buf[:sh.d]
+    lp.center(wr, c, buf[sh.d], buf[:sh.d], m)
+    f, grad = lp.value_grad(wr)
+    np.testing.assert_allclose(grad, g, rtol=1e-12, atol=1e-13)      # analytic form
+    assert f == pytest.approx(lp.f_center, rel=1e-13)
+    h = 1e-6                                                       # central differences
+    fd = np.array([(lp.value(wr + h * e) - lp.value(wr - h * e)) / (2 * h)
+                   for e in np.eye(sh.d)])
+    np.testing.assert_allclose(fd, g, rtol=1e-6, atol=1e-7)
+    # the svrg estimator is unbiased: its mean over rows is ∇f̂_p, at any w
+    w = wr + rng.standard_normal(sh.d) * 0.1
+    X = sh.X.toarray() if sparse else sh.X
+    per = [(l2 + kappa) * w + lp.b + (lp.rho * _dloss(lm.code, sh.y[i], X[i] @ w)
+                                      - lp.dl0[i]) * X[i] for i in range(sh.rows)]
+    np.testing.assert_allclose(np.mean(per, axis=0), lp.value_grad(w)[1], rtol=1e-10,
+                               atol=1e-12)
+
+
+# ------------------------------------------------------------------ in-process runs
+def run_inproc(world, name, path, model=None, solver=None, max_rows=0):
+    raw = {"job": {"algorithm": name, "seed": 1},
+           "data": {"train": path, "max_rows": max_rows},
+           "model": dict(model or {}), "solver": dict(solver or {})}
+    job = config.resolve(raw, "test")
+    train = data.load(world, path, group="train", binary=True, max_rows=max_rows)
+    ctx = Context(world, job, train, None)
+    alg = registry()[name](ctx)
+    alg.setup()
+    objs = []
+    while not alg.done:
+        objs.append(alg.step()["objective"])
+    return alg, objs
+
+
+DENSE = dict(model={"l2": 1e-3}, solver={"max_iter": 300})
+SPARSE = dict(model={"l2": 1e-4}, solver={"max_iter": 300}, max_rows=4000)
+LB = {"max_iter": 1000, "tol": 1e-13}
+
+
+def _check_optimum(world, path, spec, loss="logistic"):
+    model = dict(spec["model"], loss=loss)
+    ref, _ = run_inproc(world, "lbfgs", path, model, LB, spec.get("max_rows", 0))
+    alg, objs = run_inproc(world, "fadl", path, model, spec["solver"], spec.get("max_rows", 0))
+    rel = (alg.f - ref.f) / abs(ref.f)
+    assert rel <= 1e-8, (alg.f, ref.f, alg.reason)
+    assert abs(rel) <= 1e-8
+    f0 = float(np.log(2.0)) if loss == "logistic" else 1.0  # f(0)
+    seq = np.array([f0] + objs)
+    assert np.all(np.diff(seq) <= 1e-15 * np.abs(seq[1:])), "objective increased"
+    # 2 d-vector Allreduces per outer iteration, +1 for ∇f(w⁰)
+    assert alg.dvec == 2 * alg.it + 1
+    return alg, ref
+
+
+def test_fadl_reaches_lbfgs_optimum_dense_serial(world, digits2_h5):
+    _check_optimum(world, digits2_h5, DENSE)
+
+
+def test_fadl_reaches_lbfgs_optimum_sparse_serial(world, rt_h5):
+    alg, ref = _check_optimum(world, rt_h5, SPARSE)
+    # the communication claim, at P = 1: fewer d-vector Allreduces than L-BFGS
+    assert alg.dvec < ref.evals
+
+
+def test_fadl_squared_hinge_and_options(world, digits2_h5):
+    _check_optimum(world, digits2_h5, DENSE, loss="squared_hinge")
+    for solver in ({"local_solver": "lbfgs", "local_iters": 5},
+                   {"rescale": False, "kappa": 1e-3, "epochs": 2},
+                   {"variance": "plain", "step_size": 0.5}):
+        spec = dict(DENSE, solver=dict(DENSE["solver"], max_iter=400, **solver))
+        _check_optimum(world, digits2_h5, spec)
+
+
+def test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5):
+    ref, _ = run_inproc(world, "lbfgs", rt_h5, SPARSE["model"], LB, 4000)
+    fadl, _ = run_inproc(world, "fadl", rt_h5, SPARSE["model"], {"max_iter": 10}, 4000)
+    # the same number of d-vector Allreduces (communication rounds)
+    mix, objs = run_inproc(world, "psgd-mix", rt_h5, SPARSE["model"],
+                           {"max_iter": fadl.dvec}, 4000)
+    gap_fadl = (fadl.f - ref.f) / ref.f
+    gap_mix = (mix.f - ref.f) / ref.f
+    assert gap_mix > 100 * max(gap_fadl, 1e-12), (gap_mix, gap_fadl)
+    assert gap_mix > 1e-5
+    # and it has stalled: the last half of its rounds gained little
+    assert objs[len(objs) // 2] - objs[-1] < 0.1 * (objs[0] - objs[-1])
+
+
+def test_job_validation():
+    with pytest.raises(JobError, match="l1"):
+        config.resolve({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
+                        "model": {"l1": 0.1}}, "t.toml")
+    with pytest.raises(JobError, match="step_size"):
+        config.resolve({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
+                        "model": {"l2": 1.0}, "solver": {"step_size": 2.0}}, "t.toml")
+    with pytest.raises(JobError, match="local_solver"):
+        config.resolve({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
+                        "solver": {"local_solver": "tron"}}, "t.toml")
+
+
+# ------------------------------------------------------------------------- MPI
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_fadl_optimum_dense_mpi(world, digits2_h5):
+    _check_optimum(world, digits2_h5, DENSE)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_fadl_optimum_sparse_mpi(world, rt_h5):
+    _check_optimum(world, rt_h5, SPARSE)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_psgd_mix_stalls_mpi(world, rt_h5):
+    test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5)
+
+
+# ------------------------------------------------------------ SIGTERM and resume
+def _job(tmp_path, path, name="fadl", out="run"):
+    return write_job(tmp_path / f"{name}.toml", {
+        "job": {"algorithm": name, "seed": 5, "out": str(tmp_path / out)},
+        "data": {"train": path, "max_rows": 6000},
+        "model": {"l2": 1e-6},
+        "solver": {"max_iter": 120, "tol": 0.0, "epochs": 3, "variance": "plain"},
+        "checkpoint": {"every": 0}})
+
+
+def _weights(run):
+    with h5py.File(os.path.join(run, "final.h5"), "r") as f:
+        return f["model/w"][()]
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_resume_bit_identical(tmp_path, rt_h5):
+    job = _job(tmp_path, rt_h5)
+    ref_out = str(tmp_path / "ref")
+    r = cli(["run", job, "--out", ref_out], nranks=2, timeout=150)
+    assert r.returncode == 0, r.stderr
+    out = str(tmp_path / "run")
+    p = start(["run", job], nranks=2)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(out, "metrics.jsonl"))
+                 and sum(1 for _ in open(os.path.join(out, "metrics.jsonl"))) >= 5, 90)
+        os.killpg(p.pid, signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        kill_group(p)
+    assert p.returncode == 75, err
+    assert not os.path.exists(os.path.join(out, "final.h5"))
+    r = cli(["run", job, "--resume", "auto"], nranks=2, timeout=150)
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stdout
+    np.testing.assert_array_equal(_weights(out), _weights(ref_out))
+    # resuming at another P is allowed (local approximations are rebuilt)
+    out3 = str(tmp_path / "run3")
+    p = start(["run", job, "--out", out3], nranks=2)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(out3, "metrics.jsonl"))
+                 and sum(1 for _ in open(os.path.join(out3, "metrics.jsonl"))) >= 5, 90)
+        os.killpg(p.pid, signal.SIGTERM)
+        p.communicate(timeout=60)
+    finally:
+        kill_group(p)
+    assert p.returncode == 75
+    r = cli(["run", job, "--out", out3, "--resume", "auto"], nranks=1, timeout=150)
+    assert r.returncode == 0, r.stderr
+    import json
+    fa = json.load(open(os.path.join(out3, "summary.json")))["objective"]
+    fb = json.load(open(os.path.join(ref_out, "summary.json")))["objective"]
+    assert abs(fa - fb) <= 1e-6 * abs(fb)
