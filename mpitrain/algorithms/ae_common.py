@@ -1,0 +1,345 @@
+"""Shared machinery of the autoencoder algorithms (sae-greedy, slp, dae-stacked, dae-gradual).
+
+- parameter blocks: each layer's parameters are views into one flat float32 array, so a
+  layer travels in one Bcast (SLP) and is saved as one dataset;
+- `Trainer`: minibatch SGD with momentum on one network, synchronous data-parallel over a
+  (sub-)World: global batch b of epoch e is rows perm_e[bB:(b+1)B] of a permutation drawn
+  from the stream ("perm", key, e); each rank computes the gradient of its rows of that batch
+  (scaled by 1/B), one Allreduce(SUM) of all gradients, identical update everywhere. Noise of
+  batch b comes from the stream ("noise", key, e, b) drawn for the whole global batch, so the
+  result does not depend on the number of ranks beyond float32 summation order;
+- `AEBase`: schema, setup, evaluation (unrolled reconstruction error, fine-tuned test error),
+  fine-tuning phase, checkpoint helpers.
+"""
+import math
+
+import numpy as np
+
+from .. import data as datamod
+from ..config import Field
+from ..errors import JobError
+from ..models import autoencoder as AE
+from .._kernels import ae_fast as K
+from .base import Algorithm
+
+F32 = np.float32
+FT_KEY = 100000  # stream key of the fine-tuning phase
+
+MODEL_SCHEMA = {
+    "layers": Field("list[int]", [256, 64], "hidden layer sizes, bottom to top (the input "
+                    "width comes from the data)"),
+    "activation": Field(str, "sigmoid", "hidden units", choices=["sigmoid", "relu", "tanh"]),
+    "loss": Field(str, "xent", "reconstruction loss of x: cross-entropy (sigmoid output, data "
+                  "in [0,1]) or squared error (linear output)", choices=["xent", "squared"]),
+    "tied": Field(bool, False, "decoder weights = encoder weights transposed"),
+    "noise": Field(str, "none", "input corruption while training", choices=["none", "mask",
+                                                                              "gauss"]),
+    "noise_level": Field(float, 0.0, "masking probability, or Gaussian standard deviation",
+                         min=0.0),
+}
+
+SOLVER_SCHEMA = {
+    "epochs": Field(int, 10, "epochs per layer (per stage)", min=1),
+    "batch": Field(int, 100, "global minibatch size (split over the ranks)", min=1),
+    "lr": Field(float, 0.1, "SGD learning rate", min=0.0),
+    "momentum": Field(float, 0.9, "heavy-ball momentum", min=0.0),
+    "weight_decay": Field(float, 0.0, "L2 weight decay added to the gradient", min=0.0),
+    "finetune_epochs": Field(int, 0, "supervised fine-tuning epochs (softmax on the top code) "
+                             "after pre-training; 0 = none", min=0),
+    "finetune_lr": Field(float, 0.1, "fine-tuning learning rate", min=0.0),
+    "eval_every": Field(int, 1, "evaluate the unrolled test reconstruction every N epochs "
+                        "(rounds); 0 = only at the end of each layer", min=0,
+                        affects_result=False),
+    "eval_rows": Field(int, 0, "evaluate on the first N test rows (0 = all)", min=0,
+                       affects_result=False),
+}
+
+
+def with_defaults(schema, **defaults):
+    out = dict(schema)
+    for k, v in defaults.items():
+        f = out[k]
+        out[k] = Field(f.type, v, f.help, f.choices, f.min, f.affects_result)
+    return out
+
+
+class Block:
+    """Named float32 parameters as views into one flat array."""
+
+    def __init__(self, spec):
+        self.names = [n for n, _ in spec]
+        size = sum(int(np.prod(s)) for _, s in spec)
+        self.flat = np.zeros(size, F32)
+        self.views = {}
+        off = 0
+        for n, s in spec:
+            m = int(np.prod(s))
+            self.views[n] = self.flat[off:off + m].reshape(s)
+            off += m
+
+
+class Trainer:
+    """Momentum SGD on `net` for the parameters `names`, data-parallel over `world`.
+
+    X: this rank's rows [lo, lo + len(X)) of the n rows the batches are drawn from."""
+
+    def __init__(self, alg, key, net, names, world, X, lo, n, labels=None, lr=None,
+                 noise=True):
+        s = alg.ctx.solver
+        self.alg, self.ctx, self.P = alg, alg.ctx, alg.P
+        self.key = tuple(key)
+        self.net, self.names, self.world = net, list(names), world
+        self.tset = frozenset(names)
+        self.X, self.lo, self.n, self.labels = X, lo, n, labels
+        self.B = s["batch"]
+        self.lr = F32(s["lr"] if lr is None else lr)
+        self.mu, self.wd = F32(s["momentum"]), F32(s["weight_decay"])
+        m = alg.ctx.model
+        self.noise = (m["noise"], m["noise_level"]) if noise else ("none", 0.0)
+        self.grads = Block([(nm, self.P[nm].shape) for nm in self.names])
+        self.mom = Block([(nm, self.P[nm].shape) for nm in self.names])
+        self._perm_epoch, self._perm = None, None
+        self._xin = None
+
+    @property
+    def batches(self):
+        return math.ceil(self.n / self.B)
+
+    def perm(self, epoch):
+        if self._perm_epoch != epoch:
+            self._perm = self.ctx.rng("perm", *self.key, epoch).permutation(self.n)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def run(self, epoch, b0, b1):
+        """Global batches b0..b1-1 of `epoch`; returns the summed loss over them (all ranks,
+        one Allreduce of the gradients per batch + one of the loss at the end)."""
+        perm = self.perm(epoch)
+        hi = self.lo + self.X.shape[0]
+        total = 0.0
+        kind, level = self.noise
+        G, V = self.grads.views, self.mom.views
+        for b in range(b0, b1):
+            g = perm[b * self.B:(b + 1) * self.B]
+            pos = np.flatnonzero((g >= self.lo) & (g < hi))
+            rows = g[pos] - self.lo
+            xb = self.X[rows]
+            xin = xb
+            if kind != "none" and level > 0:
+                rng = self.ctx.rng("noise", *self.key, epoch, b)
+                if kind == "mask":
+                    U = rng.random((g.size, xb.shape[1]), dtype=F32)[pos]
+                    xin = np.empty_like(xb)
+                    K.mask_noise(xb, U, F32(level), xin)
+                else:
+                    N = rng.standard_normal((g.size, xb.shape[1]), dtype=F32)[pos]
+                    xin = np.empty_like(xb)
+                    K.gauss_noise(xb, N, F32(level), xin)
+            lab = None if self.labels is None else self.labels[rows]
+            total += self.net.loss_grad(self.P, xin, xb, G, self.tset, 1.0 / g.size, lab)
+            with self.ctx.phase("allreduce"):
+                self.world.allreduce(self.grads.flat)
+            for nm in self.names:
+                K.momentum_step(self.P[nm].reshape(-1), V[nm].reshape(-1),
+                                G[nm].reshape(-1), self.lr, self.mu, self.wd)
+        return self.world.allreduce_scalars(total)
+
+
+class AEBase(Algorithm):
+    """Common setup, evaluation, fine-tuning and checkpoint helpers."""
+    MODEL_SCHEMA = MODEL_SCHEMA
+    SOLVER_SCHEMA = SOLVER_SCHEMA
+    DATA = {"binary": False, "dtype": np.float32}
+    RESHARDABLE = True
+
+    @classmethod
+    def validate_job(cls, job, source):
+        m = job["model"]
+        if not m["layers"] or min(m["layers"]) < 1:
+            raise JobError(f"{source}: [model] layers must be a non-empty list of positive "
+                           f"sizes, got {m['layers']}")
+        if m["noise"] != "none" and m["noise"] == "mask" and m["noise_level"] >= 1.0:
+            raise JobError(f"{source}: [model] noise_level = {m['noise_level']} must be < 1 "
+                           "for masking noise")
+        if m["loss"] == "xent" and m["activation"] == "relu" and len(m["layers"]) > 1:
+            pass  # upper layers use squared error on relu codes (layer_loss)
+
+    # -- setup ---------------------------------------------------------------------------
+    def setup(self):
+        ctx = self.ctx
+        m = ctx.model
+        self.act, self.loss, self.tied = m["activation"], m["loss"], m["tied"]
+        self.X = np.ascontiguousarray(ctx.train.X, dtype=F32)
+        self.dims = [ctx.train.d] + list(m["layers"])
+        self.K = len(m["layers"])
+        self.P = {}
+        self.blocks = {}
+        for k in range(1, self.K + 1):
+            self._layer_block(k)
+        self.labels = None
+        self.classes = 0
+        self.ft = None  # fine-tuning trainer
+        self.ft_epoch = 0
+        self.phase_name = "pretrain"
+        self.last = {}
+
+    def _add_block(self, key, spec, init):
+        blk = Block(spec)
+        self.blocks[key] = blk
+        self.P.update(blk.views)
+        for name, fn in init.items():
+            blk.views[name][...] = fn()
+        return blk
+
+    def _layer_block(self, k):
+        din, dout = self.dims[k - 1], self.dims[k]
+        spec = [(f"W{k}", (din, dout)), (f"b{k}", (dout,))]
+        init = {f"W{k}": lambda: AE.glorot(self.ctx.rng("init", k), din, dout, self.act)}
+        if not self.tied:
+            spec.append((f"V{k}", (dout, din)))
+            init[f"V{k}"] = lambda: AE.glorot(self.ctx.rng("init-dec", k), dout, din,
+                                              self.act)
+        spec.append((f"c{k}", (din,)))
+        return self._add_block(f"L{k}", spec, init)
+
+    def layer_names(self, k):
+        return self.blocks[f"L{k}"].names
+
+    # -- evaluation -----------------------------------------------------------------------
+    def eval_shard(self):
+        """(X, labels, global row count) of the evaluation rows on this rank."""
+        ctx = self.ctx
+        shard = ctx.test if ctx.test is not None else ctx.train
+        if not hasattr(self, "_eval"):
+            X = np.ascontiguousarray(shard.X, dtype=F32)
+            y = shard.y
+            n = shard.n
+            limit = ctx.solver["eval_rows"]
+            if limit and limit < n:
+                keep = max(0, min(shard.stop, limit) - shard.start)
+                X, y, n = X[:keep], y[:keep], limit
+            self._eval = (np.ascontiguousarray(X), np.asarray(y), n)
+        return self._eval
+
+    def recon_error(self, net, world=None):
+        """Mean per-example reconstruction loss of `net` on the evaluation rows (collective
+        over `world`, default the whole world)."""
+        world = world or self.world
+        X, _, n = self.eval_shard()
+        with self.ctx.phase("eval"):
+            s, _ = net.loss_sum(self.P, X)
+            return world.allreduce_scalars(s) / n
+
+    # -- fine-tuning ------------------------------------------------------------------------
+    def _ft_setup(self):
+        ctx = self.ctx
+        y = ctx.train.y
+        if not self.classes:
+            mx = self.world.allreduce_scalars(float(y.max()) if y.size else 0.0, op="max")
+            self.classes = int(mx) + 1
+        if "S" not in self.P:
+            dK, c = self.dims[-1], self.classes
+            self._add_block("FT", [("S", (dK, c)), ("s", (c,))],
+                            {"S": lambda: AE.glorot(ctx.rng("init-ft"), dK, c, "linear")})
+        self.ft_net = AE.finetune_net(self.K, self.act)
+        names = [n for k in range(1, self.K + 1) for n in (f"W{k}", f"b{k}")] + ["S", "s"]
+        lab = np.ascontiguousarray(y, dtype=np.int32)
+        self.ft = Trainer(self, (FT_KEY,), self.ft_net, names, self.world, self.X,
+                          ctx.train.start, ctx.train.n, labels=lab,
+                          lr=ctx.solver["finetune_lr"], noise=False)
+
+    def finetune_step(self):
+        if self.ft is None:
+            self._ft_setup()
+            if getattr(self, "_pending_ftV", None) is not None:
+                self.ft.mom.flat[...] = self._pending_ftV
+                self._pending_ftV = None
+        with self.ctx.phase("train"):
+            loss = self.ft.run(self.ft_epoch, 0, self.ft.batches) / self.ctx.train.n
+        self.ft_epoch += 1
+        info = {"phase": "finetune", "epoch": self.ft_epoch, "loss": loss}
+        info.update(self.classify())
+        if self.ft_epoch >= self.ctx.solver["finetune_epochs"]:
+            self.phase_name = "done"
+        self.last.update(info)
+        return info
+
+    def classify(self):
+        X, y, n = self.eval_shard()
+        with self.ctx.phase("eval"):
+            s, correct = self.ft_net.loss_sum(self.P, X, labels=np.asarray(y, dtype=np.int32))
+            s, correct = self.world.allreduce_scalars(s, float(correct))
+        return {"test_error": 1.0 - correct / n, "test_nll": s / n}
+
+    def after_pretrain(self):
+        self.phase_name = "finetune" if self.ctx.solver["finetune_epochs"] > 0 else "done"
+
+    # -- checkpoint helpers ------------------------------------------------------------------
+    def base_state(self):
+        st = {f"P/{k}": b.flat for k, b in sorted(self.blocks.items())}
+        st.update({"phase": self.phase_name, "ft_epoch": np.int64(self.ft_epoch),
+                   "classes": np.int64(self.classes)})
+        if self.ft is not None:
+            st["ftV"] = self.ft.mom.flat
+        return st
+
+    def load_base(self, r):
+        self.classes = int(r.get("classes"))
+        if "P/FT" in r and "S" not in self.P:
+            self._ft_setup()
+        for k, b in self.blocks.items():
+            b.flat[...] = r.get(f"P/{k}")
+        self.phase_name = r.get("phase")
+        self.ft_epoch = int(r.get("ft_epoch"))
+        self._pending_ftV = r.get("ftV") if "ftV" in r else None
+        if self.ft is not None and self._pending_ftV is not None:
+            self.ft.mom.flat[...] = self._pending_ftV
+            self._pending_ftV = None
+        if self.phase_name == "done" and self.ft_epoch < self.ctx.solver["finetune_epochs"]:
+            self.phase_name = "finetune"
+
+    @property
+    def done(self):
+        return self.phase_name == "done"
+
+    def final_model(self):
+        out = {f"model/{n}": np.asarray(a) for n, a in self.P.items()}
+        out["model/layers"] = np.asarray(self.dims, dtype=np.int64)
+        return out
+
+    def summary_info(self):
+        return {k: v for k, v in self.last.items() if isinstance(v, (int, float, str))}
+
+    @classmethod
+    def evaluate(cls, ctx, model):
+        """Unrolled reconstruction error (and fine-tuned test error if a softmax exists)."""
+        P = {k[len("model/"):]: np.ascontiguousarray(v) for k, v in model.items()
+             if k.startswith("model/") and k != "model/layers"}
+        m = ctx.model
+        Kn = len(m["layers"])
+        shard = ctx.test if ctx.test is not None else ctx.train
+        X = np.ascontiguousarray(shard.X, dtype=F32)
+        net = cls.eval_net_for(P, Kn, m)
+        s, _ = net.loss_sum(P, X)
+        out = {"data": "test" if ctx.test is not None else "train", "rows": shard.n,
+               "recon": ctx.world.allreduce_scalars(s) / shard.n}
+        if "S" in P:
+            ft = AE.finetune_net(Kn, m["activation"])
+            s, c = ft.loss_sum(P, X, labels=np.asarray(shard.y, dtype=np.int32))
+            s, c = ctx.world.allreduce_scalars(s, float(c))
+            out.update(test_error=1.0 - c / shard.n, test_nll=s / shard.n)
+        return out
+
+    @classmethod
+    def eval_net_for(cls, P, Kn, m):
+        return AE.stack_net(Kn, m["activation"], m["loss"], m["tied"])
+
+
+def load_group_train(ctx, gworld):
+    """The training rows again, block-split over a sub-World (SLP: every layer group needs
+    the whole training set)."""
+    d = ctx.job["data"]
+    return datamod.load(gworld, d["train"], fmt=d["format"], group=d["train_group"],
+                        features=d["features"], zero_based=d["zero_based"],
+                        positive=d["positive"], binary=False, normalize=d["normalize"],
+                        max_rows=d["max_rows"], dtype=F32, what="train")
