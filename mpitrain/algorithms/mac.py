@@ -1,0 +1,306 @@
+"""MAC for a deep sigmoidal autoencoder (`mac`), and its baseline `backprop`.
+
+Model (models/nested.py): f = f_{K+1}∘…∘f₁, fₖ(z) = σ(Wₖz + bₖ) for the hidden layers
+(sizes [model] hidden), f_{K+1} linear, target y = x. `mac` minimises, for μᵢ = mu0·mu_factorⁱ,
+    E_Q(W, Z; μ) = Σₙ ½‖xₙ − f_{K+1}(z_{K,n})‖² + (μ/2) Σₙ Σₖ ‖z_{k,n} − fₖ(z_{k−1,n})‖²,  z₀ = x
+one iteration per μ:
+  W-step: every unit of every layer is an independent submodel (least squares of σ(wᵀz+b) or
+      wᵀz+b against one column of Z_k or X); they circulate round the ring of ranks
+      (mac_ring.Ring: Sendrecv per hop, `epochs` SGD passes over every shard, Allgatherv).
+  Z-step: per point, `zsteps` gradient steps with backtracking (never increases E_Q); no
+      communication.
+Z starts from a forward pass of the initial network. Stops after mu_steps, or when the
+constraint violation (1/N)Σₙ Σₖ‖zₖ − fₖ(z_{k−1})‖² falls below `tol`.
+
+`backprop` minimises the nested error E(W) = Σₙ ½‖xₙ − f(xₙ)‖² directly: data-parallel
+minibatch SGD with momentum; each global minibatch is spread over the ranks (each rank's share
+of the same number of minibatches per epoch), one Allreduce(SUM) of the gradient per minibatch.
+Both start from the same initial weights (seed stream "mac-init"). Reported nested_error is
+(1/N)Σₙ ‖xₙ − f(xₙ)‖² for both.
+"""
+import time
+
+import numpy as np
+
+from ..checkpoint import Sharded
+from ..config import Field
+from ..errors import JobError
+from ..models import nested
+from .base import Algorithm
+from .mac_ring import Ring
+
+NET_SCHEMA = {
+    "hidden": Field("list[int]", [32, 8, 32], "hidden layer sizes (sigmoid units)"),
+    "init_scale": Field(float, 1.0, "initial weights ~ N(0, scale²/fan_in)", min=0.0),
+}
+
+
+def _check_hidden(job, source):
+    if not job["model"]["hidden"] or min(job["model"]["hidden"]) < 1:
+        raise JobError(f"{source}: [model] hidden must be a non-empty list of positive sizes")
+
+
+def _nested_eval(ctx, layers):
+    shard = ctx.test if ctx.test is not None else ctx.train
+    X = shard.X.toarray() if shard.sparse else shard.X
+    e = ctx.world.allreduce_scalars(nested.nested_error(X, layers))
+    return {"data": "test" if ctx.test is not None else "train",
+            "nested_error": e / shard.n}
+
+
+def _layers_model(layers):
+    out = {}
+    for k, Wb in enumerate(layers):
+        out[f"model/W{k + 1}"] = Wb[:, :-1]
+        out[f"model/b{k + 1}"] = Wb[:, -1]
+    return out
+
+
+def _model_layers(model):
+    layers, k = [], 1
+    while f"model/W{k}" in model:
+        layers.append(np.hstack([model[f"model/W{k}"], model[f"model/b{k}"][:, None]]))
+        k += 1
+    return layers
+
+
+class MAC(Algorithm):
+    name = "mac"
+    summary = "method of auxiliary coordinates, deep sigmoidal autoencoder, units on a ring"
+    MODEL_SCHEMA = NET_SCHEMA
+    SOLVER_SCHEMA = {
+        "mu0": Field(float, 0.5, "first penalty parameter μ", min=0.0),
+        "mu_factor": Field(float, 1.5, "geometric factor of the μ schedule", min=1.0),
+        "mu_steps": Field(int, 20, "length of the μ schedule (iteration cap)", min=1),
+        "epochs": Field(int, 2, "SGD passes of every unit over every shard per W-step", min=1),
+        "batch": Field(int, 32, "SGD minibatch size", min=1),
+        "eta": Field(float, 0.5, "unit SGD step η₀ (layer k uses η₀/(1 + mean‖z_{k−1}‖²))",
+                     min=0.0),
+        "decay": Field(float, 1e-3, "step schedule ηₜ = η₀/√(1 + decay·t)", min=0.0),
+        "zsteps": Field(int, 5, "gradient steps per point in the Z-step", min=1),
+        "tol": Field(float, 0.0, "stop when the mean constraint violation is below tol",
+                     min=0.0, affects_result=False),
+    }
+    DATA = {"binary": False, "dtype": np.float64}
+
+    @classmethod
+    def validate_job(cls, job, source):
+        _check_hidden(job, source)
+
+    def setup(self):
+        ctx, world = self.ctx, self.world
+        tr = ctx.train
+        self.X = tr.X.toarray() if tr.sparse else tr.X
+        self.N, self.D = tr.n, tr.d
+        self.sizes = [self.D] + list(ctx.model["hidden"]) + [self.D]
+        self.layers = nested.init_layers(self.sizes, ctx.rng("mac-init"),
+                                         ctx.model["init_scale"])
+        self.Z = nested.forward(self.X, self.layers)[:-1]
+        nl = len(self.layers)
+        self.counters = {f"L{k}": np.zeros(self.sizes[k + 1], dtype=np.int64)
+                         for k in range(nl)}
+        self.ring = Ring(world, {f"L{k}": (self.sizes[k + 1], self.sizes[k] + 1)
+                                 for k in range(nl)})
+        self.it = 0
+        self.finished = False
+        self.reason = ""
+        self.last = {}
+
+    @property
+    def mu(self):
+        s = self.ctx.solver
+        return s["mu0"] * s["mu_factor"] ** self.it
+
+    def _train(self, name, ids, Wm, t, epoch, hop):
+        s = self.ctx.solver
+        k = int(name[1:])
+        K = len(self.layers) - 1
+        order = self.ctx.rng("mac-sgd", self.it, epoch, hop,
+                             self.world.rank).permutation(self.X.shape[0])
+        Zin = self.X if k == 0 else self.Z[k - 1]
+        T = (self.X if k == K else self.Z[k])[:, ids]
+        t0 = time.perf_counter()
+        nested.unit_sgd(Wm, t, Zin, T, order, s["batch"], self.eta[k], s["decay"], k < K)
+        self._t_compute += time.perf_counter() - t0
+
+    def step(self):
+        ctx, world, s = self.ctx, self.world, self.ctx.solver
+        mu = self.mu
+        params = {f"L{k}": Wb for k, Wb in enumerate(self.layers)}
+        # step of layer k: eta / (1 + mean‖z_{k−1}‖²) (one Allreduce of K+1 scalars)
+        ins = [self.X] + self.Z
+        sq = world.allreduce_scalars(*[float(np.einsum("ij,ij->", z, z)) for z in ins])
+        sq = sq if isinstance(sq, tuple) else (sq,)
+        self.eta = [s["eta"] / (1.0 + q / self.N) for q in sq]
+        self._t_compute = 0.0
+        c0 = world.seconds
+        self.ring.w_step(params, self.counters, s["epochs"], self._train)
+        ctx.phase_seconds["wstep_compute"] = ctx.phase_seconds.get("wstep_compute", 0.0) \
+            + self._t_compute
+        ctx.phase_seconds["ring_comm"] = ctx.phase_seconds.get("ring_comm", 0.0) \
+            + world.seconds - c0
+        with ctx.phase("zstep"):
+            acc = nested.zstep(self.X, self.Z, self.layers, mu, s["zsteps"])
+        with ctx.phase("objective"):
+            rec, viol = nested.per_point_eq(self.X, self.Z, self.layers, mu)
+            nest = nested.nested_error(self.X, self.layers)
+            rec, viol, nest, acc = world.allreduce_scalars(float(rec.sum()), float(viol.sum()),
+                                                           nest, float(acc))
+        self.it += 1
+        info = {"mu": mu, "objective": rec + 0.5 * mu * viol, "nested_error": nest / self.N,
+                "violation": viol / self.N, "zstep_accepted": int(acc),
+                "ring_hops": self.ring.hops}
+        if ctx.test is not None:
+            info["test_nested_error"] = _nested_eval(ctx, self.layers)["nested_error"]
+        if viol / self.N < s["tol"]:
+            self.finished, self.reason = True, "constraint violation below tol"
+        elif self.it >= s["mu_steps"]:
+            self.finished, self.reason = True, "mu schedule ended"
+        self.last = info
+        return info
+
+    @property
+    def done(self):
+        return self.finished
+
+    def state(self):
+        tr = self.ctx.train
+        st = {"it": np.int64(self.it), "finished": np.int64(self.finished),
+              "reason": self.reason or "-", "hops": np.int64(self.ring.hops)}
+        for k, Wb in enumerate(self.layers):
+            st[f"W{k}"] = Wb
+            st[f"t{k}"] = self.counters[f"L{k}"]
+        for k, Zk in enumerate(self.Z):
+            st[f"Z{k}"] = Sharded(Zk, tr.start, tr.n)
+        return st
+
+    def load_state(self, r):
+        tr = self.ctx.train
+        for k in range(len(self.layers)):
+            self.layers[k] = np.ascontiguousarray(r.get(f"W{k}"))
+            self.counters[f"L{k}"] = r.get(f"t{k}")
+        self.Z = [r.rows(f"Z{k}", tr.start, tr.stop) for k in range(len(self.Z))]
+        self.it = int(r.get("it"))
+        self.finished = bool(r.get("finished"))
+        self.reason = "" if r.get("reason") == "-" else r.get("reason")
+        self.ring.hops = int(r.get("hops"))
+        if self.finished and self.reason == "mu schedule ended" \
+                and self.it < self.ctx.solver["mu_steps"]:
+            self.finished = False
+
+    def final_model(self):
+        return _layers_model(self.layers)
+
+    def summary_info(self):
+        out = {"iterations": self.it, "stop_reason": self.reason}
+        out.update({k: v for k, v in self.last.items() if isinstance(v, (int, float))})
+        return out
+
+    @classmethod
+    def evaluate(cls, ctx, model):
+        return _nested_eval(ctx, _model_layers(model))
+
+
+class Backprop(Algorithm):
+    name = "backprop"
+    summary = "data-parallel minibatch SGD (momentum) on the nested autoencoder objective"
+    MODEL_SCHEMA = NET_SCHEMA
+    SOLVER_SCHEMA = {
+        "epochs": Field(int, 50, "epochs (one step = one epoch)", min=1),
+        "batch": Field(int, 64, "global minibatch size", min=1),
+        "lr": Field(float, 0.05, "step size (on the minibatch mean gradient)", min=0.0),
+        "momentum": Field(float, 0.9, "heavy-ball momentum", min=0.0),
+    }
+    DATA = {"binary": False, "dtype": np.float64}
+
+    @classmethod
+    def validate_job(cls, job, source):
+        _check_hidden(job, source)
+
+    def setup(self):
+        ctx = self.ctx
+        tr = ctx.train
+        self.X = tr.X.toarray() if tr.sparse else tr.X
+        self.N, self.D = tr.n, tr.d
+        self.sizes = [self.D] + list(ctx.model["hidden"]) + [self.D]
+        self.layers = nested.init_layers(self.sizes, ctx.rng("mac-init"),
+                                         ctx.model["init_scale"])
+        self.vel = [np.zeros_like(W) for W in self.layers]
+        self.shapes = [W.shape for W in self.layers]
+        self.nparam = sum(W.size for W in self.layers)
+        self.buf = np.empty(self.nparam + 2)
+        self.epoch = 0
+        self.last = {}
+
+    def step(self):
+        ctx, world, s = self.ctx, self.world, self.ctx.solver
+        nb = max(1, -(-self.N // s["batch"]))  # same number of minibatches on every rank
+        order = ctx.rng("backprop", self.epoch, world.rank).permutation(self.X.shape[0])
+        parts = np.array_split(order, nb)
+        loss_sum = 0.0
+        for idx in parts:
+            with ctx.phase("gradient"):
+                if len(idx):
+                    grads, loss = nested.backprop_grad(self.X[idx], self.layers)
+                    off = 0
+                    for g in grads:
+                        self.buf[off:off + g.size] = g.reshape(-1)
+                        off += g.size
+                else:
+                    loss = 0.0
+                    self.buf[:self.nparam] = 0.0
+                self.buf[self.nparam] = loss
+                self.buf[self.nparam + 1] = len(idx)
+            with ctx.phase("allreduce"):
+                world.allreduce(self.buf)
+            with ctx.phase("update"):
+                m = max(self.buf[self.nparam + 1], 1.0)
+                loss_sum += self.buf[self.nparam]
+                off = 0
+                for k, W in enumerate(self.layers):
+                    g = self.buf[off:off + W.size].reshape(W.shape) / m
+                    off += W.size
+                    self.vel[k] *= s["momentum"]
+                    self.vel[k] -= s["lr"] * g
+                    W += self.vel[k]
+        self.epoch += 1
+        with ctx.phase("objective"):
+            nest = world.allreduce_scalars(nested.nested_error(self.X, self.layers))
+        info = {"objective": 0.5 * nest, "nested_error": nest / self.N,
+                "minibatch_loss": 2.0 * loss_sum / self.N, "allreduces": nb}
+        if ctx.test is not None:
+            info["test_nested_error"] = _nested_eval(ctx, self.layers)["nested_error"]
+        self.last = info
+        return info
+
+    @property
+    def done(self):
+        return self.epoch >= self.ctx.solver["epochs"]
+
+    def state(self):
+        st = {"epoch": np.int64(self.epoch)}
+        for k in range(len(self.layers)):
+            st[f"W{k}"] = self.layers[k]
+            st[f"V{k}"] = self.vel[k]
+        return st
+
+    def load_state(self, r):
+        self.epoch = int(r.get("epoch"))
+        for k in range(len(self.layers)):
+            self.layers[k] = np.ascontiguousarray(r.get(f"W{k}"))
+            self.vel[k] = np.ascontiguousarray(r.get(f"V{k}"))
+
+    def final_model(self):
+        return _layers_model(self.layers)
+
+    def summary_info(self):
+        out = {"epochs": self.epoch}
+        out.update({k: v for k, v in self.last.items() if isinstance(v, (int, float))})
+        return out
+
+    @classmethod
+    def evaluate(cls, ctx, model):
+        return _nested_eval(ctx, _model_layers(model))
+
+
+ALGORITHMS = [MAC, Backprop]
