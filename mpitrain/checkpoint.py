@@ -16,6 +16,7 @@ same way; the newest K checkpoints are kept. A crash at any moment leaves the ea
 checkpoints intact, and `--resume auto` skips a file that is incomplete or fails its CRC.
 """
 import glob
+import io
 import json
 import os
 import time
@@ -85,7 +86,10 @@ def save(world, ckdir, step, state, manifest, keep=3):
         tmp = final + f".tmp{os.getpid()}"
         try:
             os.makedirs(ckdir, exist_ok=True)
-            with h5py.File(tmp, "w", locking=False) as f:
+            # The HDF5 file is built in memory and written with plain file I/O: HDF5 writing
+            # straight to a disk that fills up (ENOSPC/EFBIG) can crash the process.
+            image = io.BytesIO()
+            with h5py.File(image, "w", locking=False) as f:
                 m = f.create_group("manifest")
                 full = dict(manifest, step=int(step), format_version=FORMAT_VERSION,
                             mpitrain_version=__version__, world_size=world.size,
@@ -103,11 +107,16 @@ def save(world, ckdir, step, state, manifest, keep=3):
                         ds.attrs["sharded"] = 1
                     crcs[name] = _crc(np.asarray(value))
                 m.attrs["crc32"] = json.dumps(crcs, sort_keys=True)
-                f.flush()
-                fault_point("ckpt", world.rank, step)
                 f.attrs["complete"] = 1
-            with open(tmp, "rb+") as fh:
+            data = image.getbuffer()
+            with open(tmp, "wb") as fh:
+                fh.write(data[:len(data) // 2])
+                fh.flush()
+                fault_point("ckpt", world.rank, step)
+                fh.write(data[len(data) // 2:])
+                fh.flush()
                 os.fsync(fh.fileno())
+            del data
             os.replace(tmp, final)
             _fsync_dir(ckdir)
             _write_latest(ckdir, os.path.basename(final))

@@ -9,6 +9,7 @@
 The run directory holds job.toml (the resolved job), metrics.jsonl, checkpoints/, final.h5
 and summary.json.
 """
+import io
 import json
 import os
 import time
@@ -126,17 +127,24 @@ def _write_final(world, out, model, manifest):
         path = os.path.join(out, "final.h5")
         tmp = path + f".tmp{os.getpid()}"
         try:
-            with h5py.File(tmp, "w", locking=False) as f:
+            image = io.BytesIO()  # built in memory: HDF5 can crash on a disk that fills up
+            with h5py.File(image, "w", locking=False) as f:
                 m = f.create_group("manifest")
                 for k, v in manifest.items():
                     m.attrs[k] = v
                 for name, arr in model.items():
                     f.create_dataset(name, data=np.asarray(arr))
                 f.attrs["complete"] = 1
-            with open(tmp, "rb+") as fh:
+            with open(tmp, "wb") as fh:
+                fh.write(image.getbuffer())
+                fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise OutputError(f"{path}: cannot write the final model ({exc.strerror or exc})")
     collectively(world, write)
 
@@ -198,7 +206,11 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
             step += 1
             fault_point("step", world.rank, step)
             info.update(ctx.phase_info())
-            metrics.log(step, clock.elapsed(), info)
+            try:
+                metrics.log(step, clock.elapsed(), info)
+            except OSError as exc:  # rank 0's progress file: the disk is full or gone
+                raise OutputError(f"{metrics.path}: cannot append progress "
+                                  f"({exc.strerror or exc}); earlier checkpoints are intact")
             over_time = bool(limit) and time.perf_counter() - start_wall > limit
             stop = world.any_true((signals is not None and signals.requested) or over_time)
             if stop:
