@@ -74,7 +74,7 @@ class MAC(Algorithm):
         "mu_steps": Field(int, 20, "length of the μ schedule (iteration cap)", min=1),
         "epochs": Field(int, 2, "SGD passes of every unit over every shard per W-step", min=1),
         "batch": Field(int, 32, "SGD minibatch size", min=1),
-        "eta": Field(float, 0.5, "unit SGD step η₀ (layer k uses η₀/(1 + mean‖z_{k−1}‖²))",
+        "eta": Field(float, 0.5, "unit SGD step η₀ (layer k: c·η₀/(1 + mean‖z_{k−1}‖²), c = 4 for σ units)",
                      min=0.0),
         "decay": Field(float, 1e-3, "step schedule ηₜ = η₀/√(1 + decay·t)", min=0.0),
         "zsteps": Field(int, 5, "gradient steps per point in the Z-step", min=1),
@@ -131,7 +131,10 @@ class MAC(Algorithm):
         ins = [self.X] + self.Z
         sq = world.allreduce_scalars(*[float(np.einsum("ij,ij->", z, z)) for z in ins])
         sq = sq if isinstance(sq, tuple) else (sq,)
-        self.eta = [s["eta"] / (1.0 + q / self.N) for q in sq]
+        # sigmoid units: 4× (σ' ≤ 1/4 bounds their curvature 4× below a linear unit's)
+        K = len(self.layers) - 1
+        self.eta = [s["eta"] * (1.0 if k == K else 4.0) / (1.0 + q / self.N)
+                    for k, q in enumerate(sq)]
         self._t_compute = 0.0
         c0 = world.seconds
         self.ring.w_step(params, self.counters, s["epochs"], self._train)
