@@ -71,7 +71,8 @@ class MAC(Algorithm):
     SOLVER_SCHEMA = {
         "mu0": Field(float, 0.5, "first penalty parameter μ", min=0.0),
         "mu_factor": Field(float, 1.5, "geometric factor of the μ schedule", min=1.0),
-        "mu_steps": Field(int, 20, "length of the μ schedule (iteration cap)", min=1),
+        "mu_steps": Field(int, 20, "length of the μ schedule (iteration cap)", min=1,
+                          affects_result=False),
         "epochs": Field(int, 2, "SGD passes of every unit over every shard per W-step", min=1),
         "batch": Field(int, 32, "SGD minibatch size", min=1),
         "eta": Field(float, 0.5, "unit SGD step η₀ (layer k: c·η₀/(1 + mean‖z_{k−1}‖²), c = 4 for σ units)",
@@ -209,7 +210,7 @@ class Backprop(Algorithm):
     summary = "data-parallel minibatch SGD (momentum) on the nested autoencoder objective"
     MODEL_SCHEMA = NET_SCHEMA
     SOLVER_SCHEMA = {
-        "epochs": Field(int, 50, "epochs (one step = one epoch)", min=1),
+        "epochs": Field(int, 50, "epochs (one step = one epoch)", min=1, affects_result=False),
         "batch": Field(int, 64, "global minibatch size", min=1),
         "lr": Field(float, 0.05, "step size (on the minibatch mean gradient)", min=0.0),
         "momentum": Field(float, 0.9, "heavy-ball momentum", min=0.0),

@@ -40,7 +40,8 @@ BA_MODEL_SCHEMA = {
 BA_SOLVER_SCHEMA = {
     "mu0": Field(float, 0.005, "first penalty parameter μ", min=0.0),
     "mu_factor": Field(float, 1.5, "geometric factor of the μ schedule", min=1.0),
-    "mu_steps": Field(int, 30, "length of the μ schedule (iteration cap)", min=1),
+    "mu_steps": Field(int, 30, "length of the μ schedule (iteration cap)", min=1,
+                          affects_result=False),
     "epochs": Field(int, 2, "SGD passes of every submodel over every shard per W-step", min=1),
     "batch": Field(int, 32, "SGD minibatch size", min=1),
     "eta_enc": Field(float, 0.0, "hash-function SGD step η₀ (0 = 1/mean‖x‖²)", min=0.0),
