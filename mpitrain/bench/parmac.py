@@ -43,7 +43,7 @@ def main(argv):
     a = ap.parse_args(argv)
     ranks = [int(x) for x in a.ranks.split(",")]
     rows = a.rows or (10000 if a.quick else 0)
-    steps = 6 if a.quick else 15
+    steps = 6 if a.quick else 12
     tmp = os.path.join(a.out, "runs")
     os.makedirs(tmp, exist_ok=True)
     results = {"ba": [], "model": {}, "mac_vs_backprop": {}}
@@ -53,7 +53,8 @@ def main(argv):
             sec = {"job": {"algorithm": "parmac-ba", "seed": 0},
                    "data": {"train": a.data, "test": a.data, "max_rows": rows},
                    "model": {"bits": L, "init": "pca"},
-                   "solver": {"mu_steps": steps, "epochs": 2, "queries": 500, "K": 50},
+                   "solver": {"mu_steps": steps, "epochs": 2, "queries": 500, "K": 50,
+                              "mu0": 0.02},
                    "checkpoint": {"every": 0}}
             dt, s, m = _run(tmp, f"ba-L{L}", P, sec)
             it = s["iterations"]
