@@ -54,6 +54,42 @@ def load_data(world, job, cls, which=("train", "test")):
     return train, test
 
 
+def _mem_available():
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(cls, job, train):
+    """Refuse, before anything is allocated, a model whose state cannot fit in this node's
+    memory (a huge declared width: [data] features, a stray LIBSVM index). The estimate is
+    the algorithm's `memory_bytes(job, train)` when it has one, else four dense float64
+    vectors of the width (every algorithm here holds at least w, a gradient and two more)."""
+    est = getattr(cls, "memory_bytes", None)
+    need = int(est(job, train)) if est else 4 * 8 * int(train.d)
+    avail = _mem_available()
+    if avail is None:
+        return
+    local = 1
+    for var in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            local = int(v)
+            break
+    if need * local > avail:
+        from .errors import DataError
+        gib = 2.0 ** 30
+        raise DataError(f"{train.path}: {train.d} features: {cls.name} needs about "
+                        f"{need / gib:.1f} GiB per rank for its model state, x {local} ranks "
+                        f"on this node > {avail / gib:.1f} GiB available; check [data] "
+                        "features and the data's feature indices")
+
+
 def _prepare_out(world, out, fresh, resume):
     def make():
         if world.rank != 0:
@@ -164,6 +200,7 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     t_load = time.perf_counter()
     train, test = load_data(world, job, cls)
     t_load = time.perf_counter() - t_load
+    collectively(world, check_memory, cls, job, train)
     ctx = Context(world, job, train, test)
     alg = cls(ctx)
     alg.setup()
