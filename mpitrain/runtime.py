@@ -83,27 +83,48 @@ def internal_error(rank, size):
 
 
 class StopSignals:
-    """Set a flag on SIGTERM/SIGUSR1 (and SIGINT); the driver polls `requested`."""
+    """SIGTERM / SIGUSR1 / SIGINT set a flag (a C handler: it works even while this rank is
+    blocked in MPI); the driver polls `requested` at iteration boundaries and all ranks agree.
+    A second signal ends the process at once. If the agreed stop has not ended the process
+    `grace` seconds after the first signal (a peer is hung, so the boundary never comes), a
+    watchdog thread ends it with status 128 + signal."""
 
     SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
-    def __init__(self):
-        self.received = None
+    def __init__(self, grace=None):
+        self.grace = float(os.environ.get("MPITRAIN_STOP_GRACE", "120")) if grace is None \
+            else grace
 
     def install(self):
-        for name in self.SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                signal.signal(sig, self._handler)
+        from ._kernels import signals as csig
+        self._c = csig
+        csig.install([getattr(signal, n) for n in self.SIGNALS if hasattr(signal, n)])
+        import threading
+        threading.Thread(target=self._watchdog, name="mpitrain-stop-watchdog",
+                         daemon=True).start()
         return self
 
-    def _handler(self, signum, frame):
-        if self.received is None:
-            self.received = signal.Signals(signum).name
+    def _watchdog(self):
+        while not self._c.received():
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < self.grace:
+            time.sleep(0.2)
+        sig = self._c.received()
+        sys.stderr.write(f"mpitrain: no clean stop {self.grace:.0f}s after "
+                         f"{signal.Signals(sig).name} (a peer rank is not responding); "
+                         "exiting without a new checkpoint\n")
+        sys.stderr.flush()
+        os._exit(128 + sig)
+
+    @property
+    def received(self):
+        sig = self._c.received()
+        return signal.Signals(sig).name if sig else None
 
     @property
     def requested(self):
-        return self.received is not None
+        return bool(self._c.received())
 
 
 def check_launch(world):

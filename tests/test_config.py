@@ -1,0 +1,66 @@
+"""Job-file validation: every mistake is a JobError naming file, section, key, allowed values."""
+import pytest
+
+from mpitrain import config
+from mpitrain.errors import JobError, UsageError
+
+GOOD = {"job": {"algorithm": "lbfgs"}, "data": {"train": "x.h5"}}
+
+
+def resolve(raw, overrides=()):
+    return config.resolve(raw, "job.toml", overrides)
+
+
+def test_defaults_filled_and_types_kept():
+    job = resolve(GOOD)
+    assert job["model"] == {"loss": "logistic", "l2": 1e-4, "l1": 0.0}
+    assert job["solver"]["max_iter"] == 500 and job["checkpoint"]["every"] == 10
+    assert resolve({**GOOD, "model": {"l2": 1}})["model"]["l2"] == 1.0  # int accepted as float
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({**GOOD, "solver": {"max_iters": 5}}, ["[solver]", "max_iters", "did you mean 'max_iter'",
+                                            "allowed keys"]),
+    ({**GOOD, "model": {"l2": "big"}}, ["[model] l2", "float", "'big'"]),
+    ({**GOOD, "model": {"loss": "hinge"}}, ["[model] loss", "'hinge'", "'logistic'",
+                                            "'squared_hinge'"]),
+    ({"job": {"algorithm": "lbgfs"}, "data": {"train": "x"}}, ["'lbgfs'", "did you mean 'lbfgs'"]),
+    ({"job": {"algorithm": "lbfgs"}}, ["[data] train is required"]),
+    ({**GOOD, "modle": {}}, ["unknown section [modle]", "did you mean [model]"]),
+    ({**GOOD, "checkpoint": {"keep": 0}}, ["[checkpoint] keep", ">= 1"]),
+    ({**GOOD, "model": {"l1": 0.1}}, ["l1", "not supported by lbfgs"]),
+    ({"data": {"train": "x"}}, ["[job] algorithm is required"]),
+    ({**GOOD, "job": {"algorithm": "lbfgs", "seed": True}}, ["[job] seed", "int"]),
+])
+def test_errors_name_the_key(raw, words):
+    with pytest.raises(JobError) as e:
+        resolve(raw)
+    for w in words:
+        assert w in str(e.value)
+    assert str(e.value).startswith("job.toml")
+
+
+def test_set_overrides_parse_toml_values():
+    ov = config.parse_set(["solver.max_iter=7", "model.loss=squared_hinge", "data.positive=[2]"])
+    job = resolve(GOOD, ov)
+    assert job["solver"]["max_iter"] == 7 and job["model"]["loss"] == "squared_hinge"
+    assert job["data"]["positive"] == [2.0]
+    with pytest.raises(UsageError):
+        config.parse_set(["max_iter=7"])
+    with pytest.raises(JobError, match="max_iterz"):
+        resolve(GOOD, config.parse_set(["solver.max_iterz=7"]))
+
+
+def test_job_hash_ignores_caps_and_output_but_not_the_model():
+    a = resolve(GOOD)
+    b = resolve({**GOOD, "solver": {"max_iter": 9, "tol": 1e-3}, "job": {"algorithm": "lbfgs",
+                                                                        "out": "elsewhere"}})
+    c = resolve({**GOOD, "model": {"l2": 1e-3}})
+    assert config.job_hash(a) == config.job_hash(b) != config.job_hash(c)
+
+
+def test_dump_roundtrip(tmp_path):
+    job = resolve(GOOD)
+    p = tmp_path / "j.toml"
+    p.write_text(config.dump_toml(job))
+    assert resolve(config.read_toml(str(p))) == job

@@ -1,0 +1,90 @@
+"""Linear kernels against NumPy references; bits identical across OpenMP thread counts."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mpitrain._kernels import linear as K
+from mpitrain._kernels import omp
+
+CODES = K.LOSS_CODES
+
+
+def ref_loss(code, y, m):
+    if code == CODES["logistic"]:
+        return np.logaddexp(0, -y * m), -y / (1 + np.exp(y * m))
+    if code == CODES["squared_hinge"]:
+        r = np.maximum(0, 1 - y * m)
+        return r * r, -2 * y * r
+    return 0.5 * (m - y) ** 2, m - y
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    n, d = 5000, 300  # more rows than one reduction block (2048), columns not a block multiple
+    X = sp.random(n, d, density=0.05, format="csr", random_state=1, dtype=np.float64)
+    X.indptr = X.indptr.astype(np.int64)
+    X.indices = X.indices.astype(np.int32)
+    X.sort_indices()
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    w = rng.normal(size=d)
+    return X, y, w
+
+
+def _all(X, y, w, code):
+    D = np.ascontiguousarray(X.toarray())
+    XT = X.T.tocsr()
+    XT.indptr, XT.indices = XT.indptr.astype(np.int64), XT.indices.astype(np.int32)
+    n, d = X.shape
+    m_s, m_d = np.empty(n), np.empty(n)
+    K.csr_margins(X.indptr, X.indices, X.data, w, m_s)
+    K.dense_margins(D, w, m_d)
+    dl = np.empty(n)
+    f = K.loss_dloss(code, y, m_s, dl, 1.0)
+    g_s, g_d = np.empty(d), np.empty(d)
+    K.csr_rmatvec(XT.indptr, XT.indices, XT.data, dl, g_s)
+    K.dense_rmatvec(D, dl, g_d)
+    delta = X @ (w[::-1].copy())
+    phi = K.line_phi(code, y, m_s, delta, 0.3)
+    return m_s, m_d, f, dl, g_s, g_d, phi, K.loss_sum(code, y, m_s)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared_hinge", "squared"])
+def test_kernels_match_numpy(problem, loss):
+    X, y, w = problem
+    code = CODES[loss]
+    m_s, m_d, f, dl, g_s, g_d, phi, fsum = _all(X, y, w, code)
+    m_ref = X @ w
+    np.testing.assert_allclose(m_s, m_ref, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(m_d, m_ref, rtol=1e-13, atol=1e-13)
+    l_ref, dl_ref = ref_loss(code, y, m_ref)
+    assert f == pytest.approx(l_ref.sum(), rel=1e-12)
+    assert fsum == f
+    np.testing.assert_allclose(dl, dl_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g_s, X.T @ dl_ref, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(g_d, X.T @ dl_ref, rtol=1e-11, atol=1e-12)
+    delta = X @ w[::-1].copy()
+    lt, dlt = ref_loss(code, y, m_ref + 0.3 * delta)
+    assert phi[0] == pytest.approx(lt.sum(), rel=1e-12)
+    assert phi[1] == pytest.approx((delta * dlt).sum(), rel=1e-10, abs=1e-10)
+
+
+def test_logistic_is_stable_for_large_margins():
+    y = np.array([1.0, -1.0, 1.0, -1.0])
+    m = np.array([800.0, 800.0, -800.0, -800.0])
+    dl = np.empty(4)
+    f = K.loss_dloss(CODES["logistic"], y, m, dl, 1.0)
+    assert np.isfinite(f) and f == pytest.approx(1600.0)
+    np.testing.assert_allclose(dl, [0.0, 1.0, -1.0, 0.0], atol=1e-300)
+
+
+def test_bits_identical_across_thread_counts(problem):
+    X, y, w = problem
+    results = []
+    for t in (1, 2, 3, 4):
+        omp.set_num_threads(t)
+        results.append(_all(X, y, w, CODES["logistic"]))
+    omp.set_num_threads(1)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
