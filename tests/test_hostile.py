@@ -1,0 +1,250 @@
+"""Hostile inputs (issue 7, part 5), each at 1 and 2 ranks through the CLI: the documented exit
+code, exactly one `mpitrain: ...` line on stderr naming the file / key / line, no traceback,
+every process out within 10 s, and no checkpoint damaged (the run directory's checkpoints
+verify afterwards, byte for byte unchanged).
+"""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from test_faults import (CASES, assert_checkpoints_intact, dense_h5, one_line_error,  # noqa
+                         ops_dir, run)
+from util import write_job
+
+CASE = CASES[0]  # any algorithm: these are rejected before training starts
+
+
+def _job(tmp, train, **sections):
+    job = CASE.build(train, str(tmp / "run"))
+    for sec, kv in sections.items():
+        job.setdefault(sec, {}).update(kv)
+    return write_job(str(tmp / "job.toml"), job)
+
+
+def _text(tmp, name, body):
+    path = tmp / name
+    path.write_bytes(body if isinstance(body, bytes) else body.encode())
+    return str(path)
+
+
+def _raw_job(tmp, body):
+    return _text(tmp, "job.toml", body)
+
+
+def _h5(tmp, name, fill):
+    import h5py
+    path = str(tmp / name)
+    with h5py.File(path, "w") as f:
+        fill(f)
+    return path
+
+
+LIBSVM_OK = "".join(f"{1 if i % 2 else -1} 1:{i / 10:.1f} 3:1\n" for i in range(8))
+
+
+# Each entry: id → (builder(tmp) → argv after `run`, exit code, error kind, [strings in the
+# message]). Builders write whatever files they need into tmp.
+def _libsvm_case(body, **data):
+    def build(tmp):
+        path = _text(tmp, "train.svm", body)
+        return [_job(tmp, path, data=data)], path
+    return build
+
+
+HOSTILE = {
+    "libsvm-malformed": (_libsvm_case(LIBSVM_OK + "1 2:abc\n"), 65, "bad input data",
+                         ["train.svm", "line 9"]),
+    "libsvm-truncated": (_libsvm_case(LIBSVM_OK + "-1 2:"), 65, "bad input data",
+                         ["train.svm", "line 9"]),
+    "libsvm-nan": (_libsvm_case(LIBSVM_OK + "1 1:nan\n"), 65, "bad input data",
+                   ["train.svm", "line 9"]),
+    "libsvm-inf": (_libsvm_case("1 1:inf\n" + LIBSVM_OK), 65, "bad input data",
+                   ["train.svm", "line 1"]),
+    "libsvm-binary-garbage": (_libsvm_case(LIBSVM_OK + "\x00\xff\xfe garbage\n"), 65,
+                              "bad input data", ["train.svm", "line 9"]),
+    "libsvm-wrong-label": (_libsvm_case(LIBSVM_OK + "2 1:1\n"), 65, "bad input data",
+                           ["train.svm", "row 8", "label 2"]),
+    "libsvm-index-beyond-width": (_libsvm_case(LIBSVM_OK + "1 9:1\n", features=5), 65,
+                                  "bad input data", ["train.svm", "9 features", "features = 5"]),
+    "libsvm-index-zero-one-based": (_libsvm_case(LIBSVM_OK + "1 0:1\n"), 65, "bad input data",
+                                    ["train.svm", "line 9"]),
+    "libsvm-empty": (_libsvm_case(""), 65, "bad input data", ["train.svm", "empty"]),
+    "huge-declared-width": (_libsvm_case(LIBSVM_OK + "-1 2000000000:1\n"), 65, "bad input data",
+                            ["train.svm", "features", "GiB"]),
+    "libsvm-index-overflow": (_libsvm_case(LIBSVM_OK + "-1 3000000000:1\n"), 65,
+                              "bad input data", ["train.svm", "line 9", "out of range"]),
+    "huge-features-key": (_libsvm_case(LIBSVM_OK, features=4_000_000_000), 65,
+                          "bad input data", ["train.svm", "4000000000 features", "GiB"]),
+    "dense-nan": (lambda tmp: ([_job(tmp, _h5(tmp, "nan.h5", lambda f: (
+        f.create_dataset("train/X", data=np.array([[1.0, np.nan], [0.0, 1.0]])),
+        f.create_dataset("train/y", data=np.array([1.0, -1.0])))))], None),
+        65, "bad input data", ["nan.h5", "row 0", "NaN"]),
+    "h5-missing-y": (lambda tmp: ([_job(tmp, _h5(tmp, "noy.h5", lambda f: f.create_dataset(
+        "train/X", data=np.ones((4, 2)))))], None), 65, "bad input data", ["noy.h5", "'y'"]),
+    "h5-misshaped-X": (lambda tmp: ([_job(tmp, _h5(tmp, "shape.h5", lambda f: (
+        f.create_dataset("train/X", data=np.ones((3, 2))),
+        f.create_dataset("train/y", data=np.ones(4)))))], None),
+        65, "bad input data", ["shape.h5", "/train/X", "(3, 2)"]),
+    "h5-not-hdf5": (lambda tmp: ([_job(tmp, _text(tmp, "fake.h5", "not hdf5"))], None), 65,
+                    "bad input data", ["fake.h5", "HDF5"]),
+    "data-missing": (lambda tmp: ([_job(tmp, str(tmp / "nope.h5"))], None), 66,
+                     "input missing", ["nope.h5"]),
+    "job-missing": (lambda tmp: ([str(tmp / "nojob.toml")], None), 66, "input missing",
+                    ["nojob.toml"]),
+    "job-typo-key": (lambda tmp: ([_raw_job(tmp, '[job]\nalgorithm = "lbfgs"\n[data]\n'
+                                            'trian = "x.h5"\n')], None),
+                     78, "bad job file", ["job.toml", "[data]", "'trian'", "'train'"]),
+    "job-typo-section": (lambda tmp: ([_raw_job(tmp, '[job]\nalgorithm = "lbfgs"\n[dta]\n'
+                                                'train = "x.h5"\n')], None),
+                         78, "bad job file", ["job.toml", "[dta]", "[data]"]),
+    "job-wrong-type": (lambda tmp: ([_raw_job(tmp, '[job]\nalgorithm = "lbfgs"\n[data]\n'
+                                              'train = "x.h5"\n[solver]\nmax_iter = "10"\n')],
+                                    None),
+                       78, "bad job file", ["job.toml", "[solver] max_iter", "int"]),
+    "job-unknown-algorithm": (lambda tmp: ([_raw_job(tmp, '[job]\nalgorithm = "lbgfs"\n[data]'
+                                                     '\ntrain = "x.h5"\n')], None),
+                              78, "bad job file", ["job.toml", "lbgfs", "'lbfgs'"]),
+    "job-bad-toml": (lambda tmp: ([_raw_job(tmp, '[job]\nalgorithm = "lbfgs"\n[data\n')], None),
+                     78, "bad job file", ["job.toml", "line 3"]),
+    "job-bad-choice": (lambda tmp: ([_raw_job(tmp, '[job]\nalgorithm = "lbfgs"\n[data]\n'
+                                              'train = "x.h5"\n[model]\nloss = "hinge"\n')],
+                                    None),
+                       78, "bad job file", ["job.toml", "[model] loss", "'logistic'"]),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("nranks", [1, 2])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_input(name, nranks, tmp_path):
+    build, code, kind, needles = HOSTILE[name]
+    argv, _ = build(tmp_path)
+    p, t = run(["run"] + argv, nranks, timeout=30)
+    assert p.returncode == code, (p.returncode, p.stderr[-3000:])
+    line = one_line_error(p.stderr, kind)
+    for s in needles:
+        assert s in line, f"{s!r} not in: {line}"
+    assert t < 10, f"took {t:.1f}s"
+
+
+def test_more_ranks_than_rows(tmp_path):
+    path = _text(tmp_path, "one.svm", "1 1:1\n")
+    p, t = run(["run", _job(tmp_path, path)], 2, timeout=30)
+    assert p.returncode == 65, p.stderr
+    line = one_line_error(p.stderr, "bad input data")
+    assert "one.svm" in line and "empty shard" in line and "fewer ranks" in line
+    assert t < 10
+
+
+# -- hostile checkpoints: a good run directory, then bad files offered to --resume ------------
+@pytest.fixture(scope="module")
+def good_run(dense_h5, ops_dir):
+    """A finished 2-rank run stopped at step 5 (checkpoints 1..5), copied per test."""
+    out = os.path.join(ops_dir, "good-run")
+    job = write_job(os.path.join(ops_dir, "good.toml"), CASE.build(dense_h5, out))
+    p, _ = run(["run", job, "--fresh", "--set", f"{CASE.cap}=5"], 2)
+    assert p.returncode == 0, p.stderr
+    return job, out
+
+
+def _copy_run(good_run, tmp):
+    job, out = good_run
+    dst = str(tmp / "run")
+    shutil.copytree(out, dst)
+    return job, dst
+
+
+def _snapshot(out):
+    files = assert_checkpoints_intact(out)
+    return {f: open(f, "rb").read() for f in files}
+
+
+def _bad_ckpt_truncated(src, dst):
+    data = open(src, "rb").read()
+    open(dst, "wb").write(data[:len(data) // 3])
+
+
+def _bad_ckpt_newer(src, dst):
+    import h5py
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        f["manifest"].attrs["format_version"] = 99
+
+
+def _bad_ckpt_other_job(src, dst):
+    import h5py
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        f["manifest"].attrs["job_hash"] = "0123456789abcdef"
+
+
+def _bad_ckpt_flipped(src, dst):
+    import h5py
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        w = f["state/w"][()]
+        w[0] += 1.0
+        f["state/w"][...] = w
+
+
+BAD_CKPTS = {
+    "truncated": (_bad_ckpt_truncated, 65, ["truncated or corrupt"]),
+    "newer-format": (_bad_ckpt_newer, 65, ["format version 99"]),
+    "another-job": (_bad_ckpt_other_job, 65, ["another job"]),
+    "bit-flip": (_bad_ckpt_flipped, 65, ["checksum"]),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("nranks", [1, 2])
+@pytest.mark.parametrize("name", sorted(BAD_CKPTS))
+def test_hostile_checkpoint_explicit(name, nranks, good_run, tmp_path):
+    """--resume PATH with a bad file: refused with the reason; the good ones untouched."""
+    make, code, needles = BAD_CKPTS[name]
+    job, out = _copy_run(good_run, tmp_path)
+    before = _snapshot(out)
+    bad = str(tmp_path / "bad.h5")
+    make(sorted(before)[-1], bad)
+    p, t = run(["run", job, "--out", out, "--resume", bad], nranks, timeout=30)
+    assert p.returncode == code, p.stderr
+    line = one_line_error(p.stderr, "unusable checkpoint")
+    assert "bad.h5" in line
+    for s in needles:
+        assert s in line, line
+    assert t < 10
+    assert _snapshot(out) == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["truncated", "newer-format", "bit-flip"])
+def test_damaged_newest_checkpoint_skipped_by_auto(name, good_run, tmp_path):
+    """--resume auto over a damaged newest file: a warning naming it, resume from step 5."""
+    make, _, _ = BAD_CKPTS[name]
+    job, out = _copy_run(good_run, tmp_path)
+    before = _snapshot(out)
+    bad = os.path.join(out, "checkpoints", "ckpt-000000006.h5")
+    make(sorted(before)[-1], bad)
+    p, _ = run(["run", job, "--out", out, "--resume", "auto", "--set", f"{CASE.cap}=6"], 2)
+    assert p.returncode == 0, p.stderr
+    assert "skipping damaged checkpoint" in p.stderr and "ckpt-000000006.h5" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert "at step 5" in p.stdout
+
+
+def test_checkpoint_of_another_job_in_run_dir(good_run, tmp_path):
+    """Resuming a run directory with a job whose settings changed: refused, named."""
+    job, out = _copy_run(good_run, tmp_path)
+    before = _snapshot(out)
+    p, t = run(["run", job, "--out", out, "--resume", "auto", "--set", "model.l2=0.5"], 2)
+    assert p.returncode == 65, p.stderr
+    line = one_line_error(p.stderr, "unusable checkpoint")
+    assert "another job" in line and "ckpt-000000005.h5" in line
+    assert t < 10
+    assert _snapshot(out) == before
+
+
+def test_count():
+    """The closing note's count of hostile inputs (each tried at 1 and 2 ranks)."""
+    assert len(HOSTILE) + 1 + len(BAD_CKPTS) + 1 >= 25
