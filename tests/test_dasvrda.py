@@ -1,0 +1,316 @@
+"""DASVRDA, prox-svrg, katyusha: kernels vs NumPy references, optimum vs an independent FISTA,
+P-independence (MPI), and SIGTERM → exit 75 → resume → bit-identical (CLI end to end)."""
+import os
+import signal
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from util import cli, start, wait_for, write_job
+
+V = pytest.importorskip("mpitrain._kernels.vr_sparse")
+
+
+# -- references --------------------------------------------------------------------------
+def prox_ref(v, c, l1, l2):
+    return np.sign(v) * np.maximum(np.abs(v) - c * l1, 0.0) / (1.0 + c * l2)
+
+
+def dlogistic(y, m):
+    return -y / (1.0 + np.exp(y * m))
+
+
+def load_xy(path, max_rows=0, unit_rows=True):
+    with h5py.File(path, "r") as f:
+        g = f["train"] if "train" in f else f
+        y = g["y"][()].astype(np.float64)
+        if "X" in g:
+            X = g["X"][()].astype(np.float64)
+        else:
+            X = sp.csr_matrix((g["data"][()], g["indices"][()], g["indptr"][()]),
+                              shape=tuple(g.attrs["shape"]))
+    if max_rows:
+        X, y = X[:max_rows], y[:max_rows]
+    if unit_rows:
+        if sp.issparse(X):
+            nr = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+            nr[nr == 0] = 1.0
+            X = sp.diags(1.0 / nr) @ X
+            X = sp.csr_matrix(X)
+        else:
+            nr = np.linalg.norm(X, axis=1)
+            nr[nr == 0] = 1.0
+            X = X / nr[:, None]
+    return X, y
+
+
+def objective(X, y, w, l2, l1):
+    m = X @ w
+    return (np.mean(np.logaddexp(0.0, -y * m)) + 0.5 * l2 * w @ w + l1 * np.abs(w).sum())
+
+
+def fista(X, y, l2, l1, iters=5000):
+    """Tight FISTA with adaptive restart for the logistic elastic net (the independent
+    optimum). Columns without non-zeros are dropped (their optimal weight is 0)."""
+    n, d = X.shape
+    used = np.flatnonzero(np.asarray(abs(X).sum(axis=0)).ravel()) if sp.issparse(X) \
+        else np.arange(d)
+    Xu = X[:, used]
+    v = np.ones(len(used))
+    for _ in range(100):  # power iteration for ‖X‖², with a safety margin
+        v = Xu.T @ (Xu @ v)
+        s2 = np.linalg.norm(v)
+        v /= s2
+    L = 1.05 * 0.25 * s2 / n + l2
+    w = np.zeros(len(used))
+    z = w.copy()
+    t = 1.0
+    fold = np.inf
+    for _ in range(iters):
+        g = Xu.T @ dlogistic(y, Xu @ z) / n + l2 * z
+        wn = prox_ref(z - g / L, 1.0 / L, l1, 0.0)
+        if np.linalg.norm(wn - z) * L < 1e-13:  # prox-gradient residual
+            w = wn
+            break
+        f = objective(Xu, y, wn, l2, l1)
+        if f > fold:  # adaptive restart
+            t, z = 1.0, w.copy()
+            continue
+        tn = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        z = wn + ((t - 1) / tn) * (wn - w)
+        w, t, fold = wn, tn, f
+    full = np.zeros(d)
+    full[used] = w
+    return full, objective(X, y, full, l2, l1)
+
+
+# -- kernels vs NumPy --------------------------------------------------------------------
+def test_row_kernels_match_numpy():
+    rng = np.random.default_rng(0)
+    Xd = rng.standard_normal((50, 300))
+    S = sp.random(50, 300, density=0.05, random_state=1, format="csr")
+    S.indptr = S.indptr.astype(np.int64)
+    S.indices = S.indices.astype(np.int32)
+    rows = rng.integers(0, 50, 17).astype(np.int64)
+    w = rng.standard_normal(300)
+    coef = rng.standard_normal(17)
+    out = np.empty(17)
+    V.dense_rows_margins(Xd, rows, w, out)
+    np.testing.assert_allclose(out, Xd[rows] @ w, rtol=1e-13, atol=1e-13)
+    V.csr_rows_margins(S.indptr, S.indices, S.data, rows, w, out)
+    np.testing.assert_allclose(out, S[rows] @ w, rtol=1e-13, atol=1e-13)
+    g = np.empty(300)
+    V.dense_rows_rmatvec(Xd, rows, coef, g)
+    np.testing.assert_allclose(g, Xd[rows].T @ coef, rtol=1e-12, atol=1e-12)
+    g[:] = 0
+    V.csr_rows_scatter(S.indptr, S.indices, S.data, rows, coef, g)
+    np.testing.assert_allclose(g, S[rows].T @ coef, rtol=1e-12, atol=1e-13)
+    # support of a scattered vector
+    supp = np.empty(300, dtype=np.int64)
+    mark = np.zeros(300, dtype=np.uint8)
+    c = V.support_rows(S.indptr, S.indices, rows, g, mark, supp)
+    assert sorted(supp[:c]) == list(np.flatnonzero(g)) and not mark.any()
+    c = V.support_nonzero(g, supp)
+    assert list(supp[:c]) == list(np.flatnonzero(g))
+    # variance-reduction coefficients (logistic, code 0)
+    y = np.where(rng.random(50) < 0.5, -1.0, 1.0)
+    manch = rng.standard_normal(50)
+    mnew = rng.standard_normal(17)
+    V.vr_coefs(0, y, rows, mnew, manch, 0.25, out)
+    ref = 0.25 * (dlogistic(y[rows], mnew) - dlogistic(y[rows], manch[rows]))
+    np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("l1,l2", [(0.3, 0.1), (0.0, 0.2), (0.5, 0.0)])
+def test_prox_exact(l1, l2):
+    v = np.random.default_rng(1).standard_normal(1000) * 2
+    out = np.empty_like(v)
+    V.enet_prox(v, 0.7, l1, l2, out)
+    assert np.array_equal(out, prox_ref(v, 0.7, l1, l2))
+
+
+@pytest.mark.parametrize("l1,l2", [(0.02, 0.05), (0.0, 0.05), (0.03, 0.0), (0.0, 0.0)])
+def test_lazy_stage_equals_dense_recursion(l1, l2):
+    """A whole inner stage: lazy kernels (just-in-time margins, support updates, final sync)
+    against the literal dense recursion of ḡ, z (prox anchored at z₀) and x."""
+    rng = np.random.default_rng(2)
+    n, d, m, eta = 40, 200, 25, 0.3
+    S = sp.random(n, d, density=0.04, random_state=3, format="csr")
+    S.indptr = S.indptr.astype(np.int64)
+    S.indices = S.indices.astype(np.int32)
+    z0 = rng.standard_normal(d) * (rng.random(d) < 0.5)
+    mu = rng.standard_normal(d) * 0.1
+    # dense reference state
+    x, z, gbar = z0.copy(), z0.copy(), np.zeros(d)
+    # lazy state
+    xl, last, H = z0.copy(), np.zeros(d, dtype=np.int64), np.zeros(d)
+    S0, S1 = np.empty(m + 1), np.empty(m + 1)
+    V.prefix_sums(m, eta, l2, S0, S1)
+    vbuf = np.zeros(d)
+    supp = np.empty(d, dtype=np.int64)
+    mark = np.zeros(d, dtype=np.uint8)
+    for k in range(1, m + 1):
+        th = (k + 1) / 2
+        yk = (1 - 1 / th) * x + z / th
+        rows = rng.integers(0, n, 5).astype(np.int64)
+        ml = np.empty(5)
+        V.lazy_margins(S.indptr, S.indices, S.data, rows, k, xl, last, H, z0, mu, S0, S1,
+                       eta, l1, l2, ml)
+        np.testing.assert_allclose(ml, S[rows] @ yk, rtol=1e-11, atol=1e-12)
+        coef = np.tanh(ml)  # any function of the margins
+        v = S[rows].T @ coef
+        gbar = (1 - 1 / th) * gbar + (v + mu) / th
+        c = eta * th * (k / 2)
+        z = prox_ref(z0 - c * gbar, c, l1, l2)
+        x = (1 - 1 / th) * x + z / th
+        V.csr_rows_scatter(S.indptr, S.indices, S.data, rows, coef, vbuf)
+        cnt = V.support_rows(S.indptr, S.indices, rows, vbuf, mark, supp)
+        V.lazy_update(supp[:cnt], k, vbuf, xl, last, H, z0, mu, S0, S1, eta, l1, l2)
+        assert not vbuf.any()
+        if k % 7 == 0:  # a sync in the middle must not change anything
+            V.lazy_sync(k, xl, last, H, z0, mu, S0, S1, eta, l1, l2)
+            np.testing.assert_allclose(xl, x, rtol=1e-11, atol=1e-12)
+    V.lazy_sync(m, xl, last, H, z0, mu, S0, S1, eta, l1, l2)
+    zl = np.empty(d)
+    V.lazy_z(m, H, z0, mu, eta, l1, l2, zl)
+    np.testing.assert_allclose(xl, x, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(zl, z, rtol=1e-11, atol=1e-12)
+    assert np.array_equal(zl == 0, z == 0)
+
+
+# -- end to end in-process ---------------------------------------------------------------
+def run_job(tmp, data, algorithm="dasvrda", world=None, **kw):
+    from mpitrain import driver
+    from mpitrain.comm import World
+    world = world or World()
+    sections = {"job": {"algorithm": algorithm, "seed": 3, "log_every": 1000},
+                "data": {"train": data, "normalize": "unit_rows"},
+                "model": {"l2": 1e-3, "l1": 1e-3},
+                "solver": {"max_stages": 40},
+                "checkpoint": {"every": 0}}
+    for key, val in kw.items():
+        sec, name = key.split("__")
+        sections.setdefault(sec, {})[name] = val
+    os.makedirs(tmp, exist_ok=True)
+    job = write_job(os.path.join(tmp, f"job-{algorithm}.toml"), sections)
+    out = os.path.join(tmp, f"out-{algorithm}-{world.size}")
+    summary = driver.run(world, job, out=out, fresh=True, stream=open(os.devnull, "w"))
+    w = h5py.File(os.path.join(out, "final.h5"), "r")["model/w"][()]
+    return w, summary
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("l1", [1e-3, 0.0])
+def test_dense_optimum_matches_fista(tmp_path, digits2_h5, l1):
+    X, y = load_xy(digits2_h5)
+    wstar, fstar = fista(X, y, 1e-3, l1)
+    w, s = run_job(str(tmp_path), digits2_h5, model__l1=l1, solver__max_stages=30)
+    f = objective(X, y, w, 1e-3, l1)
+    assert abs(s["objective"] - f) <= 1e-12 * abs(f)
+    assert (f - fstar) / abs(fstar) <= 1e-8, (f, fstar)
+    assert s["updates"] == "dense"
+    if l1:
+        assert np.array_equal(w != 0, wstar != 0)
+        assert 0 < np.count_nonzero(w) < w.size
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("l1", [1e-4, 0.0])
+def test_sparse_optimum_matches_fista(tmp_path, rt_h5, l1):
+    X, y = load_xy(rt_h5, max_rows=2000)
+    wstar, fstar = fista(X, y, 1e-3, l1)
+    w, s = run_job(str(tmp_path), rt_h5, data__max_rows=2000, model__l1=l1,
+                   solver__max_stages=30)
+    f = objective(X, y, w, 1e-3, l1)
+    assert (f - fstar) / abs(fstar) <= 1e-8, (f, fstar)
+    assert s["updates"] == "lazy"
+    if l1:
+        assert np.array_equal(w != 0, wstar != 0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("alg,scale", [("prox-svrg", 4.0), ("katyusha", 1.0)])
+def test_baselines_reach_optimum(tmp_path, digits2_h5, alg, scale):
+    X, y = load_xy(digits2_h5)
+    wstar, fstar = fista(X, y, 1e-3, 1e-3)
+    w, s = run_job(str(tmp_path), digits2_h5, algorithm=alg, solver__eta_scale=scale,
+                   solver__max_stages=80)
+    f = objective(X, y, w, 1e-3, 1e-3)
+    assert (f - fstar) / abs(fstar) <= 1e-8, (alg, f, fstar)
+
+
+@pytest.mark.timeout(120)
+def test_lazy_run_equals_dense_run(tmp_path, rt_h5):
+    """The whole algorithm on sparse data: lazy updates vs the literal dense inner loop."""
+    w1, _ = run_job(str(tmp_path / "a"), rt_h5, data__max_rows=1500, solver__max_stages=4,
+                    solver__updates="lazy")
+    w2, _ = run_job(str(tmp_path / "b"), rt_h5, data__max_rows=1500, solver__max_stages=4,
+                    solver__updates="dense")
+    np.testing.assert_allclose(w1, w2, rtol=0, atol=1e-11 * np.abs(w2).max())
+
+
+def test_schema_and_bad_job(tmp_path, digits2_h5):
+    r = cli(["algorithms", "dasvrda"])
+    assert r.returncode == 0 and "restart" in r.stdout
+    job = write_job(tmp_path / "bad.toml", {"job": {"algorithm": "dasvrda"},
+                                            "data": {"train": digits2_h5},
+                                            "solver": {"updates": "lazy"}})
+    r = cli(["run", job, "--out", str(tmp_path / "o")])
+    assert r.returncode == 78 and "lazy" in r.stderr
+
+
+# -- MPI: P-independence -------------------------------------------------------------------
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("alg,data", [("dasvrda", "digits"), ("dasvrda", "rt"),
+                                      ("prox-svrg", "rt"), ("katyusha", "digits")])
+def test_iterates_independent_of_P(shared_tmp, digits2_h5, rt_h5, alg, data):
+    from mpi4py import MPI
+    from mpitrain.comm import World
+    path = digits2_h5 if data == "digits" else rt_h5
+    kw = dict(algorithm=alg, solver__max_stages=5, model__l1=1e-4, data__max_rows=1500)
+    world = World()
+    wp, _ = run_job(os.path.join(shared_tmp, f"p-{alg}-{data}"), path, world=world, **kw)
+    # the replicas are bit-identical on every rank
+    allw = world.comm.allgather(wp)
+    assert all(np.array_equal(allw[0], a) for a in allw)
+    if world.rank == 0:  # the same job on one rank
+        w1, _ = run_job(os.path.join(shared_tmp, f"s-{alg}-{data}"), path,
+                        world=World(MPI.COMM_SELF), **kw)
+        rel = np.linalg.norm(wp - w1) / np.linalg.norm(w1)
+        assert rel <= 1e-10, rel
+    world.comm.Barrier()
+
+
+# -- SIGTERM → 75 → resume → bit-identical ----------------------------------------------------
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("data", ["digits", "rt"])
+def test_sigterm_resume_bit_identical(tmp_path, digits2_h5, rt_h5, data):
+    path = digits2_h5 if data == "digits" else rt_h5
+    job = write_job(tmp_path / "job.toml", {
+        "job": {"algorithm": "dasvrda", "seed": 5},
+        "data": {"train": path, "normalize": "unit_rows", "max_rows": 1500},
+        "model": {"l2": 1e-4, "l1": 1e-4},
+        "solver": {"max_stages": 150, "inner_per_step": 3, "restart": "adaptive"},
+        "checkpoint": {"every": 0}})
+    ref = cli(["run", job, "--out", str(tmp_path / "ref")], nranks=2)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "cut"
+    p = start(["run", job, "--out", str(out)], nranks=2)
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.exists() and sum(1 for _ in open(metrics)) > 40, timeout=60)
+    os.killpg(p.pid, signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == 75
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    with h5py.File(out / "checkpoints" / latest, "r") as f:
+        k_at_stop = int(f["state/k"][()])
+    res = cli(["run", job, "--out", str(out), "--resume", "auto"], nranks=2)
+    assert res.returncode == 0, res.stderr
+    assert "resumed from" in res.stdout + res.stderr
+    a = h5py.File(tmp_path / "ref" / "final.h5", "r")["model/w"][()]
+    b = h5py.File(out / "final.h5", "r")["model/w"][()]
+    assert np.array_equal(a, b)
+    print("stopped at inner step", k_at_stop)
