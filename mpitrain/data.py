@@ -258,8 +258,12 @@ def _check_counts(counts, n, path):
         raise DataError(f"{path}: no data rows (empty file)")
     if np.any(counts == 0):
         p = int(np.flatnonzero(counts == 0)[0])
-        raise DataError(f"{path}: {n} rows over {len(counts)} ranks leaves rank {p} with an "
-                        "empty shard; use fewer ranks")
+        if n < len(counts):
+            raise DataError(f"{path}: {n} rows cannot be split over {len(counts)} ranks (an "
+                            "empty shard); use fewer ranks")
+        raise DataError(f"{path}: splitting the text by bytes left rank {p} with an empty shard"
+                        f" ({n} rows of very uneven length); convert it to HDF5 with `mpitrain "
+                        "data convert` (split by rows) or use fewer ranks")
 
 
 # -- shared post-processing ----------------------------------------------------------------
@@ -268,6 +272,9 @@ def _finish(world, s, *, features, positive, binary, normalize, dtype, width_fro
     if features:
         if s.d > features:
             raise DataError(f"{where}: the data has {s.d} features but [data] features = "
+                            f"{features}")
+        if not s.sparse and s.d != features:
+            raise DataError(f"{where}: dense X has {s.d} columns but [data] features = "
                             f"{features}")
         s.d = features
     if width_from is not None:

@@ -52,11 +52,38 @@ def wait_for(path_fn, timeout=60.0, interval=0.05):
     return time.time() - t0
 
 
+def descendants(pid):
+    """Every process below pid (mpiexec's launcher puts ranks in their own process groups,
+    so a process-group kill does not reach them: follow parent links in /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def kill_group(proc, sig=signal.SIGKILL):
+    """Send sig to proc, its process group and every descendant (ranks included)."""
+    pids = descendants(proc.pid)
     try:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def write_job(path, sections):

@@ -28,6 +28,11 @@ class LBFGS(Algorithm):
         "memory": Field(int, 10, "number of (s, y) pairs kept", min=1),
     }
 
+    @staticmethod
+    def memory_bytes(job, train):
+        """Replicated state: w, g, the 2·memory history vectors and a few work vectors."""
+        return 8 * train.d * (2 * job["solver"]["memory"] + 6)
+
     @classmethod
     def validate_job(cls, job, source):
         if job["model"]["l1"] != 0.0:
