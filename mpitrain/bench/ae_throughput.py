@@ -128,7 +128,7 @@ def main(argv):
             got = {}
             for impl in ["ours"] + (["torch"] if have_torch else []):
                 env = dict(os.environ, OMP_NUM_THREADS=str(th), OPENBLAS_NUM_THREADS=str(th),
-                           MKL_NUM_THREADS=str(th))
+                           MKL_NUM_THREADS=str(th), OMP_WAIT_POLICY="PASSIVE")
                 spec = ",".join(map(str, [impl, net, th, a.data, a.rows, a.batch,
                                           a.repeats + 1]))
                 res = subprocess.run([sys.executable, "-m", "mpitrain", "bench",
@@ -145,7 +145,10 @@ def main(argv):
     load = os.getloadavg()
     secs = [f"{a.rows} MNIST rows per epoch, batch {a.batch}, float32, median of {a.repeats} "
             f"epochs after one warm-up; layer = 784→1000→784, deep = 784-1000-500-250-30 "
-            f"unrolled (8 weight matrices). Load average at the end: {load}.",
+            f"unrolled (8 weight matrices). Both run with OMP_WAIT_POLICY=PASSIVE: with the "
+            "default spinning OpenMP threads our kernels' threads and OpenBLAS's threads "
+            "fight over the cores (up to 10x slower on a loaded 2-core box). "
+            f"Load average at the end: {load}.",
             table(["net", "threads", "ours s/epoch", "PyTorch s/epoch", "ours / PyTorch"],
                   rows)]
     if not have_torch:
