@@ -185,7 +185,7 @@ def run_job(tmp, data, algorithm="dasvrda", world=None, **kw):
     from mpitrain import driver
     from mpitrain.comm import World
     world = world or World()
-    sections = {"job": {"algorithm": algorithm, "seed": 3, "log_every": 1000},
+    sections = {"job": {"algorithm": algorithm, "seed": 3, "log_every": 1000, "threads": 1},
                 "data": {"train": data, "normalize": "unit_rows"},
                 "model": {"l2": 1e-3, "l1": 1e-3},
                 "solver": {"max_stages": 40},
@@ -219,9 +219,9 @@ def test_dense_optimum_matches_fista(tmp_path, digits2_h5, l1):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("l1", [1e-4, 0.0])
 def test_sparse_optimum_matches_fista(tmp_path, rt_h5, l1):
-    X, y = load_xy(rt_h5, max_rows=2000)
+    X, y = load_xy(rt_h5, max_rows=1000)
     wstar, fstar = fista(X, y, 1e-3, l1)
-    w, s = run_job(str(tmp_path), rt_h5, data__max_rows=2000, model__l1=l1,
+    w, s = run_job(str(tmp_path), rt_h5, data__max_rows=1000, model__l1=l1,
                    solver__max_stages=30)
     f = objective(X, y, w, 1e-3, l1)
     assert (f - fstar) / abs(fstar) <= 1e-8, (f, fstar)
@@ -270,7 +270,7 @@ def test_iterates_independent_of_P(shared_tmp, digits2_h5, rt_h5, alg, data):
     from mpi4py import MPI
     from mpitrain.comm import World
     path = digits2_h5 if data == "digits" else rt_h5
-    kw = dict(algorithm=alg, solver__max_stages=5, model__l1=1e-4, data__max_rows=1500)
+    kw = dict(algorithm=alg, solver__max_stages=4, model__l1=1e-4, data__max_rows=1000)
     world = World()
     wp, _ = run_job(os.path.join(shared_tmp, f"p-{alg}-{data}"), path, world=world, **kw)
     # the replicas are bit-identical on every rank
