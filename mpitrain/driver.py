@@ -197,6 +197,8 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     if world.rank == 0:
         with open(os.path.join(out, "job.toml"), "w") as fh:
             fh.write(config.dump_toml(job))
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    blas_threads = _limit_blas(threads if cls.BLAS_THREADS else 1)
     t_load = time.perf_counter()
     train, test = load_data(world, job, cls)
     t_load = time.perf_counter() - t_load
@@ -219,8 +221,8 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
                     f"(P={world.size})")
     elif resume:
         metrics.say(f"[{cls.name}] no checkpoint in {ckdir}: starting from the beginning")
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    metrics.say(f"[{cls.name}] P={world.size} ranks x {threads} threads; train "
+    metrics.say(f"[{cls.name}] P={world.size} ranks x {threads} threads (BLAS {blas_threads}); "
+                f"train "
                 f"{train.n} x {train.d} ({'CSR' if train.sparse else 'dense'}"
                 f"{', nnz %d' % _global_nnz(world, train) if train.sparse else ''}); "
                 f"data loaded in {t_load:.2f}s; out {out}")
@@ -277,6 +279,20 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
         return summary
     finally:
         metrics.close()
+
+
+_BLAS_LIMIT = None
+
+
+def _limit_blas(n):
+    """Set the BLAS thread count of this process (threadpoolctl); returns it."""
+    global _BLAS_LIMIT
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a declared dependency
+        return int(os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    _BLAS_LIMIT = threadpool_limits(limits=n, user_api="blas")
+    return n
 
 
 def _global_nnz(world, shard):

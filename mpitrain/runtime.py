@@ -164,6 +164,9 @@ def set_thread_env(threads=None):
     n = threads or default_threads()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(n))
+    # Idle OpenMP threads sleep instead of spinning: several ranks per node, BLAS threads and
+    # shared machines otherwise steal each other's cores (set ACTIVE on dedicated cores).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return int(os.environ["OMP_NUM_THREADS"])
 
 

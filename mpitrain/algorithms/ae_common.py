@@ -151,6 +151,7 @@ class AEBase(Algorithm):
     SOLVER_SCHEMA = SOLVER_SCHEMA
     DATA = {"binary": False, "dtype": np.float32}
     RESHARDABLE = True
+    BLAS_THREADS = True  # GEMM-bound: bit-identical for the same thread count
 
     @classmethod
     def validate_job(cls, job, source):

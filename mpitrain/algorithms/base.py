@@ -79,6 +79,10 @@ class Algorithm:
     DATA = {"binary": True, "dtype": np.float64}
     RESHARDABLE = True
     RESHARD_REASON = ""
+    # BLAS threads: results of threaded BLAS depend on the thread count, so algorithms whose
+    # BLAS use is O(d) vector work run it single-threaded (bit-identical for any thread
+    # count); GEMM-heavy ones (dense networks) set True to use the rank's threads.
+    BLAS_THREADS = False
 
     def __init__(self, ctx):
         self.ctx = ctx
