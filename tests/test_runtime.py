@@ -103,3 +103,14 @@ def test_help_everywhere():
     assert lst.returncode == 0 and "lbfgs" in lst.stdout
     assert "max_iter" in cli(["algorithms", "lbfgs"]).stdout
     assert cli(["frobnicate"]).returncode == 64
+
+
+@pytest.mark.timeout(180)
+def test_result_independent_of_thread_count(tmp_path, rt_h5):
+    """Same job and P at 1 and 2 OpenMP/BLAS threads per rank: bit-identical weights."""
+    job = _job(tmp_path, rt_h5, max_iter=40)
+    for t in (1, 2):
+        res = cli(["run", job, "--out", str(tmp_path / f"t{t}")], nranks=2, threads=t)
+        assert res.returncode == 0, res.stderr
+        assert f"x {t} threads" in res.stdout
+    assert np.array_equal(_w(tmp_path / "t1"), _w(tmp_path / "t2"))
