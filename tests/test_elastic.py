@@ -38,10 +38,15 @@ def test_resume_at_another_world_size(case, p_from, p_to, dense_h5, ops_dir, tmp
     ref = reference(case, dense_h5, ops_dir, p_to)
     out = str(tmp_path / "run")
     job = write_job(str(tmp_path / "job.toml"), case.build(dense_h5, out))
-    p, _ = run(["run", job, "--set", f"{case.cap}={STOP_AT}"], p_from)
+    if case.cap:
+        p, _ = run(["run", job, "--set", f"{case.cap}={STOP_AT}"], p_from)
+        resume = "auto"
+    else:  # no cap counts steps: run it all, then resume from the step-STOP_AT checkpoint
+        p, _ = run(["run", job], p_from)
+        resume = os.path.join(out, "checkpoints", f"ckpt-{STOP_AT:09d}.h5")
     assert p.returncode == 0, p.stderr
     assert_checkpoints_intact(out, at_least=1)
-    p, _ = run(["run", job, "--resume", "auto"], p_to)
+    p, _ = run(["run", job, "--resume", resume], p_to)
     assert p.returncode == 0, p.stderr
     assert f"at step {STOP_AT} (P={p_to})" in p.stdout
     assert_same_model(final_model(out), ref, rtol=case.elastic_rtol)
