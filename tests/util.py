@@ -87,8 +87,11 @@ def kill_group(proc, sig=signal.SIGKILL):
 
 
 def write_job(path, sections):
-    """Write a job file from {section: {key: value}}."""
+    """Write a job file from {section: {key: value}}, atomically (temporary name, rename), so
+    that ranks of an MPI test may all write the same file while others read it."""
     from mpitrain.config import dump_toml
-    with open(path, "w") as fh:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
         fh.write(dump_toml(sections))
+    os.replace(tmp, path)
     return str(path)

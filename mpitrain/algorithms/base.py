@@ -94,9 +94,23 @@ class Algorithm:
     def step(self):
         raise NotImplementedError
 
+    finished = False  # set with finish(reason) when converged or the budget is spent
+    reason = ""
+
     @property
     def done(self):
-        raise NotImplementedError
+        return self.finished
+
+    def finish(self, reason):
+        self.finished, self.reason = True, reason
+
+    def restore_finish(self, reader, cap_reason=None, count=0, cap=0):
+        """Restore finished/reason from a checkpoint. A run that ended only because it hit
+        its cap (cap_reason) goes on when the resumed job raised the cap (count < cap)."""
+        self.finished = bool(reader.get("finished"))
+        self.reason = "" if reader.get("reason") == "-" else reader.get("reason")
+        if self.finished and self.reason == cap_reason and count < cap:
+            self.finished = False
 
     def state(self):
         raise NotImplementedError

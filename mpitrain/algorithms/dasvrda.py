@@ -196,10 +196,6 @@ class _VR(Algorithm):
                 "passes": self.passes(), "eta": self.eta,
                 "nnz": int(np.count_nonzero(self.xt))}
 
-    @property
-    def done(self):
-        return self.finished
-
     # -- checkpoint -----------------------------------------------------------------------
     def state(self):
         st = {"xt": self.xt, "mu": self.mu, "f": np.float64(self.f),

@@ -193,10 +193,6 @@ class FADL(Algorithm):
         sv = self.ctx.solver
         return sv["epochs"] if sv["local_solver"] == "sgd" else 0
 
-    @property
-    def done(self):
-        return self.finished
-
     def state(self):
         return {"w": self.w, "g": self.g, "f": np.float64(self.f), "g0": np.float64(self.g0),
                 "it": np.int64(self.it), "eta": np.float64(self.eta),
@@ -210,11 +206,8 @@ class FADL(Algorithm):
         self.f, self.g0, self.eta = float(r.get("f")), float(r.get("g0")), float(r.get("eta"))
         self.it, self.dvec = int(r.get("it")), int(r.get("dvec"))
         self.ls_evals = int(r.get("ls_evals"))
-        self.finished = bool(r.get("finished"))
-        self.reason = "" if r.get("reason") == "-" else r.get("reason")
+        self.restore_finish(r, "max_iter", self.it, self.ctx.solver["max_iter"])
         self._sums_valid = False
-        if self.finished and self.reason == "max_iter" and self.it < self.ctx.solver["max_iter"]:
-            self.finished = False
 
     def final_model(self):
         return {"model/w": self.w}

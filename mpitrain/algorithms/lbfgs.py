@@ -127,10 +127,6 @@ class LBFGS(Algorithm):
         return {"objective": self.f, "grad_norm": gnorm, "step_size": t,
                 "dvec_allreduces": self.evals}
 
-    @property
-    def done(self):
-        return self.finished
-
     def state(self):
         return {"w": self.w, "f": np.float64(self.f), "g": self.g, "g0": np.float64(self.g0),
                 "S": self.S, "Y": self.Y, "rho": self.rho, "hist": np.int64(self.hist),
@@ -143,11 +139,7 @@ class LBFGS(Algorithm):
             raise ValueError("history shape mismatch")  # guarded by the job hash
         self.f, self.g0 = float(r.get("f")), float(r.get("g0"))
         self.hist, self.it, self.evals = int(r.get("hist")), int(r.get("it")), int(r.get("evals"))
-        self.finished = bool(r.get("finished"))
-        self.reason = "" if r.get("reason") == "-" else r.get("reason")
-        # caps may have been raised for the resumed run
-        if self.finished and self.reason == "max_iter" and self.it < self.ctx.solver["max_iter"]:
-            self.finished = False
+        self.restore_finish(r, "max_iter", self.it, self.ctx.solver["max_iter"])
 
     def final_model(self):
         return {"model/w": self.w}

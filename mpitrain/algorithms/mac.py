@@ -164,10 +164,6 @@ class MAC(Algorithm):
         self.last = info
         return info
 
-    @property
-    def done(self):
-        return self.finished
-
     def state(self):
         tr = self.ctx.train
         st = {"it": np.int64(self.it), "finished": np.int64(self.finished),
@@ -186,12 +182,8 @@ class MAC(Algorithm):
             self.counters[f"L{k}"] = r.get(f"t{k}")
         self.Z = [r.rows(f"Z{k}", tr.start, tr.stop) for k in range(len(self.Z))]
         self.it = int(r.get("it"))
-        self.finished = bool(r.get("finished"))
-        self.reason = "" if r.get("reason") == "-" else r.get("reason")
+        self.restore_finish(r, "mu schedule ended", self.it, self.ctx.solver["mu_steps"])
         self.ring.hops = int(r.get("hops"))
-        if self.finished and self.reason == "mu schedule ended" \
-                and self.it < self.ctx.solver["mu_steps"]:
-            self.finished = False
 
     def final_model(self):
         return _layers_model(self.layers)

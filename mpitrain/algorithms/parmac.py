@@ -263,10 +263,6 @@ class ParMACBA(Algorithm):
         self.last = info
         return info
 
-    @property
-    def done(self):
-        return self.finished
-
     # -- checkpoint -----------------------------------------------------------------------
     def state(self):
         tr = self.ctx.train
@@ -286,16 +282,12 @@ class ParMACBA(Algorithm):
         self.counters = {"enc": r.get("t_enc"), "dec": r.get("t_dec")}
         self.Z = np.ascontiguousarray(r.rows("Z", tr.start, tr.stop), dtype=np.uint8)
         self.it = int(r.get("it"))
-        self.finished = bool(r.get("finished"))
-        self.reason = "" if r.get("reason") == "-" else r.get("reason")
+        self.restore_finish(r, "mu schedule ended", self.it, self.ctx.solver["mu_steps"])
         self.ring.hops = int(r.get("hops"))
         self.best_prec = float(r.get("best_prec"))
         if "best_enc" in r:
             self.best = {"enc": r.get("best_enc"), "dec": r.get("best_dec")}
             self.best_it = int(r.get("best_it"))
-        if self.finished and self.reason == "mu schedule ended" \
-                and self.it < self.ctx.solver["mu_steps"]:
-            self.finished = False
 
     def final_model(self):
         p = self.best if (self.ctx.solver["validate"] and self.best is not None) \

@@ -85,10 +85,6 @@ class PSGDMix(Algorithm):
         return {"objective": self.f, "eta": self.eta / (1.0 + sv["decay"] * (self.it - 1)),
                 "local_epochs": sv["epochs"], "dvec_allreduces": self.dvec}
 
-    @property
-    def done(self):
-        return self.finished
-
     def state(self):
         return {"w": self.w, "it": np.int64(self.it), "eta": np.float64(self.eta),
                 "dvec": np.int64(self.dvec), "f": np.float64(np.nan if self.f is None
