@@ -16,6 +16,7 @@ and the methods
     evaluate(ctx, model) -> dict  (classmethod) test metrics of a final model (`mpitrain eval`)
 The collectives an algorithm makes are written in its step(), through ctx.world.
 """
+import abc
 import json
 
 import numpy as np
@@ -71,7 +72,7 @@ class _Phase:
         self.acc[self.name] = self.acc.get(self.name, 0.0) + time.perf_counter() - self.t0
 
 
-class Algorithm:
+class Algorithm(abc.ABC):
     name = "?"
     summary = ""
     MODEL_SCHEMA = LINEAR_MODEL_SCHEMA
@@ -88,11 +89,13 @@ class Algorithm:
         self.ctx = ctx
         self.world = ctx.world
 
+    @abc.abstractmethod
     def setup(self):
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abc.abstractmethod
     def step(self):
-        raise NotImplementedError
+        """See the module docstring."""
 
     finished = False  # set with finish(reason) when converged or the budget is spent
     reason = ""
@@ -112,14 +115,17 @@ class Algorithm:
         if self.finished and self.reason == cap_reason and count < cap:
             self.finished = False
 
+    @abc.abstractmethod
     def state(self):
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abc.abstractmethod
     def load_state(self, reader):
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abc.abstractmethod
     def final_model(self):
-        raise NotImplementedError
+        """See the module docstring."""
 
     def summary_info(self):
         return {}
@@ -130,7 +136,8 @@ class Algorithm:
 
     @classmethod
     def evaluate(cls, ctx, model):
-        raise NotImplementedError(f"{cls.name}: no evaluation defined")
+        from ..errors import UsageError
+        raise UsageError(f"{cls.name}: `mpitrain eval` is not defined for this algorithm")
 
 
 def rng_state(gen):

@@ -36,6 +36,7 @@ rank, so replicas stay bit-identical.
 One driver step = `inner_per_step` inner iterations (0 = a whole stage); a checkpoint holds
 every iterate, the θ/stage/inner counters, the lazy bookkeeping and the RNG state.
 """
+import abc
 import math
 
 import numpy as np
@@ -117,11 +118,13 @@ class _VR(Algorithm):
         self.init_state()
         self.full_gradient()
 
+    @abc.abstractmethod
     def theory_eta(self):
-        raise NotImplementedError
+        """The method's theoretical step size."""
 
+    @abc.abstractmethod
     def init_state(self):
-        raise NotImplementedError
+        """The method's iterates at the start."""
 
     # -- communication ---------------------------------------------------------------------
     def full_gradient(self):

@@ -6,6 +6,11 @@ objective any run reached, including a long DASVRDA reference run (so gaps below
 not meaningful). Our methods run as `mpiexec -n P mpitrain run` (P = 1, 2, one thread per
 rank); SAGA is LogisticRegression(solver="saga", C = 1/(n(l1+l2)), l1_ratio = l1/(l1+l2),
 no intercept) run with max_iter = 1, 2, 4, ... epochs, each objective evaluated by us.
+
+Steps: by default each method uses its own step rule (DASVRDA and Katyusha the theoretical
+step, ProxSVRG 1/L: its default 1/(4L) times 4). With `--eta-scales 1,4,16,64,256` every method is tuned the same
+way instead: one P = 1 run per scale with the same stage budget, the scale with the lowest
+final objective is kept (divergent scales lose), and that scale is reported at P = 1 and 2.
 """
 import argparse
 import json
@@ -85,6 +90,21 @@ def _ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out):
                                    "objective": r["objective"]} for r in rows]}
 
 
+def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales):
+    """The step multiplier whose P = 1 run ends at the lowest objective after `stages`."""
+    best = None
+    for sc in scales:
+        d = os.path.join(base, "tune", f"{alg}-x{sc:g}")
+        os.makedirs(d, exist_ok=True)
+        r = _ours(d, alg, path, max_rows, l1, l2, 1, stages,
+                  dict(sets, **{"solver.eta_scale": sc}), d)
+        final = r["curve"][-1]["objective"] if r and r["curve"] else float("nan")
+        if np.isfinite(final) and (best is None or final < best[0]):
+            best = (final, sc)
+    print(f"bench: {alg} tuned eta_scale = {best[1] if best else scales[0]:g}", flush=True)
+    return best[1] if best else scales[0]
+
+
 def _first(curve, fstar, gap, key):
     for pt in curve:
         if pt["objective"] - fstar <= gap:
@@ -99,13 +119,16 @@ def main(argv):
     ap.add_argument("--mnist", default="data/mnist-2vr.h5")
     ap.add_argument("--rt", default="data/rt-polarity.h5")
     ap.add_argument("--stages", type=int, default=0)
+    ap.add_argument("--eta-scales", default="",
+                    help="comma-separated step multipliers to tune every method over")
     args = ap.parse_args(argv)
+    scales = [float(v) for v in args.eta_scales.split(",") if v.strip()]
     stages = args.stages or (25 if args.quick else 60)
     datasets = [("mnist-2vr", args.mnist, 5000 if args.quick else 0),
                 ("rt-polarity", args.rt, 0)]
     os.makedirs(args.out, exist_ok=True)
     results = {"settings": [], "stages": stages, "quick": args.quick,
-               "load": os.getloadavg()}
+               "load": os.getloadavg(), "eta_scales": scales}
     table_rows = []
     for dname, path, max_rows in datasets:
         if not os.path.exists(path):
@@ -117,13 +140,20 @@ def main(argv):
             print(f"bench: {key}", flush=True)
             runs = {}
             base = os.path.join(args.out, "runs", f"{dname}-{l1:g}-{l2:g}")
+            tuned = {}
             for alg, sets in METHODS:
+                label = ""
+                if scales:
+                    sets = dict(sets, **{"solver.eta_scale": _tune(
+                        base, alg, path, max_rows, l1, l2, stages, sets, scales)})
+                    tuned[alg] = sets["solver.eta_scale"]
+                    label = f" ×{tuned[alg]:g}"
                 for P in (1, 2):
                     d = os.path.join(base, f"{alg}-P{P}")
                     os.makedirs(d, exist_ok=True)
                     r = _ours(d, alg, path, max_rows, l1, l2, P, stages, sets, d)
                     if r:
-                        runs[f"{alg} P={P}"] = r
+                        runs[f"{alg}{label} P={P}"] = r
             d = os.path.join(base, "reference")
             os.makedirs(d, exist_ok=True)
             ref = _ours(d, "dasvrda", path, max_rows, l1, l2, 2, 3 * stages, {}, d)
@@ -131,7 +161,8 @@ def main(argv):
             runs["sklearn saga"] = {"curve": saga}
             fstar = min([pt["objective"] for r in runs.values() for pt in r["curve"]]
                         + ([pt["objective"] for pt in ref["curve"]] if ref else []))
-            entry = {"dataset": dname, "l1": l1, "l2": l2, "fstar": fstar, "runs": runs}
+            entry = {"dataset": dname, "l1": l1, "l2": l2, "fstar": fstar, "runs": runs,
+                     "eta_scale": tuned}
             results["settings"].append(entry)
             for name, r in runs.items():
                 row = [dname, f"({l1:g}, {l2:g})", name]
