@@ -76,8 +76,10 @@ def _parser():
     pl.add_argument("runs", nargs="+", help="run directories")
     pl.add_argument("-o", "--output", default="metrics.png")
     pl.add_argument("--y", default="objective", help="metric on the y axis")
-    pl.add_argument("--gap", type=float, default=None,
-                    help="plot objective − F* (log scale) for this F*")
+    pl.add_argument("--gap", type=float, default=None, metavar="FSTAR",
+                    help="plot objective − FSTAR on a log scale (default FSTAR: the lowest "
+                    "objective of the runs)")
+    pl.add_argument("--raw", action="store_true", help="plot the metric's values, not a gap")
 
     b = sub.add_parser("bench", help="side-by-side benchmarks (writes report.md, "
                        "results.json)", add_help=False)
@@ -161,7 +163,7 @@ def _serial(args):
         return 0
     if args.verb == "plot":
         from .plot import plot_runs
-        path = plot_runs(args.runs, args.output, y=args.y, fstar=args.gap)
+        path = plot_runs(args.runs, args.output, y=args.y, fstar=args.gap, raw=args.raw)
         print(f"wrote {path}")
         return 0
     if args.verb == "bench":

@@ -63,7 +63,7 @@ class Metrics:
         for key, value in rec.items():
             if key.startswith("show_"):
                 parts.append(f"{key[5:]} {value}")
-        parts.append(f"t {rec['time']:.2f}s")
+        parts.append(f"elapsed {rec['time']:.2f}s")
         parts.append(f"comm {rec.get('comm_seconds', 0.0):.2f}s/{rec.get('comm_calls', 0)} calls")
         self.say("  ".join(parts))
 

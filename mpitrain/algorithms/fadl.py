@@ -186,7 +186,7 @@ class FADL(Algorithm):
         info = {"objective": self.f, "grad_norm": gnorm, "step_size": t,
                 "ls_evals": evals, "local_epochs": self._epochs(), "eta": self.eta,
                 "fallback": int(fallback), "dvec_allreduces": self.dvec}
-        info["show_t"] = f"{t:.3g}"
+        info["show_linesearch_t"] = f"{t:.3g}"
         return info
 
     def _epochs(self):
