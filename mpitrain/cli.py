@@ -118,7 +118,7 @@ def _threads_from_job(path):
 
 def _run(args):
     threads = set_thread_env(_threads_from_job(args.job))
-    from mpi4py import MPI  # noqa: F401  (initialises MPI)
+    import mpi4py.MPI  # noqa: F401  (initialises MPI)
     from .comm import World
     from .runtime import StopSignals, check_launch, collectively
     signals = StopSignals().install()

@@ -6,10 +6,8 @@ SIGTERM → exit 75 → bit-identical resume.
 Tolerance of the P = 2, 3 vs P = 1 comparisons: the gradients are float32 sums over a
 different split of the same global batch, so parameters agree to ~1e-6 after a few epochs;
 we assert max |Δ| ≤ 1e-4 (and a typical weight is O(0.1..1))."""
-import io
 import json
 import os
-import signal
 
 import h5py
 import numpy as np
@@ -24,7 +22,7 @@ from mpitrain.comm import World
 from mpitrain.errors import JobError
 from mpitrain.models import autoencoder as AE
 from mpitrain._kernels import ae_fast as K
-from util import cli, kill_group, start, wait_for, write_job
+from util import cli, sigterm_after_steps, write_job
 
 F32 = np.float32
 
@@ -337,15 +335,8 @@ def _final(run):
 
 
 def _stop_and_resume(tmp_path, job, out, nranks, resume_ranks=None):
-    p = start(["run", job, "--out", out], nranks=nranks)
-    try:
-        wait_for(lambda: os.path.exists(os.path.join(out, "metrics.jsonl"))
-                 and sum(1 for _ in open(os.path.join(out, "metrics.jsonl"))) >= 3, 90)
-        os.killpg(p.pid, signal.SIGTERM)
-        _, err = p.communicate(timeout=60)
-    finally:
-        kill_group(p)
-    assert p.returncode == 75, err
+    rc, err = sigterm_after_steps(["run", job, "--out", out], out, 3, nranks=nranks)
+    assert rc == 75, err
     assert not os.path.exists(os.path.join(out, "final.h5"))
     r = cli(["run", job, "--out", out, "--resume", "auto"], nranks=resume_ranks or nranks,
             timeout=150)

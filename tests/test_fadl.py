@@ -2,8 +2,6 @@
 local approximation, convergence to the distributed L-BFGS optimum (P = 1, 2, 3), the
 parameter-mixing baseline stalling, and SIGTERM → exit 75 → bit-identical resume."""
 import os
-import signal
-import time
 
 import h5py
 import numpy as np
@@ -18,7 +16,7 @@ from mpitrain.errors import JobError
 from mpitrain.models.fadl_local import LocalProblem
 from mpitrain.models.linear import LinearShard
 
-from util import cli, kill_group, start, wait_for, write_job
+from util import cli, sigterm_after_steps, write_job
 
 
 # ------------------------------------------------------------------ NumPy references
@@ -263,15 +261,8 @@ def test_sigterm_resume_bit_identical(tmp_path, rt_h5):
     r = cli(["run", job, "--out", ref_out], nranks=2, timeout=150)
     assert r.returncode == 0, r.stderr
     out = str(tmp_path / "run")
-    p = start(["run", job], nranks=2)
-    try:
-        wait_for(lambda: os.path.exists(os.path.join(out, "metrics.jsonl"))
-                 and sum(1 for _ in open(os.path.join(out, "metrics.jsonl"))) >= 5, 90)
-        os.killpg(p.pid, signal.SIGTERM)
-        _, err = p.communicate(timeout=60)
-    finally:
-        kill_group(p)
-    assert p.returncode == 75, err
+    rc, err = sigterm_after_steps(["run", job], out, 5)
+    assert rc == 75, err
     assert not os.path.exists(os.path.join(out, "final.h5"))
     r = cli(["run", job, "--resume", "auto"], nranks=2, timeout=150)
     assert r.returncode == 0, r.stderr
@@ -279,15 +270,8 @@ def test_sigterm_resume_bit_identical(tmp_path, rt_h5):
     np.testing.assert_array_equal(_weights(out), _weights(ref_out))
     # resuming at another P is allowed (local approximations are rebuilt)
     out3 = str(tmp_path / "run3")
-    p = start(["run", job, "--out", out3], nranks=2)
-    try:
-        wait_for(lambda: os.path.exists(os.path.join(out3, "metrics.jsonl"))
-                 and sum(1 for _ in open(os.path.join(out3, "metrics.jsonl"))) >= 5, 90)
-        os.killpg(p.pid, signal.SIGTERM)
-        p.communicate(timeout=60)
-    finally:
-        kill_group(p)
-    assert p.returncode == 75
+    rc, err = sigterm_after_steps(["run", job, "--out", out3], out3, 5)
+    assert rc == 75, err
     r = cli(["run", job, "--out", out3, "--resume", "auto"], nranks=1, timeout=150)
     assert r.returncode == 0, r.stderr
     import json

@@ -3,7 +3,6 @@ gradients vs finite differences, P = 1 vs P = 2, SIGTERM → 75 → bit-identica
 import json
 import os
 import signal
-import time
 
 import h5py
 import numpy as np

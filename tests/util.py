@@ -86,6 +86,21 @@ def kill_group(proc, sig=signal.SIGKILL):
             pass
 
 
+def sigterm_after_steps(args, out, steps, nranks=2, timeout=90):
+    """Start `mpitrain ARGS`, wait until OUT/metrics.jsonl has `steps` records, send SIGTERM
+    to the launcher, and return (returncode, stderr) once it has exited."""
+    p = start(args, nranks=nranks)
+    metrics = os.path.join(out, "metrics.jsonl")
+    try:
+        wait_for(lambda: os.path.exists(metrics)
+                 and sum(1 for _ in open(metrics)) >= steps, timeout)
+        os.killpg(p.pid, signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        kill_group(p)
+    return p.returncode, err
+
+
 def write_job(path, sections):
     """Write a job file from {section: {key: value}}, atomically (temporary name, rename), so
     that ranks of an MPI test may all write the same file while others read it."""

@@ -162,7 +162,6 @@ class ParMACBA(Algorithm):
             Vloc = (self.X - self.mean) @ W
             R = itq_rotation(world, Vloc, m["itq_iters"], ctx.rng("itq"))
             self.pca_W, self.itq_W = W, W @ R
-            Winit = self.itq_W if m["init"] == "itq" else self.pca_W
             self.Z = np.ascontiguousarray((Vloc @ (R if m["init"] == "itq" else np.eye(L))) > 0,
                                           dtype=np.uint8)
         sq = world.allreduce_scalars(float(np.einsum("ij,ij->", self.X, self.X)))

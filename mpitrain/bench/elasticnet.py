@@ -15,7 +15,6 @@ final objective is kept (divergent scales lose), and that scale is reported at P
 import argparse
 import json
 import os
-import subprocess
 import time
 import warnings
 
