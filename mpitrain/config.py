@@ -194,8 +194,13 @@ def resolve(raw, source, overrides=(), registry=None):
             else:
                 sec[key] = copy.deepcopy(field.default)
         out[section] = sec
-    if hasattr(registry[name], "validate_job"):
-        registry[name].validate_job(out, source)
+    cls = registry[name]
+    if getattr(cls, "SMOOTH_ONLY", False) and out["model"].get("l1", 0.0) != 0.0:
+        raise JobError(f"{source}: [model] l1 = {out['model']['l1']} is not supported by "
+                       f"{name} (smooth objectives only); use dasvrda, prox-svrg or katyusha "
+                       "for l1 > 0")
+    if hasattr(cls, "validate_job"):
+        cls.validate_job(out, source)
     return out
 
 

@@ -64,3 +64,11 @@ def test_dump_roundtrip(tmp_path):
     p = tmp_path / "j.toml"
     p.write_text(config.dump_toml(job))
     assert resolve(config.read_toml(str(p))) == job
+
+
+@pytest.mark.parametrize("algorithm", ["lbfgs", "fadl", "psgd-mix"])
+def test_smooth_only_algorithms_refuse_l1(algorithm):
+    raw = {"job": {"algorithm": algorithm}, "data": {"train": "x.h5"}, "model": {"l1": 1e-3}}
+    with pytest.raises(JobError, match=f"l1 = 0.001 is not supported by {algorithm}"):
+        resolve(raw)
+    resolve({**raw, "job": {"algorithm": "dasvrda"}})  # the proximal methods take l1

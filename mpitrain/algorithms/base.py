@@ -84,6 +84,7 @@ class Algorithm(abc.ABC):
     # BLAS use is O(d) vector work run it single-threaded (bit-identical for any thread
     # count); GEMM-heavy ones (dense networks) set True to use the rank's threads.
     BLAS_THREADS = False
+    SMOOTH_ONLY = False  # True: the job's [model] l1 must be 0 (checked by config.resolve)
 
     def __init__(self, ctx):
         self.ctx = ctx

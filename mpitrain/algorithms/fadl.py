@@ -41,6 +41,7 @@ from .lbfgs import evaluate_linear
 
 class FADL(Algorithm):
     name = "fadl"
+    SMOOTH_ONLY = True
     summary = "parallel SGD on gradient-consistent local approximations (2 d-vector " \
               "Allreduces per outer iteration)"
     SOLVER_SCHEMA = {
@@ -65,9 +66,6 @@ class FADL(Algorithm):
 
     @classmethod
     def validate_job(cls, job, source):
-        if job["model"]["l1"] != 0.0:
-            raise JobError(f"{source}: [model] l1 = {job['model']['l1']} is not supported by "
-                           f"{cls.name} (smooth objectives only); use dasvrda for l1 > 0")
         s = job["solver"]
         if s["local_solver"] == "sgd" and s["step_size"] > 0:
             lam = job["model"]["l2"] + s["kappa"]

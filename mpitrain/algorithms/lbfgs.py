@@ -12,7 +12,6 @@ This is also the reference solver for f* in the linear benchmarks.
 import numpy as np
 
 from ..config import Field
-from ..errors import JobError
 from ..models.linear import LinearShard, regularized
 from ..models.linesearch import LineSearchFailed, wolfe
 from .base import Algorithm
@@ -20,6 +19,7 @@ from .base import Algorithm
 
 class LBFGS(Algorithm):
     name = "lbfgs"
+    SMOOTH_ONLY = True
     summary = "distributed L-BFGS, one Allreduce of (f, ∇f) per evaluation"
     SOLVER_SCHEMA = {
         "max_iter": Field(int, 500, "iteration cap", min=1, affects_result=False),
@@ -32,12 +32,6 @@ class LBFGS(Algorithm):
     def memory_bytes(job, train):
         """Replicated state: w, g, the 2·memory history vectors and a few work vectors."""
         return 8 * train.d * (2 * job["solver"]["memory"] + 6)
-
-    @classmethod
-    def validate_job(cls, job, source):
-        if job["model"]["l1"] != 0.0:
-            raise JobError(f"{source}: [model] l1 = {job['model']['l1']} is not supported by "
-                           f"{cls.name} (smooth objectives only); use dasvrda for l1 > 0")
 
     def setup(self):
         ctx = self.ctx

@@ -25,6 +25,7 @@ from .lbfgs import evaluate_linear
 
 class PSGDMix(Algorithm):
     name = "psgd-mix"
+    SMOOTH_ONLY = True
     summary = "parameter-mixing SGD: local SGD epochs, then average w (one Allreduce/round)"
     SOLVER_SCHEMA = {
         "max_iter": Field(int, 100, "number of rounds (communication rounds)", min=1,
@@ -36,9 +37,6 @@ class PSGDMix(Algorithm):
 
     @classmethod
     def validate_job(cls, job, source):
-        if job["model"]["l1"] != 0.0:
-            raise JobError(f"{source}: [model] l1 = {job['model']['l1']} is not supported by "
-                           f"{cls.name} (smooth objectives only)")
         s = job["solver"]
         if s["step_size"] * job["model"]["l2"] >= 1.0:
             raise JobError(f"{source}: [solver] step_size = {s['step_size']} is too large: "
