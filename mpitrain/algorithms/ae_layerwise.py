@@ -29,6 +29,7 @@ UPDATES = Field(int, 0, "weight updates (global batches) per stage; 0 = use epoc
 class Greedy(AEBase):
     """Greedy layer-wise pre-training; each layer data-parallel over all ranks."""
     name = "sae-greedy"
+    FAMILY = "autoencoder"  # what final.h5 describes (model_file.py)
     summary = "greedy layer-wise autoencoder pre-training, data-parallel per layer"
 
     def setup(self):
@@ -107,6 +108,7 @@ class Greedy(AEBase):
 class Stacked(Greedy):
     """Stacked denoising autoencoder (Vincent et al. 2010): noise at each layer's input."""
     name = "dae-stacked"
+    FAMILY = "autoencoder"  # what final.h5 describes (model_file.py)
     summary = "stacked denoising autoencoder: noisy layer input, lower layers frozen"
     MODEL_SCHEMA = with_defaults(MODEL_SCHEMA, noise="mask", noise_level=0.25)
     SOLVER_SCHEMA = dict(SOLVER_SCHEMA, updates=UPDATES)
@@ -115,6 +117,7 @@ class Stacked(Greedy):
 class Gradual(Greedy):
     """Gradual DAE training (Kalmanovich & Chechik): all layers keep training, noise at x."""
     name = "dae-gradual"
+    FAMILY = "autoencoder"  # what final.h5 describes (model_file.py)
     summary = "gradual denoising autoencoder: stage k trains W1..Wk jointly on noisy x"
     MODEL_SCHEMA = dict(with_defaults(MODEL_SCHEMA, noise="mask", noise_level=0.25),
                         decoder=Field(str, "direct", "stage k decodes h_k straight to x with "

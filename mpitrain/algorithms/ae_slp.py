@@ -73,6 +73,7 @@ def layout(dims, P, tau=1):
 class SLP(AEBase):
     """Synchronized layer-wise pre-training: ranks own layers, weights travel every τ epochs."""
     name = "slp"
+    FAMILY = "autoencoder"  # what final.h5 describes (model_file.py)
     summary = "synchronized layer-wise autoencoder pre-training (ranks own layers)"
     SOLVER_SCHEMA = dict(
         SOLVER_SCHEMA,

@@ -241,6 +241,7 @@ class _VR(Algorithm):
 
 class DASVRDA(_VR):
     name = "dasvrda"
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "doubly accelerated SVRDA: √n mini-batches, one Allreduce per inner step"
     SOLVER_SCHEMA = dict(
         _common_solver("step η (0 = theoretical 1/((1 + γ(m+1)/b)·L))"),
@@ -383,6 +384,7 @@ class DASVRDA(_VR):
 
 class ProxSVRG(_VR):
     name = "prox-svrg"
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "mini-batch proximal SVRG (baseline of dasvrda)"
     SOLVER_SCHEMA = _common_solver("step η (0 = 1/(4L))")
 
@@ -415,6 +417,7 @@ class ProxSVRG(_VR):
 
 class Katyusha(_VR):
     name = "katyusha"
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "mini-batch Katyusha (baseline of dasvrda)"
     SOLVER_SCHEMA = _common_solver("scales the steps: α = eta/(3τ₁L)·…, 0 = the paper's "
                                    "α = 1/(3τ₁L) and 1/(3L)")

@@ -41,6 +41,7 @@ from .lbfgs import evaluate_linear
 
 class FADL(Algorithm):
     name = "fadl"
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
     summary = "parallel SGD on gradient-consistent local approximations (2 d-vector " \
               "Allreduces per outer iteration)"

@@ -19,6 +19,7 @@ from .base import Algorithm
 
 class LBFGS(Algorithm):
     name = "lbfgs"
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
     summary = "distributed L-BFGS, one Allreduce of (f, ∇f) per evaluation"
     SOLVER_SCHEMA = {

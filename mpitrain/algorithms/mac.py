@@ -66,6 +66,7 @@ def _model_layers(model):
 
 class MAC(Algorithm):
     name = "mac"
+    FAMILY = "nested"  # what final.h5 describes (model_file.py)
     BLAS_THREADS = True  # GEMM-bound: bit-identical for the same thread count
     summary = "method of auxiliary coordinates, deep sigmoidal autoencoder, units on a ring"
     MODEL_SCHEMA = NET_SCHEMA
@@ -200,6 +201,7 @@ class MAC(Algorithm):
 
 class Backprop(Algorithm):
     name = "backprop"
+    FAMILY = "nested"  # what final.h5 describes (model_file.py)
     BLAS_THREADS = True
     summary = "data-parallel minibatch SGD (momentum) on the nested autoencoder objective"
     MODEL_SCHEMA = NET_SCHEMA

@@ -132,6 +132,7 @@ def itq_rotation(world, V, iters, rng):
 
 class ParMACBA(Algorithm):
     name = "parmac-ba"
+    FAMILY = "binary-autoencoder"  # what final.h5 describes (model_file.py)
     summary = "ParMAC binary autoencoder: hash functions + decoder circulate round a ring"
     MODEL_SCHEMA = BA_MODEL_SCHEMA
     SOLVER_SCHEMA = BA_SOLVER_SCHEMA

@@ -25,6 +25,7 @@ from .lbfgs import evaluate_linear
 
 class PSGDMix(Algorithm):
     name = "psgd-mix"
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
     summary = "parameter-mixing SGD: local SGD epochs, then average w (one Allreduce/round)"
     SOLVER_SCHEMA = {
