@@ -130,11 +130,14 @@ class StopSignals:
 def check_launch(world):
     """Refuse P singletons: Slurm asked for several tasks but MPI sees a world of 1."""
     ntasks = int(os.environ.get("SLURM_NTASKS", "1") or "1")
-    if (world.size == 1 and ntasks > 1 and "SLURM_STEP_ID" in os.environ
+    in_job = "SLURM_JOB_ID" in os.environ or "SLURM_STEP_ID" in os.environ
+    if (world.size == 1 and ntasks > 1 and in_job
             and os.environ.get("MPITRAIN_ALLOW_SINGLETON") != "1"):
+        how = ("the tasks were started as unconnected singletons (plain `srun` without a "
+               "working PMI)" if "SLURM_STEP_ID" in os.environ else
+               "mpitrain was started without a launcher in the batch script")
         raise UsageError(
-            f"SLURM_NTASKS={ntasks} but this MPI world has 1 rank: the tasks were started as "
-            "unconnected singletons (plain `srun` without a working PMI). Launch with "
+            f"SLURM_NTASKS={ntasks} but this MPI world has 1 rank: {how}. Launch with "
             "`srun --mpi=pmi2 ...` or `mpiexec -n $SLURM_NTASKS ...`; set "
             "MPITRAIN_ALLOW_SINGLETON=1 if you really want independent single-rank runs.")
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# A throw-away Slurm on this machine for mpitrain's tests: Debian's slurmctld + slurmd + munge,
-# configured and started under $MPITRAIN_SLURM_DIR (default /tmp/mpitrain-slurm), on ports
-# that do not clash with a site Slurm or another test Slurm. Needs root and Debian/Ubuntu apt.
+# A throw-away Slurm on this machine for mpitrain's tests: Debian's slurmctld + munge and one
+# slurmd per node, configured and started under $MPITRAIN_SLURM_DIR (default
+# /tmp/mpitrain-slurm), on ports that do not clash with a site Slurm or another test Slurm.
+# Two nodes, n1 and n2, on this one host by default (`slurmd -N n1`, `slurmd -N n2`: the same
+# NodeHostname, a port, spool directory, pid file and log each), so multi-node jobs run for
+# real: one rank per node, SLURM_NODEID 0 and 1. Needs root and Debian/Ubuntu apt.
 #
 #   tests/slurm_localhost.sh install   apt-get install the packages (skipped when present)
 #   tests/slurm_localhost.sh up        write the config, start munged/slurmctld/slurmd, wait idle
@@ -9,8 +12,10 @@
 #   tests/slurm_localhost.sh down      cancel our jobs, stop OUR daemons (by pid file + exe check)
 #   tests/slurm_localhost.sh purge     down, then remove the directory
 #
-# Knobs: MPITRAIN_SLURM_DIR, MPITRAIN_SLURM_PORT (slurmctld; slurmd = +1; default 17917),
-# MPITRAIN_SLURM_CPUS (CPUs the node advertises; default: all of this machine's).
+# Knobs: MPITRAIN_SLURM_DIR, MPITRAIN_SLURM_PORT (slurmctld; node k's slurmd = +k; default
+# 17917), MPITRAIN_SLURM_NODES (default 2), MPITRAIN_SLURM_CPUS (CPUs each node advertises;
+# default: all of this machine's), MPITRAIN_SLURM_KILLWAIT (seconds from SIGTERM to SIGKILL
+# when a job is cancelled or reaches its limit; default 30, a common site value).
 #
 # Pitfalls handled here (Slurm 22.05 without systemd/cgroups):
 # - SlurmctldHost must be `hostname -s`; the address is given explicitly as 127.0.0.1.
@@ -18,10 +23,13 @@
 # - batch_sched_delay=0, otherwise every batch job waits ~3 s before it starts.
 # - munged refuses a socket directory that is not mode 711, and a key that is not 0400.
 # - config_overrides lets the node advertise the CPU count we write, not what slurmd probes.
+# - several slurmd on one host: per-node paths through %n (SlurmdSpoolDir, SlurmdPidFile,
+#   SlurmdLogFile) and a Port per node line.
 set -euo pipefail
 
 D=${MPITRAIN_SLURM_DIR:-/tmp/mpitrain-slurm}
 PORT=${MPITRAIN_SLURM_PORT:-17917}
+NODES=${MPITRAIN_SLURM_NODES:-2}
 CONF=$D/etc/slurm.conf
 SOCK=$D/munge/munge.sock
 export SLURM_CONF=$CONF
@@ -78,8 +86,10 @@ retry() {  # $1 = seconds, rest = command
   done
 }
 
+nodes() { seq -f 'n%g' 1 "$NODES"; }
+
 write_conf() {
-  local host cpus mem
+  local host cpus mem k
   mkdir -p "$D"/etc "$D"/state "$D"/spool "$D"/log "$D"/run "$D"/munge
   chmod 711 "$D/munge"
   host=$(hostname -s)
@@ -91,16 +101,15 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$PORT
-SlurmdPort=$((PORT + 1))
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$SOCK
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool
+SlurmdSpoolDir=$D/spool/%n
 SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd.pid
+SlurmdPidFile=$D/run/slurmd-%n.pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+SlurmdLogFile=$D/log/slurmd-%n.log
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -112,13 +121,16 @@ SlurmdParameters=config_overrides
 MpiDefault=none
 ReturnToService=2
 MinJobAge=300
-KillWait=5
+KillWait=${MPITRAIN_SLURM_KILLWAIT:-30}
 InactiveLimit=0
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-NodeName=$host CPUs=$cpus RealMemory=${mem:-1000} NodeAddr=127.0.0.1 State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
+  for k in $(seq "$NODES"); do
+    echo "NodeName=n$k NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + k)) CPUs=$cpus" \
+      "RealMemory=${mem:-1000} State=UNKNOWN" >> "$CONF.new"
+  done
+  echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >> "$CONF.new"
   if cmp -s "$CONF.new" "$CONF"; then rm -f "$CONF.new"; return 1; fi
   mv "$CONF.new" "$CONF"
   return 0
@@ -128,7 +140,7 @@ cmd_up() {
   need_root
   installed || { say "Slurm is not installed: run '$0 install' first"; exit 4; }
   if write_conf; then  # the configuration changed: restart the Slurm daemons on it
-    stop "$D/run/slurmd.pid" '^slurmd'
+    stop_slurmds
     stop "$D/run/slurmctld.pid" '^slurmctld'
   fi
   if ! our_pid "$D/munge/munged.pid" '^munged$' >/dev/null; then
@@ -139,9 +151,14 @@ cmd_up() {
     retry 10 sh -c "munge -n -S '$SOCK' | unmunge -S '$SOCK'" || { say "munged did not start"; exit 5; }
   fi
   our_pid "$D/run/slurmctld.pid" '^slurmctld' >/dev/null || slurmctld -f "$CONF"
-  our_pid "$D/run/slurmd.pid" '^slurmd' >/dev/null || slurmd -f "$CONF"
-  if ! retry 30 sh -c 'sinfo -h -o %T | grep -Eqx "(idle|mixed|allocated)"'; then
-    say "the node did not come up"; tail -n 20 "$D/log/slurmctld.log" "$D/log/slurmd.log" >&2
+  for n in $(nodes); do
+    mkdir -p "$D/spool/$n"
+    our_pid "$D/run/slurmd-$n.pid" '^slurmd' >/dev/null || slurmd -f "$CONF" -N "$n"
+  done
+  if ! retry 30 sh -c "[ \"\$(sinfo -h -N -o %T | grep -Ecx '(idle|mixed|allocated)')\" = $NODES ]"
+  then
+    say "the nodes did not come up"; sinfo -N >&2 || true
+    tail -n 20 "$D/log/slurmctld.log" "$D"/log/slurmd-*.log >&2
     exit 5
   fi
   say "up: export SLURM_CONF=$CONF"
@@ -156,9 +173,15 @@ cmd_down() {
       retry 20 sh -c '[ -z "$(squeue -h -o %i)" ]' || say "jobs still listed after scancel"
     fi
   fi
-  stop "$D/run/slurmd.pid" '^slurmd'
+  stop_slurmds
   stop "$D/run/slurmctld.pid" '^slurmctld'
   stop "$D/munge/munged.pid" '^munged$'
+}
+
+stop_slurmds() {  # every node's slurmd (also those of an earlier, larger NODES)
+  local f
+  for f in "$D"/run/slurmd*.pid; do [ -e "$f" ] && stop "$f" '^slurmd'; done
+  return 0
 }
 
 case "${1:-}" in
