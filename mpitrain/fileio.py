@@ -16,8 +16,14 @@ untouched. An ``OSError`` (full disk, RLIMIT_FSIZE, read-only or missing directo
 permissions) becomes :class:`~mpitrain.errors.OutputError` (exit 73) with one line naming the
 path and the reason; any other exception is re-raised unchanged after the clean-up.
 
-HDF5 files are built in memory (:func:`h5_image`) and written with plain file I/O: HDF5
-writing straight to a disk that fills up can crash the process (SIGSEGV/SIGBUS).
+HDF5 writing straight to a disk that fills up (or past RLIMIT_FSIZE) crashes the process
+(SIGSEGV when h5py frees the failed file). So HDF5 files are either built in memory
+(:func:`h5_image`, :func:`write_h5`) and written with plain file I/O, or, when they are too big
+for memory (streamed outputs of `data convert/synth`), written by HDF5 into a temporary file
+whose disk space was reserved beforehand (:func:`atomic_h5`: an upper bound of the file size,
+checked against RLIMIT_FSIZE and reserved with ``fallocate(FALLOC_FL_KEEP_SIZE)``, or checked
+against the free space where the file system cannot reserve), so that HDF5 never meets a
+full disk.
 
 Append-only logs (:class:`LineLog`, :func:`append_line`): each line is written whole with one
 ``write`` and flushed to the operating system at once (a crash of the process loses nothing
@@ -28,13 +34,15 @@ away when it can and raises OutputError.
 Python ignores SIGXFSZ, so exceeding RLIMIT_FSIZE is an ``OSError`` (EFBIG) here, not a kill.
 """
 import contextlib
+import errno
 import io
 import os
+import resource
 
 from .errors import OutputError
 
-__all__ = ["atomic_write", "atomic_open", "write_h5", "h5_image", "LineLog", "append_line",
-           "fsync_dir", "tmp_name", "output_error"]
+__all__ = ["atomic_write", "atomic_open", "write_h5", "h5_image", "atomic_h5", "LineLog",
+           "append_line", "fsync_dir", "tmp_name", "output_error"]
 
 
 def output_error(path, exc, what=None):
@@ -141,6 +149,103 @@ def write_h5(path, fill, *, what=None, makedirs=False):
         atomic_write(path, data, what=what, makedirs=makedirs)
     finally:
         data.release()
+
+
+@contextlib.contextmanager
+def atomic_h5(path, reserve, *, what=None, makedirs=False):
+    """``with atomic_h5(path, reserve) as f:`` (an h5py.File open for writing) writes a large
+    HDF5 file atomically; `reserve` is an upper bound of its final size in bytes. The space is
+    reserved before HDF5 writes anything; if it cannot be (full disk, file-size limit) this
+    raises OutputError at once, and nothing is left behind. Small files: use
+    :func:`write_h5`."""
+    import h5py
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = tmp_name(path)
+    created = False
+    try:
+        if makedirs:
+            os.makedirs(directory, exist_ok=True)
+        reserve = int(reserve)
+        _check_fsize_limit(reserve)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        created = True
+        try:
+            _reserve(fd, directory, reserve)
+        finally:
+            os.close(fd)
+        f = h5py.File(tmp, "w", locking=False)
+        try:
+            yield f
+        finally:
+            f.close()  # HDF5 truncates the file to its real size, releasing the reserve
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        created = False
+        fsync_dir(directory)
+    except OSError as exc:
+        if created:
+            _remove_quietly(tmp)
+        raise output_error(path, exc, what) from None
+    except BaseException:
+        if created:
+            _remove_quietly(tmp)
+        raise
+
+
+def _mib(nbytes):
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
+def _check_fsize_limit(nbytes):
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY and nbytes > soft:
+        raise OSError(errno.EFBIG, f"File too large: the output needs up to {_mib(nbytes)}, "
+                      f"the file-size limit (ulimit -f) is {_mib(soft)}")
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+_libc = None
+
+
+def _fallocate_keep_size(fd, nbytes):
+    """Reserve `nbytes` of disk for `fd` without changing its size; False where the file
+    system (or platform) cannot."""
+    global _libc
+    import ctypes
+    import ctypes.util
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fallocate = getattr(_libc, "fallocate", None)
+    if fallocate is None:
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, nbytes) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err))
+
+
+def _reserve(fd, directory, nbytes):
+    try:
+        if nbytes <= 0 or _fallocate_keep_size(fd, nbytes):
+            return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    else:
+        st = os.statvfs(directory)
+        if st.f_bavail * st.f_frsize >= nbytes:
+            return
+    st = os.statvfs(directory)
+    raise OSError(errno.ENOSPC, f"No space left on device: the output needs up to "
+                  f"{_mib(nbytes)}, {_mib(st.f_bavail * st.f_frsize)} free")
 
 
 class LineLog:

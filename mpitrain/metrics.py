@@ -9,6 +9,9 @@ import math
 import os
 import sys
 
+from . import fileio
+from .errors import OutputError
+
 
 class Metrics:
     def __init__(self, world, out, name, log_every=1, resume_step=None, stream=None):
@@ -17,28 +20,27 @@ class Metrics:
         self.log_every = log_every
         self.stream = stream or sys.stdout
         self.path = os.path.join(out, "metrics.jsonl")
-        self.fh = None
+        self.log_file = None
         if world.rank == 0:
-            if resume_step is None:
-                self.fh = open(self.path, "w")
-            else:
-                self._truncate_after(resume_step)
-                self.fh = open(self.path, "a")
+            keep = None if resume_step is None else self._kept_lines(resume_step)
+            self.log_file = fileio.LineLog(self.path, fresh=True, keep=keep, what="progress")
 
-    def _truncate_after(self, step):
-        """Keep the records up to the resumed step (a crash may have left later ones)."""
+    def _kept_lines(self, step):
+        """The records up to the resumed step (a crash may have left later ones)."""
         kept = []
-        if os.path.exists(self.path):
-            with open(self.path) as fh:
+        try:
+            with open(self.path, errors="replace") as fh:
                 for line in fh:
                     try:
                         rec = json.loads(line)
                     except ValueError:
                         continue
-                    if rec.get("step", 0) <= step:
-                        kept.append(line if line.endswith("\n") else line + "\n")
-        with open(self.path, "w") as fh:
-            fh.writelines(kept)
+                    if isinstance(rec, dict) and isinstance(rec.get("step", 0), int) \
+                            and rec.get("step", 0) <= step:
+                        kept.append(line)
+        except FileNotFoundError:
+            pass
+        return kept
 
     def log(self, step, elapsed, info, force=False):
         rec = {"step": int(step), "time": round(float(elapsed), 6)}
@@ -47,8 +49,10 @@ class Metrics:
                     for k, v in self.world.counters().items()})
         if self.world.rank != 0:
             return rec
-        self.fh.write(json.dumps(rec) + "\n")
-        self.fh.flush()
+        try:
+            self.log_file.append(json.dumps(rec))
+        except OutputError as exc:
+            raise OutputError(f"{exc}; earlier checkpoints are intact") from None
         if force or step % self.log_every == 0:
             self.print_line(rec)
         return rec
@@ -74,9 +78,9 @@ class Metrics:
             self.stream.flush()
 
     def close(self):
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+        if self.log_file is not None:
+            log, self.log_file = self.log_file, None
+            log.close()
 
 
 def _jsonable(v):

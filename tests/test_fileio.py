@@ -118,3 +118,113 @@ def test_line_log_append_fresh_keep_and_failure(tmp_path):
     assert p.read_text() == '{"step": 1}\n'
     log.close()
     assert _leftovers(tmp_path) == []
+
+
+# -- the program's outputs, end to end --------------------------------------------------------
+def _cli(args, nranks=1, preexec_fn=None, timeout=120):
+    from test_faults import run
+    p, _ = run(args, nranks, preexec_fn=preexec_fn, timeout=timeout)
+    return p
+
+
+def _fsize(nbytes):
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name,nranks", [("job.toml", 1), ("metrics.jsonl", 1),
+                                         ("final.h5", 1), ("summary.json", 1),
+                                         ("metrics.jsonl", 2), ("summary.json", 2)])
+def test_run_output_write_failure(name, nranks, tmp_path):
+    """A run-directory file that cannot be written (a directory stands in its place: EISDIR,
+    fails even for root) ends the job with exit 73 and one line naming it, at every P."""
+    from test_faults import CASES, dense_h5 as _unused, make_dense, one_line_error  # noqa
+    from util import write_job
+    data = make_dense(str(tmp_path / "dense.h5"))
+    out = tmp_path / "run"
+    (out / name).mkdir(parents=True)
+    job = write_job(str(tmp_path / "job.toml"), CASES[0].build(data, str(out)))
+    p = _cli(["run", job, "--set", "solver.max_iter=3"], nranks)
+    assert p.returncode == 73, p.stderr
+    line = one_line_error(p.stderr, "cannot write output")
+    assert str(out / name) in line, line
+    assert not [f for f in os.listdir(out) if ".tmp" in f]
+
+
+def _svm(tmp_path, rows=2000, name="a.svm", label=1):
+    path = tmp_path / name
+    path.write_text("".join(f"{label if i % 2 else -label} 1:{i % 7}.5 3:1 {5 + i % 9}:0.25\n"
+                            for i in range(rows)))
+    return str(path)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("verb", ["convert", "synth"])
+def test_data_outputs_file_size_limit(verb, tmp_path):
+    """`data convert`/`synth` past RLIMIT_FSIZE: exit 73, one line, no crash, nothing left."""
+    from test_faults import one_line_error
+    out = tmp_path / "out" / "x.h5"
+    out.parent.mkdir()
+    args = (["data", "convert", _svm(tmp_path, 20000), str(out)] if verb == "convert" else
+            ["data", "synth", str(out), "--n", "20000", "--d", "5000", "--nnz", "20"])
+    p = _cli(args, preexec_fn=_fsize(300000))
+    assert p.returncode == 73, p.stderr
+    line = one_line_error(p.stderr, "cannot write output")
+    assert str(out) in line and "limit" in line, line
+    assert os.listdir(out.parent) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_data_outputs_full_disk(tmp_path):
+    """On a 1 MiB tmpfs (skipped where one cannot be mounted): synth and convert refuse with
+    exit 73 and one line before HDF5 writes anything (no SIGSEGV/SIGBUS), nothing left."""
+    from test_faults import _mount_tmpfs, _umount, one_line_error
+    mnt = str(tmp_path / "mnt")
+    _mount_tmpfs(mnt, "1m")
+    try:
+        for args in (["data", "synth", os.path.join(mnt, "s.h5"), "--n", "20000", "--d",
+                      "5000", "--nnz", "20"],
+                     ["data", "convert", _svm(tmp_path, 60000), os.path.join(mnt, "c.h5")]):
+            p = _cli(args)
+            assert p.returncode == 73, p.stderr
+            line = one_line_error(p.stderr, "cannot write output")
+            assert "No space left" in line, line
+            assert os.listdir(mnt) == []
+    finally:
+        _umount(mnt)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_convert_adds_group_and_refuses_to_overwrite(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from test_faults import one_line_error
+    out = str(tmp_path / "d.h5")
+    assert _cli(["data", "convert", _svm(tmp_path, 50), out]).returncode == 0
+    with h5py.File(out, "r") as f:
+        train = {k: f["train"][k][()] for k in f["train"]}
+    p = _cli(["data", "convert", _svm(tmp_path, 30, "t.svm"), out, "--group", "test"])
+    assert p.returncode == 0, p.stderr
+    with h5py.File(out, "r") as f:
+        assert sorted(f) == ["test", "train"]
+        assert all(np.array_equal(f["train"][k][()], v) for k, v in train.items())
+        assert f["test"]["y"].shape == (30,)
+    p = _cli(["data", "convert", _svm(tmp_path, 10, "u.svm", label=2), out, "--group", "test"])
+    assert p.returncode == 64, p.stderr
+    line = one_line_error(p.stderr, "usage error")
+    assert "--overwrite" in line and "'test'" in line
+    p = _cli(["data", "convert", _svm(tmp_path, 10, "u.svm", label=2), out, "--group", "test",
+              "--overwrite"])
+    assert p.returncode == 0, p.stderr
+    with h5py.File(out, "r") as f:
+        assert f["test"]["y"].shape == (10,) and set(f["test"]["y"][()]) == {-2.0, 2.0}
+        assert all(np.array_equal(f["train"][k][()], v) for k, v in train.items())
+    not_h5 = tmp_path / "plain.h5"
+    not_h5.write_text("hello")
+    p = _cli(["data", "convert", _svm(tmp_path, 10), str(not_h5)])
+    assert p.returncode == 64 and "--overwrite" in p.stderr
+    assert not_h5.read_text() == "hello"
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]

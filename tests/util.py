@@ -105,8 +105,6 @@ def write_job(path, sections):
     """Write a job file from {section: {key: value}}, atomically (temporary name, rename), so
     that ranks of an MPI test may all write the same file while others read it."""
     from mpitrain.config import dump_toml
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(dump_toml(sections))
-    os.replace(tmp, path)
+    from mpitrain.fileio import atomic_write
+    atomic_write(path, dump_toml(sections))
     return str(path)
