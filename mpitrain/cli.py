@@ -1,4 +1,4 @@
-"""mpitrain command line: run, data, inspect, eval, plot, bench, algorithms.
+"""mpitrain command line: run, data, inspect, eval, predict, export, plot, bench, algorithms.
 
 Exit codes (sysexits): 0 done · 64 usage · 65 bad data · 66 input missing · 73 cannot write
 output · 75 stopped by a signal after a checkpoint · 78 bad job file · 1 internal error.
@@ -66,31 +66,85 @@ def _parser():
     de.add_argument("path")
 
     i = sub.add_parser("inspect", help="print a checkpoint's or final model's manifest and "
-                       "arrays")
-    i.add_argument("path")
+                       "arrays", description="Print the manifest (algorithm, job hash, model "
+                       "metadata) and the arrays of a checkpoint or final.h5. Given a run "
+                       "directory: its final.h5 and a list of its checkpoints.")
+    i.add_argument("path", help="checkpoint .h5, final.h5, or a run directory")
 
-    e = sub.add_parser("eval", help="objective/accuracy/reconstruction of a model on the "
-                       "job's test data")
-    e.add_argument("job")
-    e.add_argument("model", help="final.h5 or a checkpoint")
-    e.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    e = sub.add_parser("eval", help="objective/accuracy/reconstruction of a run's model",
+                       description="Evaluate a run's model on its job's test data (train "
+                       "data if the job has none) with the run's own resolved job "
+                       "(RUN_DIR/job.toml). The older form `eval JOB.toml MODEL.h5` checks "
+                       "that the model's job hash matches the job (exit 65 if not).")
+    e.add_argument("run", metavar="RUN_DIR|JOB",
+                   help="run directory (uses its job.toml and final.h5), or a job file")
+    e.add_argument("model", nargs="?", help="final.h5 or a checkpoint (default: the run's "
+                   "final.h5; required with a job file)")
+    e.add_argument("--data", metavar="FILE", help="evaluate on FILE instead of the job's "
+                   "test data (same [data] options; an HDF5 file's `test` group if it has one)")
+    e.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a job key (value parsed as TOML); the result must still "
+                   "be the model's job (hash checked)")
 
-    pl = sub.add_parser("plot", help="PNG of metrics, several runs overlaid")
+    pd = sub.add_parser("predict", help="apply a trained model to new rows (under mpiexec: "
+                        "each rank its rows)",
+                        description="Predict every row of DATA with the model of RUN_DIR and "
+                        "write OUT.h5 (rows in input order): linear models `score` and "
+                        "`label` (original label values); autoencoders `code` (float32); "
+                        "parmac-ba `code` (uint8 0/1); mac/backprop `code` (narrowest "
+                        "layer). Rows are normalised as in training.")
+    pd.add_argument("run", metavar="RUN_DIR", help="run directory (or its final.h5)")
+    pd.add_argument("data", metavar="DATA", help="rows to predict: HDF5, LIBSVM or .npy, "
+                    "with the model's feature count")
+    pd.add_argument("--out", required=True, metavar="OUT.h5", help="output file (written "
+                    "atomically by rank 0)")
+    pd.add_argument("--reconstruct", action="store_true", help="autoencoders: also write "
+                    "`reconstruction` (n × features)")
+    pd.add_argument("--group", default="test", help="HDF5 group to read (default test; the "
+                    "file's root when it has no such group)")
+    pd.add_argument("--format", default="auto", choices=["auto", "h5", "libsvm", "npy"],
+                    help="input format (default: from the file name)")
+
+    ex = sub.add_parser("export", help="write a run's model as .npz or a scikit-learn "
+                        "estimator", description="Export the model of RUN_DIR: `npz` (every "
+                        "array plus a `metadata` JSON string) or `sklearn` (a pickled fitted "
+                        "LogisticRegression / LinearSVC / Ridge whose predictions equal "
+                        "mpitrain's; linear models only).")
+    ex.add_argument("run", metavar="RUN_DIR", help="run directory (or its final.h5)")
+    ex.add_argument("--format", required=True, choices=["npz", "sklearn"],
+                    help="npz: arrays + metadata; sklearn: pickled estimator")
+    ex.add_argument("--out", help="output file (default RUN_DIR/model.npz or model.pkl)")
+
+    pl = sub.add_parser("plot", help="PNG of metrics, several runs overlaid",
+                        description="Plot a metric of one or several runs against wall time "
+                        "and against communication. The default quantity depends on the "
+                        "model family: linear runs the objective (its gap to F* on a log "
+                        "scale when F* is given or the run recorded a certified lower bound), "
+                        "autoencoders the reconstruction error, parmac-ba the precision, "
+                        "mac/backprop the nested error. Damaged lines of metrics.jsonl are "
+                        "skipped (and counted).")
     pl.add_argument("runs", nargs="+", help="run directories")
-    pl.add_argument("-o", "--output", default="metrics.png")
-    pl.add_argument("--y", default="objective", help="metric on the y axis")
+    pl.add_argument("-o", "--output", default="metrics.png", help="PNG file (default "
+                    "metrics.png)")
+    pl.add_argument("--y", default=None, help="metric on the y axis (default: by family; a "
+                    "wrong name lists the recorded ones)")
     pl.add_argument("--gap", type=float, default=None, metavar="FSTAR",
-                    help="plot objective − FSTAR on a log scale (default FSTAR: the lowest "
-                    "objective of the runs)")
-    pl.add_argument("--raw", action="store_true", help="plot the metric's values, not a gap")
+                    help="plot the metric − FSTAR on a log scale (FSTAR: a certified optimum "
+                    "or lower bound)")
+    pl.add_argument("--raw", action="store_true", help="plot the metric's values, never a gap")
 
     b = sub.add_parser("bench", help="side-by-side benchmarks (writes report.md, "
-                       "results.json)", add_help=False)
+                       "results.json)", add_help=False,
+                       description="Run benchmark NAME; `mpitrain bench` lists them and "
+                       "`mpitrain bench NAME --help` shows a benchmark's options.")
+    b.add_argument("-h", "--help", action="store_true", dest="bench_help",
+                   help="list the benchmarks")
     b.add_argument("name", nargs="?", help="benchmark name; `mpitrain bench` lists them")
-    b.add_argument("args", nargs=argparse.REMAINDER)
+    b.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
-    a = sub.add_parser("algorithms", help="list algorithms, or every job key of one")
-    a.add_argument("name", nargs="?")
+    a = sub.add_parser("algorithms", help="list algorithms, or every job key of one",
+                       description="List the algorithms, or every job-file key of one.")
+    a.add_argument("name", nargs="?", help="algorithm name (e.g. fadl)")
     return p
 
 
@@ -151,18 +205,15 @@ def _serial(args):
     if args.verb == "data":
         return _data(args)
     if args.verb == "inspect":
-        from .checkpoint import describe
-        print(describe(args.path))
+        print(_inspect(args.path))
         return 0
     if args.verb == "eval":
-        set_thread_env()
-        from .comm import World
-        from . import config, driver
-        world = World()
-        res = driver.evaluate(world, args.job, args.model, config.parse_set(args.set))
-        if world.rank == 0:
-            for k, v in res.items():
-                print(f"{k}: {v:.10g}" if isinstance(v, float) else f"{k}: {v}")
+        return _eval(args)
+    if args.verb == "predict":
+        return _predict(args)
+    if args.verb == "export":
+        from .export import export
+        print(f"wrote {export(args.run, args.format, args.out)}")
         return 0
     if args.verb == "plot":
         from .plot import plot_runs
@@ -171,10 +222,74 @@ def _serial(args):
         return 0
     if args.verb == "bench":
         from .bench import run_bench
-        return run_bench(args.name, args.args)
+        return run_bench(None if args.bench_help else args.name, args.args)
     if args.verb == "algorithms":
         return _algorithms(args.name)
     return EX_USAGE
+
+
+def _inspect(path):
+    from .checkpoint import candidates
+    from .errors import InputMissing
+    if not os.path.exists(path):
+        raise InputMissing(f"{path}: not found")
+    if not os.path.isdir(path):
+        return _describe(path)
+    final = os.path.join(path, "final.h5")
+    cks = candidates(os.path.join(path, "checkpoints"))
+    if not os.path.exists(final) and not cks:
+        raise InputMissing(f"{path}: no final.h5 and no checkpoints (not a run directory?)")
+    lines = [_describe(final)] if os.path.exists(final) else [f"{path}: no final.h5 yet"]
+    lines.append(f"checkpoints ({len(cks)}):" if cks else "no checkpoints")
+    lines += [f"  {c}" for c in cks]
+    return "\n".join(lines)
+
+
+def _describe(path):
+    """checkpoint.describe, with a final model's resolved job shown as one line."""
+    from .checkpoint import describe
+    from .model_file import manifest
+    text = describe(path)
+    job = manifest(path).get("job_toml")
+    if isinstance(job, str) and job:
+        text = text.replace(job, f"({job.count(chr(10))} lines: the resolved job)")
+    return text
+
+
+def _eval(args):
+    """`eval RUN_DIR [MODEL]` (the run's job.toml) or `eval JOB MODEL` (hash checked)."""
+    from .errors import InputMissing
+    if os.path.isdir(args.run):
+        job = os.path.join(args.run, "job.toml")
+        if not os.path.exists(job):
+            raise InputMissing(f"{args.run}: no job.toml (not a run directory?)")
+        model = args.model or os.path.join(args.run, "final.h5")
+    else:
+        job, model = args.run, args.model
+        if model is None:
+            raise UsageError("eval JOB.toml needs the model file too: `mpitrain eval JOB.toml "
+                             "MODEL.h5` (or pass a run directory: `mpitrain eval RUN_DIR`)")
+    set_thread_env()
+    from .comm import World
+    from . import config, driver
+    world = World()
+    res = driver.evaluate(world, job, model, config.parse_set(args.set), data_path=args.data)
+    if world.rank == 0:
+        for k, v in res.items():
+            print(f"{k}: {v:.10g}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+def _predict(args):
+    set_thread_env()
+    from .comm import World
+    from .predict import predict
+    world = World()
+    n = predict(world, args.run, args.data, args.out, reconstruct=args.reconstruct,
+                group=args.group, fmt=args.format)
+    if world.rank == 0:
+        print(f"wrote {args.out}: {n} rows")
+    return 0
 
 
 def _algorithms(name):

@@ -316,6 +316,7 @@ def _finish(world, s, *, features, positive, binary, normalize, dtype, width_fro
     if not np.isfinite(s.y).all():
         raise DataError(f"{where}: row {s.start + int(np.flatnonzero(~np.isfinite(s.y))[0])}: "
                         "NaN or Inf label")
+    s.label_values = np.unique(s.y)  # raw labels of this shard, for the model file
     if positive:
         s.y = np.where(np.isin(s.y, np.asarray(positive, dtype=np.float64)), 1.0, -1.0)
     elif binary:

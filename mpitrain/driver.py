@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import checkpoint, config, data, fileio
+from . import model_file
 from .algorithms import registry
 from .algorithms.base import Context
 from .errors import CheckpointError, OutputError, Stopped, UsageError
@@ -248,7 +249,9 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
                 save(step)
         path = save(step)
         model = alg.final_model()
-        _write_final(world, out, model, dict(manifest, step=step, world_size=world.size))
+        model, attrs = model_file.contents(world, cls, job, train, model,
+                                           dict(manifest, step=step, world_size=world.size))
+        _write_final(world, out, model, attrs)
         totals = np.array([world.calls, world.bytes], dtype=np.float64)
         world.comm.Allreduce(totals.copy(), totals)
         summary = {"algorithm": cls.name, "steps": step, "time": clock.elapsed(),
@@ -258,7 +261,8 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
         summary.update(alg.summary_info())
         _write_rank0(world, os.path.join(out, "summary.json"),
                      json.dumps(summary, indent=2, default=float), "the summary")
-        metrics.say(f"[{cls.name}] done: {step} steps in {clock.elapsed():.2f}s; model "
+        metrics.say(f"[{cls.name}] done: {step} steps in {clock.elapsed():.2f}s "
+                    f"(stop: {alg.reason or 'budget spent'}); model "
                     f"{os.path.join(out, 'final.h5')}")
         return summary
     finally:
@@ -299,13 +303,18 @@ def read_model(path):
         return out
 
 
-def evaluate(world, job_path, model_path, overrides=()):
-    """Test metrics of a final model or a checkpoint, on the job's test data (or train)."""
+def evaluate(world, job_path, model_path, overrides=(), data_path=None):
+    """Test metrics of a final model or a checkpoint, on the job's test data (or train; or
+    `data_path` in place of the test data). The model must be this job's: the job hash in
+    its manifest must equal the job's (else a DataError, exit 65)."""
     job = load_job(world, job_path, overrides)
     cls = registry()[job["job"]["algorithm"]]
     if not os.path.exists(model_path):
         from .errors import InputMissing
         collectively(world, _raise, InputMissing(f"{model_path}: model file not found"))
+    collectively(world, model_file.check_job, model_path, job, job_path)
+    if data_path:
+        job["data"]["test"] = data_path
     train, test = load_data(world, job, cls)
     ctx = Context(world, job, train, test)
     model = collectively(world, read_model, model_path)
@@ -319,7 +328,12 @@ def evaluate(world, job_path, model_path, overrides=()):
         finally:
             reader.close()
         model = alg.final_model()
-    return cls.evaluate(ctx, model)
+    try:
+        return cls.evaluate(ctx, model)
+    except KeyError as exc:  # guarded by the job hash; a hand-made file may still miss one
+        from .errors import DataError
+        raise DataError(f"{model_path}: the model has no array {exc} that "
+                        f"{job['job']['algorithm']} with this job's [model] needs")
 
 
 def _raise(err):
