@@ -4,15 +4,14 @@ Every linear algorithm minimises the same objective (mean convention, no interce
 
     f(w) = (1/n) Σᵢ ℓ(yᵢ, wᵀxᵢ) + (l2/2)‖w‖² + l1‖w‖₁
 
-with n the GLOBAL number of rows, ℓ logistic or squared hinge (or squared, for regression),
-so scikit-learn's C = 1/(n·l2). A rank computes only the sums over its own rows; the
+with n the GLOBAL number of rows and ℓ a loss of the table in models/losses.py, so
+scikit-learn's C = 1/(n·l2). A rank computes only the sums over its own rows; the
 algorithm adds them up with one Allreduce and applies the regulariser.
 """
 import numpy as np
 
 from .._kernels import linear as K
-
-LOSSES = K.LOSS_CODES
+from .losses import LOSSES
 
 
 class LinearShard:
@@ -20,7 +19,7 @@ class LinearShard:
 
     def __init__(self, shard, loss="logistic"):
         self.shard = shard
-        self.code = LOSSES[loss]
+        self.code = LOSSES[loss].code
         self.y = np.ascontiguousarray(shard.y, dtype=np.float64)
         self.n = shard.n
         self.d = shard.d
