@@ -217,7 +217,10 @@ def _serial(args):
         return 0
     if args.verb == "plot":
         from .plot import plot_runs
-        path = plot_runs(args.runs, args.output, y=args.y, fstar=args.gap, raw=args.raw)
+        path, notes = plot_runs(args.runs, args.output, y=args.y, fstar=args.gap,
+                                raw=args.raw)
+        for line in notes:
+            print(line)
         print(f"wrote {path}")
         return 0
     if args.verb == "bench":

@@ -91,13 +91,28 @@ def _jsonable(v):
     return v
 
 
+class Records(list):
+    """The records of a metrics.jsonl; `skipped`: lines that were not a JSON object (a
+    damaged or interleaved file)."""
+    skipped = 0
+
+
 def read(run_dir):
-    """The records of a run's metrics.jsonl (for plots and benchmarks)."""
+    """The records of a run's metrics.jsonl (for plots and benchmarks); damaged lines are
+    skipped and counted in the result's `skipped`."""
     path = os.path.join(run_dir, "metrics.jsonl")
-    out = []
-    with open(path) as fh:
+    out = Records()
+    with open(path, errors="replace") as fh:
         for line in fh:
             line = line.strip()
-            if line:
-                out.append(json.loads(line))
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict):
+                out.append(rec)
+            else:
+                out.skipped += 1
     return out
