@@ -1,7 +1,9 @@
 """mpitrain command line: run, data, inspect, eval, predict, export, plot, bench, algorithms.
 
-Exit codes (sysexits): 0 done · 64 usage · 65 bad data · 66 input missing · 73 cannot write
-output · 75 stopped by a signal after a checkpoint · 78 bad job file · 1 internal error.
+Exit codes (sysexits): 0 done · 64 usage · 65 bad data · 66 input missing · 69 stalled
+job · 70 diverged · 73 cannot write output or run directory in use · 75 stopped by a signal
+after a checkpoint · 78 bad job file · 1 internal error (or a rank exited mid-run) · 128+N
+a stop signal N that could not be completed (errors.py, docs/operations.md).
 """
 import argparse
 import os
@@ -28,14 +30,18 @@ def _parser():
     r = sub.add_parser("run", help="run a job (under mpiexec/srun for several ranks)",
                        description="Run JOB.toml. Progress goes to stdout (rank 0); the run "
                        "directory gets job.toml, metrics.jsonl, checkpoints/, final.h5, "
-                       "summary.json. SIGTERM/SIGUSR1 → checkpoint and exit 75. See "
-                       "`mpitrain algorithms` for every algorithm's keys.")
+                       "summary.json. SIGTERM/SIGUSR1/SIGHUP/SIGINT → checkpoint and exit 75 "
+                       "(a stop delivered several times is one stop; Ctrl-C again after 1 s "
+                       "ends at once). One run per run directory (a lock). See "
+                       "`mpitrain algorithms` for every algorithm's keys; docs/operations.md "
+                       "for exit codes.")
     r.add_argument("job", help="job file (TOML)")
     r.add_argument("--out", help="run directory (overrides [job] out)")
     r.add_argument("--resume", metavar="auto|PATH",
                    help="continue from the newest complete checkpoint (auto) or PATH")
     r.add_argument("--fresh", action="store_true",
-                   help="discard checkpoints of an earlier run in the run directory")
+                   help="start over: move an earlier run's results (checkpoints/, final.h5, "
+                   "summary.json, metrics.jsonl, job.toml) into OUT/previous-<time>/")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a job-file key (value parsed as TOML); repeatable")
 
@@ -178,8 +184,8 @@ def _run(args):
     import mpi4py.MPI  # noqa: F401  (initialises MPI)
     from .comm import World
     from .runtime import StopSignals, check_launch, collectively
-    signals = StopSignals().install()
     world = World()
+    signals = StopSignals().install(world.comm)
     try:
         from ._kernels import omp
         omp.set_num_threads(threads)
@@ -197,6 +203,7 @@ def _run(args):
         code = err.code
     except BaseException:
         internal_error(world.rank, world.size)
+    signals.close()
     sys.stdout.flush()
     return code
 

@@ -4,7 +4,12 @@ Every collective an algorithm calls goes through `World`, which counts calls and
 (`comm_calls`, `comm_bytes`, this rank's share) and the seconds spent inside MPI, so the
 metrics can say where the time goes. Arrays travel with the upper-case buffer methods, never
 pickled; transfers larger than `CHUNK_BYTES` are split.
+
+Every collective also records, in `ACTIVITY`, that this process's main thread is inside it and
+since when; the runtime's monitor thread (runtime.StopSignals) reads that to tell a rank that
+waits for its peers from one that computes, and so to name a stalled rank.
 """
+import functools
 import time
 
 import numpy as np
@@ -29,6 +34,44 @@ def block_counts(n, size):
 
 
 _MPI_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+
+
+class Activity:
+    """What the main thread of this process is doing, for the monitor thread. Plain attribute
+    writes (atomic under the GIL); `collective` is the World collective it is inside (None:
+    computing or doing I/O), `since` when it entered or left the last one, `phase` the driver's
+    phase (load, step, checkpoint, ...) and `step` the iteration."""
+
+    def __init__(self):
+        self.collective = None
+        self.since = time.monotonic()
+        self.phase = "start"
+        self.step = 0
+
+    def snapshot(self):
+        """(collective, seconds in it or since the last one, phase, step)."""
+        return self.collective, time.monotonic() - self.since, self.phase, self.step
+
+
+ACTIVITY = Activity()
+
+
+def _tracked(name):
+    """Mark the main thread as inside collective `name` while the method runs (the outermost
+    call only: allgatherv may call bcast)."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            act = ACTIVITY
+            if act.collective is not None or self.size == 1:
+                return fn(self, *args, **kwargs)
+            act.collective, act.since = name, time.monotonic()
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                act.collective, act.since = None, time.monotonic()
+        return wrapper
+    return deco
 
 
 class World:
@@ -60,6 +103,7 @@ class World:
         return self.rank == 0
 
     # -- collectives on numpy buffers ------------------------------------------------
+    @_tracked("Allreduce")
     def allreduce(self, buf, op="sum"):
         """In-place Allreduce of a contiguous numpy array; returns it."""
         assert buf.flags.c_contiguous
@@ -78,6 +122,7 @@ class World:
         self.allreduce(buf, op)
         return tuple(buf.tolist()) if len(values) > 1 else float(buf[0])
 
+    @_tracked("Bcast")
     def bcast(self, buf, root=0):
         """In-place Bcast of a contiguous numpy array from `root`; returns it."""
         t0 = time.perf_counter()
@@ -89,6 +134,7 @@ class World:
         self._account(buf.nbytes, t0)
         return buf
 
+    @_tracked("Sendrecv")
     def sendrecv(self, sendbuf, dest, recvbuf, source, tag=0):
         """Send `sendbuf` to `dest` while receiving `recvbuf` from `source` (ring shifts)."""
         t0 = time.perf_counter()
@@ -109,6 +155,7 @@ class World:
         return self.sendrecv(sendbuf, (self.rank + shift) % self.size, recvbuf,
                              (self.rank - shift) % self.size)
 
+    @_tracked("Allgatherv")
     def allgatherv(self, local, counts):
         """Concatenate every rank's `local` rows (counts[p] rows on rank p) on all ranks.
 
@@ -137,6 +184,7 @@ class World:
         self._account(local.nbytes, t0)
         return out
 
+    @_tracked("Gatherv")
     def gather_rows(self, local, counts, root=0):
         """Gatherv of row blocks to `root` (returns the global array there, None elsewhere)."""
         counts = np.asarray(counts, dtype=np.int64)
@@ -183,20 +231,28 @@ class World:
         for s in range(0, flat.size, step):
             self.comm.Recv(flat[s:s + step], source=source, tag=7)
 
+    @_tracked("Barrier")
     def barrier(self):
         t0 = time.perf_counter()
         self.comm.Barrier()
         self._account(0, t0)
 
     # -- small control messages (not counted: they are bookkeeping, not algorithm data) ---
-    def any_true(self, flag):
-        """True on every rank if `flag` is true on any rank (Allreduce MAX of one int)."""
-        if self.size == 1:
-            return bool(flag)
-        buf = np.array([1 if flag else 0], dtype=np.int32)
-        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-        return bool(buf[0])
+    @_tracked("the iteration-boundary agreement")
+    def agree(self, codes):
+        """Element-wise maximum over the ranks of a few non-negative ints (one Allreduce MAX):
+        the iteration-boundary agreement on stop, stop reason and divergence."""
+        buf = np.array(codes, dtype=np.int64)
+        if self.size > 1:
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        return buf
 
+    @_tracked("allreduce")
+    def reduce_obj(self, value, op="sum"):
+        """Allreduce of a small Python number (control messages)."""
+        return self.comm.allreduce(value, op=_MPI_OPS[op]) if self.size > 1 else value
+
+    @_tracked("bcast")
     def bcast_obj(self, obj, root=0):
         """Broadcast a small Python object (messages, manifests); not for arrays."""
         return self.comm.bcast(obj, root=root) if self.size > 1 else obj

@@ -76,6 +76,9 @@ JOB_SCHEMA = {
                        affects_result=False),
     "time_limit": Field(float, 0.0, "seconds; checkpoint and exit 75 when exceeded (0 = none)",
                         min=0.0, affects_result=False),
+    "stall_timeout": Field(float, 600.0, "seconds a rank may wait for its peers in one "
+                           "collective before the job ends (exit 69) naming the ranks that "
+                           "did not arrive (0 = never)", min=0.0, affects_result=False),
 }
 
 DATA_SCHEMA = {

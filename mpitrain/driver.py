@@ -11,15 +11,17 @@ and summary.json.
 """
 import json
 import os
+import signal
 import time
 
 import numpy as np
 
-from . import checkpoint, config, data, fileio
+from . import checkpoint, config, data, fileio, rundir
 from . import model_file
 from .algorithms import registry
 from .algorithms.base import Context
-from .errors import CheckpointError, OutputError, Stopped, UsageError
+from .comm import ACTIVITY
+from .errors import CheckpointError, Diverged, OutputError, Stopped, UsageError
 from .metrics import Metrics
 from .runtime import Clock, collectively, fault_point
 
@@ -91,24 +93,39 @@ def check_memory(cls, job, train):
 
 
 def _prepare_out(world, out, fresh, resume):
+    """Rank 0 makes the run directory, takes its run lock (rundir.py; released at the end of
+    run(), or found stale after a crash) and, with --fresh, moves an earlier run's results
+    into OUT/previous-<time>/. Without --fresh or --resume, earlier results are refused."""
     def make():
+        if fresh and resume:
+            raise UsageError("--fresh and --resume contradict each other: --resume continues "
+                             "the run in the directory, --fresh sets its results aside")
         if world.rank != 0:
-            return
+            return None
         try:
-            os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+            os.makedirs(out, exist_ok=True)
             probe = os.path.join(out, f".write-test{os.getpid()}")
             with open(probe, "w") as fh:
                 fh.write("ok")
             os.unlink(probe)
         except OSError as exc:
             raise OutputError(f"{out}: run directory is not writable ({exc.strerror})")
-        if not resume and checkpoint.candidates(os.path.join(out, "checkpoints")):
-            if not fresh:
-                raise UsageError(f"{out} already holds checkpoints of an earlier run: continue "
-                                 "it with --resume auto, or pass --fresh to start over")
-            for f in checkpoint.candidates(os.path.join(out, "checkpoints")):
-                os.unlink(f)
-    collectively(world, make)
+        _, note = rundir.lock(out)
+        try:
+            found = rundir.earlier_results(out)
+            if found and not resume and not fresh:
+                raise UsageError(f"{out} already holds the results of an earlier run "
+                                 f"({', '.join(found)}): continue it with --resume auto, or "
+                                 "pass --fresh to move them into OUT/previous-<time>/ and "
+                                 "start over")
+            aside = rundir.set_aside(out) if fresh else None
+            os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+        except BaseException:
+            rundir.release(out)
+            raise
+        return [m for m in (note, aside and f"{out}: earlier results moved to {aside}") if m]
+    for line in collectively(world, make) or []:
+        print(f"mpitrain: {line}", flush=True)
 
 
 def _driver_state(world, step, clock):
@@ -183,6 +200,8 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     cls = registry()[job["job"]["algorithm"]]
     out = run_dir(job, job_path, out)
     job["job"]["out"] = out
+    if signals is not None:
+        signals.stall_timeout = job["job"]["stall_timeout"]
     _prepare_out(world, out, fresh, resume)
     ckdir = os.path.join(out, "checkpoints")
     _write_rank0(world, os.path.join(out, "job.toml"),
@@ -225,30 +244,45 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     start_wall = time.perf_counter()
 
     def save(step):
+        ACTIVITY.phase = "checkpoint"
         state = dict(alg.state())
         state.update(_driver_state(world, step, clock))
-        return checkpoint.save(world, ckdir, step, state, manifest, keep)
+        path = checkpoint.save(world, ckdir, step, state, manifest, keep)
+        ACTIVITY.phase = "step"
+        return path
 
+    ACTIVITY.phase, ACTIVITY.step = "step", step
+    if signals is not None:
+        signals.guard(True, world.rank)
     try:
         while not alg.done:
             info = alg.step()
             step += 1
+            ACTIVITY.step = step
             fault_point("step", world.rank, step)
             info.update(ctx.phase_info())
             metrics.log(step, clock.elapsed(), info)
             over_time = bool(limit) and time.perf_counter() - start_wall > limit
-            stop = world.any_true((signals is not None and signals.requested) or over_time)
-            if stop:
+            # One Allreduce MAX per step: the stop (signal number, time limit) and divergence.
+            sig, over_time, *bad = world.agree(
+                [signals.signum if signals is not None else 0, over_time] + _nonfinite(info))
+            if any(bad):
+                _diverged(step, [q for q, b in zip(FINITE_KEYS, bad) if b])
+            if sig or over_time:
+                if signals is not None:
+                    signals.agreed_stop = True
                 path = save(step)
-                why = signals.received if signals is not None and signals.requested \
-                    else "time limit"
+                why = signal.Signals(sig).name if sig else "time limit"
                 metrics.say(f"[{cls.name}] stop requested ({why}): checkpoint {path} at step "
                             f"{step}; resume with --resume auto")
                 raise Stopped(path)
             if every and step % every == 0:
                 save(step)
-        path = save(step)
         model = alg.final_model()
+        bad = world.agree([int(not _finite(model))])
+        if bad[0]:
+            _diverged(step, ["the final model's weights"])
+        path = save(step)
         model, attrs = model_file.contents(world, cls, job, train, model,
                                            dict(manifest, step=step, world_size=world.size))
         _write_final(world, out, model, attrs)
@@ -266,7 +300,35 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
                     f"{os.path.join(out, 'final.h5')}")
         return summary
     finally:
+        if signals is not None:
+            signals.guard(False)
+        ACTIVITY.phase = "end"
         metrics.close()
+        if world.rank == 0:
+            rundir.release(out)
+
+
+FINITE_KEYS = ("objective", "loss", "grad_norm")
+
+
+def _nonfinite(info):
+    """Flags for the step's reported quantities that are NaN or infinite (one per key)."""
+    return [int(k in info and isinstance(info[k], (int, float, np.floating))
+                and not np.isfinite(info[k])) for k in FINITE_KEYS]
+
+
+def _finite(model):
+    return all(np.all(np.isfinite(a)) for a in map(np.asarray, model.values())
+               if a.dtype.kind in "fc")
+
+
+def _diverged(step, what):
+    """Every rank raises the same Diverged error (the flags came from World.agree)."""
+    err = Diverged(f"step {step}: {' and '.join(what)} not finite (NaN or infinity); no "
+                   "checkpoint or final model written for it, earlier checkpoints are intact; "
+                   "lower the step size or learning rate, or check the data")
+    err.collective = True
+    raise err
 
 
 _BLAS_LIMIT = None

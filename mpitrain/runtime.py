@@ -6,8 +6,9 @@
 - `abort_on_exception`: anything else that escapes on one rank is printed once (that rank's
   traceback) and the whole job is aborted with `MPI.COMM_WORLD.Abort`, so peers blocked in a
   collective do not wait forever.
-- `StopSignals`: SIGTERM / SIGUSR1 only set a flag; the driver agrees on it at the next
-  iteration boundary (one Allreduce MAX), checkpoints and exits 75.
+- `StopSignals`: SIGTERM / SIGUSR1 / SIGHUP / SIGINT only set a flag; the driver agrees on it
+  at the next iteration boundary (one Allreduce MAX), checkpoints and exits 75. Its monitor
+  thread ends a job whose ranks stopped meeting (stall_timeout, stop grace) naming the ranks.
 """
 import os
 import signal
@@ -26,7 +27,7 @@ def collectively(world, fn, *args, **kwargs):
         result = fn(*args, **kwargs)
     except UserError as exc:
         err = exc
-    failed = world.comm.allreduce(world.rank if err is not None else world.size, op=_min_op())
+    failed = world.reduce_obj(world.rank if err is not None else world.size, op="min")
     if failed < world.size:
         payload = (type(err).__name__, err.code, err.message) if world.rank == failed else None
         name, code, message = world.bcast_obj(payload, root=failed)
@@ -35,11 +36,6 @@ def collectively(world, fn, *args, **kwargs):
         err.collective = True
         raise err
     return result
-
-
-def _min_op():
-    from mpi4py import MPI
-    return MPI.MIN
 
 
 def _rebuild(name, code, message):
@@ -83,48 +79,155 @@ def internal_error(rank, size):
 
 
 class StopSignals:
-    """SIGTERM / SIGUSR1 / SIGINT set a flag (a C handler: it works even while this rank is
-    blocked in MPI); the driver polls `requested` at iteration boundaries and all ranks agree.
-    A second signal ends the process at once. If the agreed stop has not ended the process
-    `grace` seconds after the first signal (a peer is hung, so the boundary never comes), a
-    watchdog thread ends it with status 128 + signal."""
+    """Stop signals, the stop grace, the stall detector and the exit guard of one rank.
 
-    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+    Stops. SIGTERM, SIGUSR1, SIGHUP and SIGINT go to a C handler (kernels/signals.pyx) that
+    records the first one, even while this rank is blocked in MPI; the driver polls
+    `signum` at iteration boundaries and all ranks agree (`World.agree`), checkpoint and
+    exit 75. Repeated deliveries (Slurm, systemd, docker and cgroups signal every process and
+    the launcher forwards the same signal) are one stop; only a second SIGINT at least 1 s
+    after the first (Ctrl-C typed again) ends the process at once (130).
+
+    Monitor thread (P > 1), every `POLL` seconds:
+    - answers peers' status queries on a private duplicate of COMM_WORLD;
+    - if this rank has waited inside one World collective longer than the limit, asks every
+      peer what it is doing (inside a collective / computing, in which phase and step /
+      no answer within `ASK` seconds) and the lowest waiting rank ends the job with one line
+      naming the ranks that did not arrive. The limit is `[job] stall_timeout` (exit 69);
+      while a stop signal is pending and not yet agreed it is `grace` (MPITRAIN_STOP_GRACE,
+      exit 128 + signal). The wait counts only time spent waiting for peers: this rank's own
+      step or checkpoint write never counts, and once the stop is agreed (every rank reached
+      the boundary) the grace no longer applies, so a long checkpoint write still completes.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGHUP", "SIGINT")
+    POLL = 0.2
+    _QUERY, _REPLY = 1, 2
 
     def __init__(self, grace=None):
         self.grace = float(os.environ.get("MPITRAIN_STOP_GRACE", "120")) if grace is None \
             else grace
+        self.stall_timeout = 0.0
+        self.agreed_stop = False
+        self._side = None
+        self._thread = None
+        self._closing = False
+        self._pending = []
+        self._qid = 0
 
-    def install(self):
+    def install(self, comm=None):
+        """Install the C handler; with a communicator of several ranks (collective over it),
+        start the monitor thread."""
         from ._kernels import signals as csig
         self._c = csig
         csig.install([getattr(signal, n) for n in self.SIGNALS if hasattr(signal, n)])
-        import threading
-        threading.Thread(target=self._watchdog, name="mpitrain-stop-watchdog",
-                         daemon=True).start()
+        if comm is not None and comm.Get_size() > 1:
+            import threading
+            self._side = comm.Dup()
+            self.rank, self.size = comm.Get_rank(), comm.Get_size()
+            self._thread = threading.Thread(target=self._monitor, name="mpitrain-monitor",
+                                            daemon=True)
+            self._thread.start()
         return self
 
-    def _watchdog(self):
-        while not self._c.received():
-            time.sleep(0.2)
+    def close(self):
+        """Stop the monitor thread (before MPI finalises)."""
+        self._closing = True
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def guard(self, running, rank=0):
+        """Arm the exit guard while the training loop runs: a C-level exit of this process
+        (any status) then becomes status 1 with one line, never a silent success."""
+        msg = (f"mpitrain: rank {rank} exited in the middle of the run (a library called "
+               "exit()); the job failed, resume with --resume auto\n").encode()
+        self._c.guard(running, msg)
+
+    @property
+    def signum(self):
+        """The first stop signal's number (0: none)."""
+        return self._c.received()
+
+    # -- monitor thread ---------------------------------------------------------------------
+    def _monitor(self):
+        from mpi4py import MPI
+        from .comm import ACTIVITY
+        from .errors import EX_STALLED
+        reported, sig_seen = None, None
+        while not self._closing:
+            self._serve(MPI, ACTIVITY)
+            coll, waited, phase, step = ACTIVITY.snapshot()
+            sig = self._c.received()
+            if sig and sig_seen is None:
+                sig_seen = time.monotonic()
+            if coll is not None and reported != ACTIVITY.since:
+                stop_wait = min(waited, time.monotonic() - sig_seen) if sig else 0.0
+                if sig and not self.agreed_stop and phase != "checkpoint" \
+                        and 0 < self.grace < stop_wait:
+                    reported = ACTIVITY.since
+                    self._inquire(MPI, ACTIVITY, coll, stop_wait, self.grace, 128 + sig,
+                                  f"stop ({signal.Signals(sig).name}) not completed within "
+                                  f"MPITRAIN_STOP_GRACE={self.grace:g}s")
+                elif 0 < self.stall_timeout < waited:
+                    reported = ACTIVITY.since
+                    self._inquire(MPI, ACTIVITY, coll, waited, self.stall_timeout,
+                                  EX_STALLED, f"stalled job ([job] stall_timeout = "
+                                  f"{self.stall_timeout:g}s)")
+            time.sleep(self.POLL)
+
+    def _send(self, obj, dest, tag):
+        self._pending = [r for r in self._pending if not r.Test()]
+        self._pending.append(self._side.isend(obj, dest=dest, tag=tag))
+
+    def _serve(self, MPI, act):
+        """Answer every pending status query."""
+        st = MPI.Status()
+        while self._side.Iprobe(source=MPI.ANY_SOURCE, tag=self._QUERY, status=st):
+            qid = self._side.recv(source=st.Get_source(), tag=self._QUERY)
+            self._send((qid, act.snapshot()), st.Get_source(), self._REPLY)
+
+    def _inquire(self, MPI, act, coll, waited, limit, code, what):
+        """Ask every peer what it is doing; the lowest waiting rank prints one line naming
+        those that did not arrive and aborts the job with `code`."""
+        since = act.since
+        ask = max(2.0, min(10.0, limit / 2))
+        peers = [r for r in range(self.size) if r != self.rank]
+        self._qid += 1
+        for r in peers:
+            self._send(self._qid, r, self._QUERY)
+        answers = {}
+        st = MPI.Status()
         t0 = time.monotonic()
-        while time.monotonic() - t0 < self.grace:
-            time.sleep(0.2)
-        sig = self._c.received()
-        sys.stderr.write(f"mpitrain: no clean stop {self.grace:.0f}s after "
-                         f"{signal.Signals(sig).name} (a peer rank is not responding); "
-                         "exiting without a new checkpoint\n")
+        while len(answers) < len(peers) and time.monotonic() - t0 < ask:
+            self._serve(MPI, act)
+            while self._side.Iprobe(source=MPI.ANY_SOURCE, tag=self._REPLY, status=st):
+                qid, snap = self._side.recv(source=st.Get_source(), tag=self._REPLY)
+                if qid == self._qid:
+                    answers[st.Get_source()] = snap
+            time.sleep(0.05)
+        if act.since != since:  # this rank moved on meanwhile: no stall
+            return
+        waiting = [self.rank] + [r for r, a in answers.items() if a[0] is not None]
+        if min(waiting) != self.rank:  # the lowest waiting rank reports (one line)
+            time.sleep(ask + 5.0)
+            if act.since != since:
+                return
+        late = []
+        for r in peers:
+            a = answers.get(r)
+            if a is None:
+                late.append(f"rank {r} (no answer: stopped, dead or blocked)")
+            elif a[0] is None:
+                late.append(f"rank {r} (busy in {a[2]} for {a[1]:.1f}s at step {a[3]})")
+        if not late:
+            late = [f"rank {r} (waiting in {a[0]} at step {a[3]})"
+                    for r, a in answers.items() if a[0] != coll]
+        sys.stderr.write(f"mpitrain: {what}: rank {self.rank} waited {waited:.1f}s in {coll} "
+                         f"at step {act.step} for {', '.join(late) or 'its peers'}; aborting "
+                         "all ranks (checkpoints already written are intact)\n")
         sys.stderr.flush()
-        os._exit(128 + sig)
-
-    @property
-    def received(self):
-        sig = self._c.received()
-        return signal.Signals(sig).name if sig else None
-
-    @property
-    def requested(self):
-        return bool(self._c.received())
+        abort(code, self.rank)
 
 
 def check_launch(world):
@@ -187,7 +290,8 @@ class Clock:
 def fault_point(point, rank, step=None):
     """Test hook: MPITRAIN_FAULT="POINT:RANK:STEP:ACTION" (STEP may be *) makes rank RANK
     misbehave at POINT ("step" after a training step, "ckpt" in the middle of a checkpoint
-    write) with ACTION raise | kill (SIGKILL itself) | exit (os._exit(3)) | hang. Unset in
+    write) with ACTION raise | kill (SIGKILL itself) | exit (os._exit(3)) | exit0 (C exit(0),
+    as a library calling exit would) | hang | sleepN (sleep N seconds, then go on). Unset in
     normal use; costs one dict lookup."""
     spec = os.environ.get("MPITRAIN_FAULT")
     if not spec:
@@ -204,6 +308,12 @@ def fault_point(point, rank, step=None):
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "exit":
         os._exit(3)
+    if action == "exit0":
+        import ctypes
+        sys.stdout.flush()
+        ctypes.CDLL(None).exit(0)
+    if action.startswith("sleep"):
+        time.sleep(float(action[5:]))
     if action == "hang":
         while True:
             time.sleep(1)
