@@ -294,8 +294,9 @@ def assert_same_model(a, b, rtol=0.0):
 
 
 def checkpoints(out):
+    """Checkpoint files of a run directory, newest first."""
     from mpitrain.checkpoint import candidates
-    return candidates(os.path.join(out, "checkpoints"))
+    return sorted(candidates(os.path.join(out, "checkpoints")), reverse=True)
 
 
 def assert_checkpoints_intact(out, at_least=1):
