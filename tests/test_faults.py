@@ -601,3 +601,80 @@ def _print_figures():
     if FIGURES and os.environ.get("MPITRAIN_OPS_FIGURES"):
         with open(os.environ["MPITRAIN_OPS_FIGURES"], "a") as fh:
             fh.writelines(line + "\n" for line in FIGURES)
+
+
+# -- no silent hang, no silent failure (issue 10 §4) ------------------------------------------
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_stalled_rank_is_named_and_ends_the_job(dense_h5, ops_dir, tmp_path):
+    """Rank 1 is frozen (SIGSTOP) mid-run with [job] stall_timeout = 3: rank 0, waiting in a
+    collective, asks its peers, gets no answer from rank 1 and ends the job with exit 69 and
+    one line naming rank 1. Checkpoints stay intact; the resume takes over the stale run lock
+    and ends bit-identical."""
+    case = CASES[0]
+    ref = reference(case, dense_h5, ops_dir, 2)
+    job, out = new_job(case, dense_h5, tmp_path)
+    p = start(["run", job, "--set", "job.stall_timeout=3"], 2, delay=0.1)
+    wait_for_checkpoint(out, 3, p)
+    pids = rank_pids(p.pid)
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        rc, _, err, waited = finish(p, timeout=40)
+    finally:
+        kill_tree(pids[1])  # SIGKILL ends a stopped process too
+    assert rc == 69, (rc, err)
+    line = one_line_error(err, "stalled job")
+    assert "rank 1 (no answer" in line, line
+    assert waited < 30  # 3 s timeout + up to 2 s asking + abort (≈ 5.3 s on an idle machine)
+    assert_checkpoints_intact(out, at_least=3)
+    p2, _ = run(["run", job, "--resume", "auto"], 2)
+    assert p2.returncode == 0, p2.stderr
+    assert "took over a stale lock" in p2.stdout + p2.stderr
+    assert_same_model(final_model(out), ref)
+    FIGURES.append(f"rank 1 SIGSTOPped, stall_timeout 3 s (lbfgs, P=2): exit 69 after "
+                   f"{waited:.2f}s naming rank 1; resume bit-identical")
+
+
+def _all_state_finite(path):
+    import h5py
+    bad = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset)
+                     and o.dtype.kind == "f" and not np.all(np.isfinite(o[()])) else None)
+    return not bad
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_divergence_is_an_error(dense_h5, tmp_path):
+    """A huge SGD step makes psgd-mix's squared-hinge objective overflow: exit 70, one line
+    naming the step and the quantity, no final.h5, every checkpoint left is finite."""
+    if "psgd-mix" not in registered():
+        pytest.skip("psgd-mix not registered")
+    out = str(tmp_path / "div")
+    job = write_job(str(tmp_path / "div.toml"), {
+        "job": {"algorithm": "psgd-mix", "seed": 1, "out": out},
+        "data": {"train": dense_h5}, "model": {"loss": "squared_hinge", "l2": 1e-6},
+        "solver": {"max_iter": 30, "step_size": 5000.0}, "checkpoint": {"every": 1}})
+    for nranks in (1, 2):
+        p, _ = run(["run", job, "--fresh"], nranks)
+        assert p.returncode == 70, (p.returncode, p.stderr)
+        line = one_line_error(p.stderr, "diverged")
+        assert "step " in line and "objective" in line and "not finite" in line, line
+        assert not os.path.exists(os.path.join(out, "final.h5"))
+        assert not os.path.exists(os.path.join(out, "summary.json"))
+        assert all(_all_state_finite(f) for f in checkpoints(out))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_rank_exiting_0_mid_run_fails_the_job(dense_h5, tmp_path):
+    """Rank 1 calls C exit(0) after step 4 (a library giving up): the launcher must report a
+    failure with a message, not a success without final.h5."""
+    case = CASES[0]
+    job, out = new_job(case, dense_h5, tmp_path)
+    p, t = run(["run", job], 2, MPITRAIN_FAULT="step:1:4:exit0")
+    assert p.returncode not in (0, 75), (p.returncode, p.stderr)
+    assert "rank 1 exited in the middle of the run" in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(out, "final.h5"))
+    assert t < 30
