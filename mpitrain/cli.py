@@ -269,6 +269,8 @@ def _describe(path):
 def _eval(args):
     """`eval RUN_DIR [MODEL]` (the run's job.toml) or `eval JOB MODEL` (hash checked)."""
     from .errors import InputMissing
+    if not os.path.exists(args.run):
+        raise InputMissing(f"{args.run}: no such run directory or job file")
     if os.path.isdir(args.run):
         job = os.path.join(args.run, "job.toml")
         if not os.path.exists(job):

@@ -129,7 +129,9 @@ def _prepare_out(world, out, fresh, resume):
 
 
 def _driver_state(world, step, clock):
-    counters = np.array([[world.calls, world.bytes]], dtype=np.int64)
+    # calls, bytes and microseconds inside MPI: all three continue across a resume
+    counters = np.array([[world.calls, world.bytes, round(world.seconds * 1e6)]],
+                        dtype=np.int64)
     return {"_step": np.int64(step), "_elapsed": np.float64(clock.elapsed()),
             "_comm": checkpoint.Sharded(counters, world.rank, world.size)}
 
@@ -163,8 +165,9 @@ def _resume(world, alg, cls, job, ckdir, resume):
             step = int(reader.get("_step"))
             elapsed = float(reader.get("_elapsed"))
             if int(manifest["world_size"]) == world.size:
-                calls, nbytes = reader.rows("_comm", world.rank, world.rank + 1)[0]
-                world.restore_counters(calls, nbytes)
+                row = reader.rows("_comm", world.rank, world.rank + 1)[0]
+                world.restore_counters(row[0], row[1])
+                world.seconds = float(row[2]) / 1e6 if len(row) > 2 else 0.0
         finally:
             reader.close()
         return step, elapsed
@@ -225,6 +228,7 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     metrics = Metrics(world, out, cls.name, job["job"]["log_every"],
                       resume_step=step if resumed_from else None, stream=stream)
     ctx.metrics = metrics
+    metrics.budget = getattr(alg, "budget", None)  # optional: (done, total, unit) or None
     if resumed_from:
         metrics.say(f"[{cls.name}] resumed from {resumed_from} at step {step} "
                     f"(P={world.size})")

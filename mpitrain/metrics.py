@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from . import fileio
 from .errors import OutputError
@@ -19,6 +20,9 @@ class Metrics:
         self.name = name
         self.log_every = log_every
         self.stream = stream or sys.stdout
+        self._budget = self._done0 = None
+        self._wall0, self._step0 = time.perf_counter(), resume_step or 0  # this session
+        self._rows = 0
         self.path = os.path.join(out, "metrics.jsonl")
         self.log_file = None
         if world.rank == 0:
@@ -57,8 +61,28 @@ class Metrics:
             self.print_line(rec)
         return rec
 
+    @property
+    def budget(self):
+        return self._budget
+
+    @budget.setter
+    def budget(self, fn):
+        """The algorithm's optional `budget()`: (done, total, unit), e.g. (3, 10, "epoch"),
+        or None when it does not know; read now for the rate of this session."""
+        self._budget = fn
+        got = fn() if fn is not None else None
+        self._done0 = got[0] if got else None
+
     def print_line(self, rec):
-        parts = [f"[{self.name}] step {rec['step']:>5}"]
+        """One progress line: step k[/max] (or the algorithm's unit of its budget), the
+        step's values, rate (s/step; rows/s where the step reports `rows`), ETA, elapsed
+        time over resumes, MPI seconds/calls of rank 0, and the wall-clock time."""
+        now = time.perf_counter()
+        got = self._budget() if self._budget is not None else None
+        step = f"[{self.name}] step {rec['step']:>5}"
+        if got and got[2] == "step":
+            step += f"/{got[1]}"
+        parts = [step] + ([f"{got[2]} {got[0]}/{got[1]}"] if got and got[2] != "step" else [])
         for key in ("objective", "loss", "gap", "grad_norm", "error", "test_error",
                     "recon", "precision"):
             if key in rec and isinstance(rec[key], (int, float)):
@@ -67,8 +91,18 @@ class Metrics:
         for key, value in rec.items():
             if key.startswith("show_"):
                 parts.append(f"{key[5:]} {value}")
+        spent, steps = now - self._wall0, rec["step"] - self._step0
+        if steps > 0 and spent > 0:
+            parts.append(f"{spent / steps:.3g} s/step")
+            if isinstance(rec.get("rows"), (int, float)):
+                self._rows += rec["rows"]
+                parts.append(f"{self._rows / spent:.3g} rows/s")
+        if got and self._done0 is not None and got[0] > self._done0 and spent > 0:
+            eta = (got[1] - got[0]) * spent / (got[0] - self._done0)
+            parts.append(f"ETA {_hms(eta)}")
         parts.append(f"elapsed {rec['time']:.2f}s")
         parts.append(f"comm {rec.get('comm_seconds', 0.0):.2f}s/{rec.get('comm_calls', 0)} calls")
+        parts.append(time.strftime("%H:%M:%S"))
         self.say("  ".join(parts))
 
     def say(self, text):
@@ -81,6 +115,11 @@ class Metrics:
         if self.log_file is not None:
             log, self.log_file = self.log_file, None
             log.close()
+
+
+def _hms(seconds):
+    s = int(round(max(seconds, 0.0)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _jsonable(v):
