@@ -10,7 +10,7 @@ order), so results do not depend on the number of OpenMP threads.
 The plain-NumPy references live in mpitrain/models/autoencoder.py (`ref_*`).
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, log, log1p, fabs, expf, tanhf
+from libc.math cimport exp, log, log1p, fabs, expf, tanhf, sqrtf
 
 ACT_CODES = {"sigmoid": 0, "relu": 1, "tanh": 2, "linear": 3}
 
@@ -154,3 +154,18 @@ def momentum_step(float[::1] W, float[::1] V, const float[::1] G, float lr, floa
         for i in prange(n, schedule="static"):
             V[i] = mu * V[i] - lr * (G[i] + wd * W[i])
             W[i] = W[i] + V[i]
+
+
+def adam_step(float[::1] W, float[::1] M, float[::1] V, const float[::1] G, float lr_t,
+              float b1, float b2, float eps, float wd):
+    """Adam (Kingma & Ba 2015) with the bias correction folded into lr_t =
+    lr·√(1−b2ᵗ)/(1−b1ᵗ): g = G + wd·W; M ← b1·M + (1−b1)·g; V ← b2·V + (1−b2)·g²;
+    W ← W − lr_t·M/(√V + eps) (flat arrays, in place)."""
+    cdef Py_ssize_t n = W.shape[0], i
+    cdef float g
+    with nogil:
+        for i in prange(n, schedule="static"):
+            g = G[i] + wd * W[i]
+            M[i] = b1 * M[i] + (1.0 - b1) * g
+            V[i] = b2 * V[i] + (1.0 - b2) * g * g
+            W[i] = W[i] - lr_t * M[i] / (sqrtf(V[i]) + eps)

@@ -17,6 +17,7 @@ GEMMs are numpy (BLAS); the elementwise work is in kernels/ae_fast.pyx. `ref_*` 
 plain-NumPy references the tests compare the kernels against.
 """
 import numpy as np
+from scipy.special import xlogy
 
 from .._kernels import ae_fast as K
 
@@ -215,6 +216,41 @@ def encode(P, X, ks, act, chunk=4096):
     return out
 
 
+def net_params(net):
+    """The parameter names a network uses, in layer order, each once (a tied weight once)."""
+    return list(dict.fromkeys(n for ly in net.layers for n in (ly.w, ly.b)))
+
+
+# -- calibration baselines (mean image, PCA) ---------------------------------------------------
+def pca_fit(S, C, n, k):
+    """Mean and the top-k principal directions (d × k, columns by decreasing variance) from
+    the sums Σx (d) and Σxxᵀ (d × d) of n rows, by numpy.linalg.eigh of the covariance."""
+    mu = S / n
+    cov = C / n - np.outer(mu, mu)
+    _, U = np.linalg.eigh(cov)
+    return mu, np.ascontiguousarray(U[:, ::-1][:, :k])
+
+
+def baseline_loss_sums(X, mu, U, loss, eps, chunk=4096):
+    """Σᵢ ℓ(yᵢ, xᵢ) in float64 for three predictors of x: the mean image y = mu, the PCA
+    reconstruction y = mu + (x − mu)UUᵀ, and the target itself (y = x: the floor, the entropy
+    of the targets under cross-entropy, 0 under squared error). Cross-entropy clips y to
+    [eps, 1 − eps] (PCA and the mean can leave (0, 1)). Returns [mean, pca, floor]."""
+    out = np.zeros(3)
+    for s in range(0, X.shape[0], chunk):
+        x = X[s:s + chunk].astype(np.float64)
+        xc = x - mu
+        for j, y in enumerate((np.broadcast_to(mu, x.shape), mu + (xc @ U) @ U.T)):
+            if loss == "xent":
+                y = np.clip(y, eps, 1.0 - eps)
+                out[j] += -np.sum(x * np.log(y) + (1.0 - x) * np.log1p(-y))
+            else:
+                out[j] += 0.5 * np.sum((y - x) ** 2)
+        if loss == "xent":  # entropy of the targets, 0·log 0 = 0
+            out[2] += -np.sum(xlogy(x, x) + xlogy(1.0 - x, 1.0 - x))
+    return out
+
+
 def glorot(rng, din, dout, act):
     r = np.sqrt(6.0 / (din + dout)) * (4.0 if act == "sigmoid" else 1.0)
     return rng.uniform(-r, r, size=(din, dout)).astype(F32)
@@ -267,3 +303,10 @@ def ref_head(a, T, loss, labels=None):
 def ref_momentum(W, V, G, lr, mu, wd):
     V2 = mu * V - lr * (G + wd * W)
     return W + V2, V2
+
+
+def ref_adam(W, M, V, G, lr_t, b1, b2, eps, wd):
+    g = G + wd * W
+    M2 = b1 * M + (1 - b1) * g
+    V2 = b2 * V + (1 - b2) * g * g
+    return W - lr_t * M2 / (np.sqrt(V2) + eps), M2, V2
