@@ -53,6 +53,10 @@ def load_data(world, job, cls, which=("train", "test")):
     if "test" in which and d["test"]:
         test = data.load(world, d["test"], group=d["test_group"], width_from=train,
                          what="test", **common)
+    if spec.get("dense"):  # the algorithm needs dense rows: densify train and test alike
+        for sh in (train, test):
+            if sh is not None and sh.sparse:
+                sh.X = np.ascontiguousarray(sh.X.toarray())
     return train, test
 
 

@@ -1,102 +1,136 @@
 """ParMAC for binary autoencoders (`parmac-ba`): MAC's W-step on a ring of ranks.
 
-Minimises, for an increasing μ schedule μᵢ = mu0·mu_factorⁱ (i = 0 .. mu_steps−1),
+Minimises, for the μ list μ₀ = 0 (with `mu_zero_first`), then mu0·mu_factorʲ,
     E_Q(h, f, Z; μ) = Σₙ ‖xₙ − Bzₙ − c‖² + μ‖zₙ − h(xₙ)‖²,   zₙ ∈ {0,1}^L,
     h(x) = step(Ax + a),  f(z) = Bz + c,
-alternating (one iteration per μ)
-  W-step (Z fixed): L hash functions (row l of [A|a]: hinge loss + (lam/2)‖aₗ‖² against bit l
-      of Z) and D decoder outputs (row d of [B|c]: least squares against column d of X), all
-      by SGD. The M = L + D submodels circulate round the ring (mac_ring.Ring): `epochs`
-      passes over every shard, one Sendrecv per hop, one Allgatherv at the end.
-  Z-step (h, f fixed): per point min_z ‖x − Bz − c‖² + μ‖z − h(x)‖² over {0,1}^L, by exact
-      pruned enumeration (L ≤ enum_max_bits) or relaxed-then-alternating bit optimisation.
-      No communication.
-Z starts from thresholded PCA (`init = "pca"`: one Allreduce of the D×D covariance) or ITQ
-(`init = "itq"`: PCA + an L×L Allreduce per rotation iteration). Stops when Z = h(X) on every
-rank, or after mu_steps. With test data, retrieval precision at K (K Euclidean nearest
-neighbours in the training set vs Hamming ranking of the codes, ties by row index) is
-measured on the first `queries` test rows every iteration; with `validate`, the final model
-is the iterate with the best precision (a μ step that lowers it is not accepted).
+by the authors' protocol (Carreira-Perpiñán & Raziperchikolaei's `ba.m`):
+  step 0: Z₀ from ITQ (`init = "itq"`: PCA, one Allreduce of the D×D covariance, then an L×L
+      Allreduce per rotation iteration) or thresholded PCA; W-step on Z₀.
+  step i ≥ 1, at μ = μ_{i−1}:
+    Z-step (h, f fixed): per point min_z ‖x − Bz − c‖² + μ‖z − h(x)‖² over {0,1}^L, by exact
+        pruned enumeration (L ≤ enum_max_bits) or relaxed-then-alternating bit optimisation.
+        No communication. If Z = h(X) on every rank the run stops (the decoder is refitted).
+    W-step (Z fixed), only the bits whose codes changed somewhere:
+      hash function l = the linear SVM  min ½‖[aₗ, aₗ₀]‖² + C Σₙ max(0, 1 − yₙₗ(aₗᵀxₙ + aₗ₀))²
+        (yₙₗ = 2zₙₗ − 1; LIBLINEAR's L2-loss SVC with bias), by dual coordinate descent: the
+        L submodels circulate round the ring (mac_ring.Ring, one Sendrecv per hop, `epochs`
+        ring passes, one Allgatherv at the end); on each shard a submodel runs up to
+        `svm_sweeps` sweeps over that shard's rows, whose dual variables stay on the shard and
+        are warm-started across W-steps (rows whose bit changed restart from α = 0).
+      decoder: exact least squares (`decoder = "lsq"`: the normal equations [Z 1]ᵀ[Z 1 | X]
+        summed by one Allreduce) or, with `decoder = "sgd"`, D more submodels on the ring.
+    validation (`val_size` > 0): precision at K of the new hash function on `val_size`
+        training points chosen by the seed (held out of the W-step fits) as queries against
+        the training set (each query excluded from its own lists). If it dropped below the
+        last accepted step's, h, f, Z and the dual variables are reverted to before this step
+        and the run goes on with the next μ (`ba.m`'s rule): the model is always the last
+        accepted iterate, never one selected on test data.
+Stops when Z = h(X), or after mu_steps μ values. The test set is used only by `evaluate`
+(`mpitrain eval`): precision at K of the final model, the first `queries` test rows as
+queries against the training set (Euclidean K-NN vs Hamming ranking, ties by row index).
 """
 import time
 
 import numpy as np
 
-from ..comm import block_range
-from ..checkpoint import Sharded
 from ..config import Field
 from ..errors import JobError
 from ..models import binary_autoencoder as ba
+from ..state import Array, Float, Int, Rows
 from .base import Algorithm
 from .mac_ring import Ring
 
 BA_MODEL_SCHEMA = {
-    "bits": Field(int, 8, "L: code length (number of hash functions)", min=1),
-    "lam": Field(float, 1e-4, "L2 weight of each hash function's linear SVM", min=0.0),
-    "init": Field(str, "pca", "initial codes Z", choices=["pca", "itq"]),
+    "bits": Field(int, 16, "L: code length (number of hash functions)", min=1),
+    "C": Field(float, 100.0, "each hash function's SVM penalty C (LIBLINEAR -c)", min=1e-12),
+    "init": Field(str, "itq", "initial codes Z", choices=["pca", "itq"]),
     "itq_iters": Field(int, 50, "ITQ rotation iterations", min=1),
 }
 
 BA_SOLVER_SCHEMA = {
-    "mu0": Field(float, 0.005, "first penalty parameter μ", min=0.0),
+    "mu_zero_first": Field(bool, True, "the μ list starts with μ = 0"),
+    "mu0": Field(float, 0.005, "first positive penalty parameter μ", min=0.0),
     "mu_factor": Field(float, 1.5, "geometric factor of the μ schedule", min=1.0),
-    "mu_steps": Field(int, 30, "length of the μ schedule (iteration cap)", min=1,
-                          affects_result=False),
-    "epochs": Field(int, 2, "SGD passes of every submodel over every shard per W-step", min=1),
-    "batch": Field(int, 32, "SGD minibatch size", min=1),
-    "eta_enc": Field(float, 0.0, "hash-function SGD step η₀ (0 = 1/mean‖x‖²)", min=0.0),
+    "mu_steps": Field(int, 40, "length of the μ list (iteration cap)", min=1,
+                      affects_result=False),
+    "epochs": Field(int, 2, "ring passes of every hash function over every shard per W-step",
+                    min=1),
+    "svm_sweeps": Field(int, 20, "dual CD sweeps of a hash function per shard visit", min=1),
+    "svm_tol": Field(float, 0.01, "a visit ends once every |projected gradient| < svm_tol",
+                     min=0.0),
+    "decoder": Field(str, "lsq", "decoder W-step: exact least squares (one Allreduce) or SGD "
+                     "submodels on the ring", choices=["lsq", "sgd"]),
+    "batch": Field(int, 32, "decoder SGD minibatch size", min=1),
     "eta_dec": Field(float, 0.0, "decoder SGD step η₀ (0 = 1/(L+1))", min=0.0),
-    "decay": Field(float, 1e-3, "step schedule ηₜ = η₀/√(1 + decay·t)", min=0.0),
+    "decay": Field(float, 1e-3, "decoder SGD step schedule ηₜ = η₀/√(1 + decay·t)", min=0.0),
+    "dec_epochs": Field(int, 8, "decoder SGD passes over every shard per W-step", min=1),
     "zstep": Field(str, "auto", "Z-step solver (auto: enumerate if L ≤ enum_max_bits)",
                    choices=["auto", "enumerate", "alternate"]),
     "enum_max_bits": Field(int, 10, "largest L solved by enumeration in auto mode", min=1),
     "max_sweeps": Field(int, 10, "alternating Z-step: sweeps over the bits", min=1),
-    "queries": Field(int, 200, "test rows used as retrieval queries (0 = no precision)",
-                     min=0),
+    "val_size": Field(int, 300, "training points held out for validation (0 = no validation)",
+                      min=0),
+    "queries": Field(int, 1000, "test rows used as retrieval queries by `eval`", min=0),
     "K": Field(int, 50, "precision at K", min=1),
-    "validate": Field(bool, True, "keep the iterate with the best precision as the model"),
 }
 
 
-def gather_queries(world, test, Q):
-    """The first Q test rows, on every rank (Allgatherv)."""
-    Q = min(Q, test.n)
-    counts = np.array([max(0, min(b, Q) - min(a, Q))
-                       for a, b in (block_range(test.n, world.size, p)
-                                    for p in range(world.size))], dtype=np.int64)
-    lo, hi = min(test.start, Q), min(test.stop, Q)
-    local = np.ascontiguousarray(test.X[lo - test.start:hi - test.start])
-    return world.allgatherv(local, counts)
+def row_counts(world, rows):
+    """Every rank's row count, from the shards themselves (Allgatherv of one int each)."""
+    return world.allgatherv(np.array([rows], dtype=np.int64), np.ones(world.size, np.int64))
 
 
-def global_topk(world, dist, k, offset, n_global):
-    """Indices of the k smallest entries of every row of the row-split distance matrix."""
-    P = world.size
-    kk = [min(k, b - a) for a, b in (block_range(n_global, P, p) for p in range(P))]
+def gather_rows(world, X, mask):
+    """The rows of X selected by `mask` on every rank, in global row order (Allgatherv)."""
+    local = np.ascontiguousarray(X[mask])
+    return world.allgatherv(local, row_counts(world, local.shape[0]))
+
+
+def global_topk(world, dist, k, offset, counts):
+    """Global indices of the k smallest entries of every row of the row-split distance matrix
+    (columns: this rank's rows, global offset `offset`; counts: every rank's row count)."""
+    kk = np.minimum(counts, k).astype(np.int64)
     d, i = ba.local_topk(dist, k, offset)
-    D = world.allgatherv(np.ascontiguousarray(d.T.astype(np.float64)),
-                         np.array(kk, dtype=np.int64)).T
-    I = world.allgatherv(np.ascontiguousarray(i.T), np.array(kk, dtype=np.int64)).T
+    D = world.allgatherv(np.ascontiguousarray(d.T.astype(np.float64)), kk).T
+    I = world.allgatherv(np.ascontiguousarray(i.T), kk).T
     return ba.merge_topk(D, I, k)
 
 
-class RetrievalEval:
-    """Precision at K of Hamming ranking vs Euclidean K-NN, queries vs the training set."""
+class Retrieval:
+    """Precision at K of Hamming ranking vs Euclidean K-NN: queries (replicated) against the
+    training set (row-split). `self_idx`: each query's global training row, excluded from both
+    its lists (validation queries drawn from the training set), or None."""
 
-    def __init__(self, world, train, test, Q, K):
+    def __init__(self, world, train, queries, K, self_idx=None):
         self.world = world
         self.train = train
-        self.queries = gather_queries(world, test, Q)
-        self.K = min(K, train.n)
+        self.queries = queries
+        self.counts = row_counts(world, train.rows)
+        self.K = min(K, train.n - (self_idx is not None))
+        self.mine = None
+        if self_idx is not None:
+            own = (self_idx >= train.start) & (self_idx < train.stop)
+            self.mine = (np.flatnonzero(own), self_idx[own] - train.start)
         X = train.X
-        d2 = (np.einsum("ij,ij->i", self.queries, self.queries)[:, None]
-              + np.einsum("ij,ij->i", X, X)[None, :] - 2.0 * self.queries @ X.T)
-        self.true = global_topk(world, d2, self.K, train.start, train.n)
+        d2 = (np.einsum("ij,ij->i", queries, queries)[:, None]
+              + np.einsum("ij,ij->i", X, X)[None, :] - 2.0 * queries @ X.T)
+        self.true = self._topk(d2, np.inf)
 
-    def precision(self, hash_fn):
-        ham = ba.hamming_rank(hash_fn(self.queries), hash_fn(self.train.X))
-        ret = global_topk(self.world, ham, self.K, self.train.start, self.train.n)
-        return ba.precision(self.true, ret)
+    def _topk(self, dist, never):
+        if self.mine is not None:
+            dist[self.mine] = never
+        return global_topk(self.world, dist, self.K, self.train.start, self.counts)
+
+    def precision(self, qcodes, dbcodes):
+        """Precision at K of the codes of the queries and of this rank's training rows."""
+        ham = ba.hamming_rank(qcodes, dbcodes)
+        return ba.precision(self.true, self._topk(ham, qcodes.shape[1] + 1))
+
+
+def linear_hash(mean, W):
+    """(A, a) of h(x) = step(Wᵀ(x − mean)): thresholded PCA / ITQ as a linear hash function."""
+    A = np.ascontiguousarray(W.T)
+    return A, -A @ mean
 
 
 def pca_basis(world, X, n, L):
@@ -133,11 +167,28 @@ def itq_rotation(world, V, iters, rng):
 class ParMACBA(Algorithm):
     name = "parmac-ba"
     FAMILY = "binary-autoencoder"  # what final.h5 describes (model_file.py)
-    summary = "ParMAC binary autoencoder: hash functions + decoder circulate round a ring"
+    summary = "ParMAC binary autoencoder: hash functions (linear SVMs) circulate round a ring"
     MODEL_SCHEMA = BA_MODEL_SCHEMA
     SOLVER_SCHEMA = BA_SOLVER_SCHEMA
-    DATA = {"binary": False, "dtype": np.float64}
+    DATA = {"binary": False, "dtype": np.float64, "dense": True}
     RESHARDABLE = True
+    # declared checkpoint state (state.py); the dual variables and the labels they were fitted
+    # to are rows like Z, so a resume at another P reshards them
+    STATE = {"params/enc": Array(), "params/dec": Array(), "counters/enc": Array(),
+             "Z": Rows(), "Zfit": Rows(), "alpha": Rows(), "it": Int(), "ring/hops": Int(),
+             "val_prec": Float(), "rejected": Int()}
+    CAPS = {"mu schedule ended": ("mu_done", "mu_steps")}
+
+    def state_fields(self):
+        out = super().state_fields()
+        if "dec" in self.counters:
+            out["counters/dec"] = Array()
+        return out
+
+    @property
+    def mu_done(self):
+        """μ values used so far (step 0 fits the initial codes)."""
+        return max(0, self.it - 1)
 
     @classmethod
     def validate_job(cls, job, source):
@@ -153,82 +204,133 @@ class ParMACBA(Algorithm):
         ctx, world = self.ctx, self.world
         m, s = ctx.model, ctx.solver
         tr = ctx.train
-        if tr.sparse:
-            tr.X = np.ascontiguousarray(tr.X.toarray())
         self.X = tr.X
         self.L, self.D, self.N = m["bits"], tr.d, tr.n
         L, D = self.L, self.D
+        # validation points: global training rows drawn from the seed (never fitted)
+        V = min(s["val_size"], self.N - 1)
+        self.val_idx = np.sort(ctx.rng("parmac-val").choice(self.N, V, replace=False)) \
+            if V > 0 else np.zeros(0, dtype=np.int64)
+        local = np.arange(tr.start, tr.stop)
+        is_val = np.isin(local, self.val_idx)
+        self.fit_rows = np.flatnonzero(~is_val).astype(np.int64)
+        self.n_fit = int(world.allreduce_scalars(float(len(self.fit_rows))))
         with ctx.phase("init"):
             self.mean, W = pca_basis(world, self.X, self.N, L)
             Vloc = (self.X - self.mean) @ W
             R = itq_rotation(world, Vloc, m["itq_iters"], ctx.rng("itq"))
-            self.pca_W, self.itq_W = W, W @ R
-            self.Z = np.ascontiguousarray((Vloc @ (R if m["init"] == "itq" else np.eye(L))) > 0,
-                                          dtype=np.uint8)
-        sq = world.allreduce_scalars(float(np.einsum("ij,ij->", self.X, self.X)))
-        self.eta_enc = s["eta_enc"] or 1.0 / (sq / self.N + 1.0)
+            self.hashes = {"tpca": linear_hash(self.mean, W), "itq": linear_hash(self.mean, W @ R)}
+            self.Z = ba.encode(self.X, *self.hashes[m["init"]])
+        # the SVMs see centred inputs (better conditioned dual CD; h is the same function
+        # class): params["enc"] holds [A | a + A·mean], _AB() returns (A, a) for raw x
+        self.Xc = self.X - self.mean
+        self.qdiag = np.einsum("ij,ij->i", self.Xc, self.Xc) + 1.0
         self.eta_dec = s["eta_dec"] or 1.0 / (L + 1.0)
         self.params = {"enc": np.zeros((L, D + 1)), "dec": np.zeros((D, L + 1))}
-        self.counters = {"enc": np.zeros(L, dtype=np.int64), "dec": np.zeros(D, dtype=np.int64)}
-        self.ring = Ring(world, {"enc": (L, D + 1), "dec": (D, L + 1)})
+        groups = {"enc": (L, D + 1)}
+        if s["decoder"] == "sgd":
+            groups["dec"] = (D, L + 1)
+        self.counters = {g: np.zeros(M, dtype=np.int64) for g, (M, _) in groups.items()}
+        self.ring = Ring(world, groups)
+        self.alpha = np.zeros((tr.rows, L))           # the shard's SVM dual variables
+        self.Zfit = self.Z.copy()                      # the labels alpha was fitted to
         self.it = 0
         self.finished = False
         self.reason = ""
-        self.best_prec = -1.0
-        self.best = None
+        self.val_prec = -1.0                           # precision of the accepted iterate
+        self.rejected = 0
         self.last = {}
-        self.eval = None
         self.init_prec = {}
-        if ctx.test is not None and s["queries"] > 0:
+        self.val = None
+        if V > 0:
             with ctx.phase("eval"):
-                self.eval = RetrievalEval(world, tr, ctx.test, s["queries"], s["K"])
-                mu_ = self.mean
-                self.init_prec = {
-                    "precision_tpca": self.eval.precision(
-                        lambda Q: ((Q - mu_) @ self.pca_W > 0).astype(np.uint8)),
-                    "precision_itq": self.eval.precision(
-                        lambda Q: ((Q - mu_) @ self.itq_W > 0).astype(np.uint8))}
+                self.val = Retrieval(world, tr, gather_rows(world, self.X, is_val), s["K"],
+                                     self.val_idx)
+                for name, (A, a) in self.hashes.items():
+                    self.init_prec[f"val_precision_{name}"] = self._precision(A, a)
         self.enumerate = (s["zstep"] == "enumerate"
                           or (s["zstep"] == "auto" and L <= s["enum_max_bits"]))
 
-    @property
-    def mu(self):
+    def mu_at(self, j):
+        """The j-th value of the μ list."""
         s = self.ctx.solver
-        return s["mu0"] * s["mu_factor"] ** self.it
+        if s["mu_zero_first"]:
+            return 0.0 if j == 0 else s["mu0"] * s["mu_factor"] ** (j - 1)
+        return s["mu0"] * s["mu_factor"] ** j
 
     def _AB(self):
         E, Dm = self.params["enc"], self.params["dec"]
-        return E[:, :self.D], E[:, self.D], Dm[:, :self.L], Dm[:, self.L]
+        A = E[:, :self.D]
+        return A, E[:, self.D] - A @ self.mean, Dm[:, :self.L], Dm[:, self.L]
 
-    # -- one MAC iteration ----------------------------------------------------------------
+    def _precision(self, A, a):
+        return self.val.precision(ba.encode(self.val.queries, A, a), ba.encode(self.X, A, a))
+
+    # -- W-step ---------------------------------------------------------------------------
     def _train(self, name, ids, Wm, t, epoch, hop):
         s = self.ctx.solver
-        order = self.ctx.rng("parmac-sgd", self.it, epoch, hop,
-                             self.world.rank).permutation(self.X.shape[0])
+        rng = self.ctx.rng("parmac-order", self.it, epoch, hop, self.ctx.train.start)
         t0 = time.perf_counter()
         if name == "enc":
-            ba.hinge_sgd(Wm, t, self.X, self.Z[:, ids], order, s["batch"], self.eta_enc,
-                         self.ctx.model["lam"], s["decay"])
+            todo = self._refit[ids]
+            if todo.any():
+                sub = np.ascontiguousarray(Wm[todo])
+                bits = ids[todo]
+                self._relabelled += ba.svm_relabel(sub, bits, self.Xc, self.Z, self.Zfit,
+                                                   self.alpha)
+                ns, _ = ba.svm_block(sub, bits, self.Xc, self.Z, self.alpha, self.qdiag,
+                                     self.fit_rows, self.ctx.model["C"], s["svm_sweeps"],
+                                     s["svm_tol"], rng.integers(2 ** 63))
+                self._sweeps += int(ns.sum())
+                Wm[todo] = sub
         else:
-            ba.ls_sgd(Wm, t, self.Z, self.X[:, ids], order, s["batch"], self.eta_dec,
-                      s["decay"])
+            for _ in range(s["dec_epochs"] if epoch == 0 else 0):
+                ba.ls_sgd(Wm, t, self.Z, self.X[:, ids], rng.permutation(self.fit_rows),
+                          s["batch"], self.eta_dec, s["decay"])
         self._t_compute += time.perf_counter() - t0
 
-    def step(self):
+    def _w_step(self, refit):
+        """Fit the hash functions of the bits `refit` (bool, L) on the ring and the decoder;
+        returns the W-step's figures."""
         ctx, world, s = self.ctx, self.world, self.ctx.solver
-        mu = self.mu
-        # W-step: submodels round the ring (Sendrecv per hop, Allgatherv at the end)
-        self._t_compute = 0.0
+        self._refit = refit
+        self._t_compute, self._sweeps, self._relabelled = 0.0, 0, 0
         c0, t0 = world.seconds, time.perf_counter()
-        self.ring.w_step(self.params, self.counters, s["epochs"], self._train)
+        if refit.any() or s["decoder"] == "sgd":
+            self.ring.w_step(self.params, self.counters, s["epochs"], self._train)
+        if s["decoder"] == "lsq":
+            t1 = time.perf_counter()
+            normal = ba.decoder_normal(self.Z[self.fit_rows], self.X[self.fit_rows])
+            self._t_compute += time.perf_counter() - t1
+            world.allreduce(normal)
+            self.params["dec"] = ba.decoder_solve(normal, self.L)
         t_w = time.perf_counter() - t0
         t_comm = world.seconds - c0
         ctx.phase_seconds["wstep_compute"] = ctx.phase_seconds.get("wstep_compute", 0.0) \
             + self._t_compute
-        ctx.phase_seconds["ring_comm"] = ctx.phase_seconds.get("ring_comm", 0.0) + t_comm
+        ctx.phase_seconds["wstep_comm"] = ctx.phase_seconds.get("wstep_comm", 0.0) + t_comm
+        A, a, _, _ = self._AB()
+        with ctx.phase("objective"):
+            H = ba.encode(self.X[self.fit_rows], A, a)
+            wrong, sweeps, relab = world.allreduce_scalars(
+                float(np.count_nonzero(H != self.Z[self.fit_rows])), float(self._sweeps),
+                float(self._relabelled))
+        return {"wrong_bits": wrong / self.n_fit, "bits_refit": int(refit.sum()),
+                "svm_sweeps": int(sweeps), "relabelled": int(relab), "t_wstep": t_w}
+
+    # -- one MAC iteration ----------------------------------------------------------------
+    def step(self):
+        ctx, world, s = self.ctx, self.world, self.ctx.solver
+        if self.it == 0:                                  # fit h and f to the initial codes
+            info = self._w_step(np.ones(self.L, dtype=bool))
+            self._validate(info, None)
+            return self._end(info)
+        mu = self.mu_at(self.it - 1)
+        snap = {"enc": self.params["enc"].copy(), "dec": self.params["dec"].copy(),
+                "Z": self.Z, "Zfit": self.Zfit.copy(), "alpha": self.alpha.copy(),
+                "counters": {k: v.copy() for k, v in self.counters.items()}}
         A, a, B, c = self._AB()
-        # Z-step: per point, no communication
-        with ctx.phase("zstep"):
+        with ctx.phase("zstep"):                          # per point, no communication
             H = ba.encode(self.X, A, a)
             if self.enumerate:
                 Znew, _, visited = ba.zstep_enumerate(self.X, B, c, H, mu)
@@ -241,69 +343,62 @@ class ParMACBA(Algorithm):
         with ctx.phase("objective"):
             rec, ham = ba.objective_terms(self.X, self.Z, H, B, c)
             nest, _ = ba.objective_terms(self.X, H, H, B, c)
-            rec, ham, nest, changed, work = world.allreduce_scalars(
-                rec, float(ham), nest, float(changed), work)
-        self.it += 1
+            buf = np.concatenate([[rec, ham, nest, changed, work],
+                                  np.count_nonzero(self.Z != self.Zfit, axis=0)]).astype(float)
+            world.allreduce(buf)
+            rec, ham, nest, changed, work = buf[:5]
+            refit = buf[5:] > 0
         info = {"mu": mu, "objective": rec + mu * ham, "recon_error": rec / self.N,
                 "nested_error": nest / self.N, "violation": ham / self.N,
                 "bits_differ": int(ham), "codes_changed": int(changed),
-                "zstep_work": work / self.N, "t_wstep": t_w, "ring_hops": self.ring.hops}
-        if self.eval is not None:
-            with ctx.phase("eval"):
-                prec = self.eval.precision(lambda Q: ba.encode(Q, A, a))
-            info["precision"] = prec
-            if prec > self.best_prec:
-                self.best_prec = prec
-                self.best = {k: v.copy() for k, v in self.params.items()}
-                self.best_it = self.it
-        if ham == 0:
-            self.finished, self.reason = True, "Z = h(X)"
-        elif self.it >= s["mu_steps"]:
-            self.finished, self.reason = True, "mu schedule ended"
+                "zstep_work": work / self.N}
+        if ham == 0:                                      # Z = h(X): refit f, done
+            info.update(self._w_step(np.zeros(self.L, dtype=bool)))
+            self.finish("Z = h(X)")
+            return self._end(info)
+        info.update(self._w_step(refit))
+        self._validate(info, snap)
+        return self._end(info)
+
+    def _validate(self, info, snap):
+        """ba.m's rule: keep the step if the validation precision did not drop, else revert
+        h, f, Z and the dual variables to `snap` (the state before this step)."""
+        if self.val is None:
+            return
+        with self.ctx.phase("eval"):
+            A, a, _, _ = self._AB()
+            prec = self._precision(A, a)
+        info["val_precision"] = prec
+        if snap is not None and prec < self.val_prec:
+            self.params = {"enc": snap["enc"], "dec": snap["dec"]}
+            self.Z, self.Zfit, self.alpha = snap["Z"], snap["Zfit"], snap["alpha"]
+            self.counters = snap["counters"]
+            self.rejected += 1
+            info["accepted"] = 0
+        else:
+            self.val_prec = prec
+            info["accepted"] = 1
+        info["rejected"] = self.rejected
+
+    def _end(self, info):
+        self.it += 1
+        info["ring_hops"] = self.ring.hops
+        if not self.finished and self.mu_done >= self.ctx.solver["mu_steps"]:
+            self.finish("mu schedule ended")
         self.last = info
         return info
 
-    # -- checkpoint -----------------------------------------------------------------------
-    def state(self):
-        tr = self.ctx.train
-        st = {"enc": self.params["enc"], "dec": self.params["dec"],
-              "t_enc": self.counters["enc"], "t_dec": self.counters["dec"],
-              "Z": Sharded(self.Z, tr.start, tr.n), "it": np.int64(self.it),
-              "finished": np.int64(self.finished), "reason": self.reason or "-",
-              "hops": np.int64(self.ring.hops), "best_prec": np.float64(self.best_prec)}
-        if self.best is not None:
-            st.update({"best_enc": self.best["enc"], "best_dec": self.best["dec"],
-                       "best_it": np.int64(self.best_it)})
-        return st
-
-    def load_state(self, r):
-        tr = self.ctx.train
-        self.params = {"enc": r.get("enc"), "dec": r.get("dec")}
-        self.counters = {"enc": r.get("t_enc"), "dec": r.get("t_dec")}
-        self.Z = np.ascontiguousarray(r.rows("Z", tr.start, tr.stop), dtype=np.uint8)
-        self.it = int(r.get("it"))
-        self.restore_finish(r, "mu schedule ended", self.it, self.ctx.solver["mu_steps"])
-        self.ring.hops = int(r.get("hops"))
-        self.best_prec = float(r.get("best_prec"))
-        if "best_enc" in r:
-            self.best = {"enc": r.get("best_enc"), "dec": r.get("best_dec")}
-            self.best_it = int(r.get("best_it"))
-
     def final_model(self):
-        p = self.best if (self.ctx.solver["validate"] and self.best is not None) \
-            else self.params
-        E, Dm = p["enc"], p["dec"]
-        return {"model/A": E[:, :self.D], "model/a": E[:, self.D],
-                "model/B": Dm[:, :self.L], "model/c": Dm[:, self.L]}
+        A, a, B, c = self._AB()
+        return {"model/A": A, "model/a": a, "model/B": B, "model/c": c}
 
     def summary_info(self):
         out = {"iterations": self.it, "stop_reason": self.reason, "bits": self.L,
-               "ring_hops": self.ring.hops}
+               "ring_hops": self.ring.hops, "rejected": self.rejected}
         out.update(self.init_prec)
         out.update({k: v for k, v in self.last.items() if isinstance(v, (int, float))})
-        if self.best is not None:
-            out["best_precision"] = self.best_prec
-            out["best_iteration"] = self.best_it
+        if self.val is not None:
+            out["val_precision"] = self.val_prec
         return out
 
     @classmethod
@@ -316,12 +411,27 @@ class ParMACBA(Algorithm):
         nest = world.allreduce_scalars(nest)
         out = {"data": "test" if ctx.test is not None else "train",
                "nested_error": nest / shard.n}
-        if ctx.test is not None and ctx.solver["queries"] > 0:
-            ev = RetrievalEval(world, ctx.train, ctx.test, ctx.solver["queries"],
-                               ctx.solver["K"])
-            out["precision"] = ev.precision(lambda Q: ba.encode(Q, A, a))
+        Q = ctx.solver["queries"]
+        if ctx.test is not None and Q > 0:
+            test = ctx.test
+            first = np.arange(test.start, test.stop) < Q
+            ev = Retrieval(world, ctx.train, gather_rows(world, test.X, first), ctx.solver["K"])
+            out["precision"] = ev.precision(ba.encode(ev.queries, A, a),
+                                            ba.encode(ctx.train.X, A, a))
             out["K"] = ev.K
+            out["queries"] = int(ev.queries.shape[0])
         return out
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank (float64): the PCA/ITQ initialisation (the d × d covariance,
+        its eigenvectors and a few centred copies of this rank's rows), this rank's codes Z and Zfit, SVM duals α and
+        projections (rows × L each), the encoder and decoder with the ring's copies, the
+        gathered validation rows and their distances to this rank's rows."""
+        L, d, rows = int(job["model"]["bits"]), int(train.d), int(train.rows)
+        val = int(job["solver"]["val_size"])
+        return 8 * (3 * d * d + 6 * rows * d + 5 * rows * L + 6 * L * (d + 1)
+                    + val * (d + 2 * rows))
 
 
 ALGORITHMS = [ParMACBA]

@@ -4,16 +4,17 @@
     decoder  f(z) = Bz + c ∈ R^D                   (D outputs, each a least-squares fit)
     E_Q(h, f, Z; μ) = Σₙ ‖xₙ − f(zₙ)‖² + μ‖zₙ − h(xₙ)‖²,   zₙ ∈ {0,1}^L
 
-Submodels: encoder l = row l of [A | a] (width D+1), fitted to bit l of Z by SGD on
-    (λ/2)‖aₗ‖² + (1/N)Σₙ max(0, 1 − yₙₗ(aₗᵀxₙ + aₗ₀)),   yₙₗ = 2zₙₗ − 1;
-decoder d = row d of [B | c] (width L+1), fitted to column d of X by SGD on
-    (1/2N)Σₙ (bᵈᵀzₙ + c_d − x_nd)².
-SGD: minibatches in a given order, step ηₜ = η₀/√(1 + decay·t) with t the submodel's own
-batch counter (its SGD state, which travels with it).
+Submodels: encoder l = row l of [A | a] (width D+1), the L2-regularised squared-hinge SVM
+    min ½‖[aₗ, aₗ₀]‖² + C Σₙ max(0, 1 − yₙₗ(aₗᵀxₙ + aₗ₀))²,   yₙₗ = 2zₙₗ − 1,
+fitted by dual coordinate descent (kernels/svm_dcd.pyx; `svm_block`), the dual variables of a
+shard's rows kept with the shard; decoder d = row d of [B | c] (width L+1), least squares
+    min Σₙ (bᵈᵀzₙ + c_d − x_nd)²,
+exactly from the normal equations (`decoder_normal`, `decoder_solve`) or by SGD (`ls_sgd`:
+minibatches in a given order, step ηₜ = η₀/√(1 + decay·t), t the submodel's own batch counter).
 """
 import numpy as np
 
-from .._kernels import mac_zstep
+from .._kernels import mac_zstep, svm_dcd
 
 
 def encode(X, A, a):
@@ -25,22 +26,51 @@ def step_sizes(eta0, t, decay):
     return eta0 / np.sqrt(1.0 + decay * t.astype(np.float64))
 
 
-def hinge_sgd(Wm, t, X, Zbits, order, batch, eta0, lam, decay):
-    """One SGD pass of the encoder submodels Wm (k × D+1: weights, bias) over the rows
-    `order` of X; targets Zbits (n × k, {0,1}). Updates Wm and t (k,) in place."""
+def svm_relabel(Wm, bits, X, Z, Zfit, alpha):
+    """Codes changed since the dual variables were fitted: for every submodel (bit l of
+    `bits`) and row i with Z[i, l] ≠ Zfit[i, l], drop row i from w (w −= αᵢ yᵢ x̃ᵢ with the old
+    label) and reset αᵢ = 0, so w = Σ α y x̃ holds for the new labels. Updates Wm, alpha and
+    Zfit in place; returns the number of (row, bit) pairs relabelled."""
     D = X.shape[1]
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
-        Xb = X[idx]
-        Y = 2.0 * Zbits[idx].astype(np.float64) - 1.0          # b × k
-        M = Xb @ Wm[:, :D].T + Wm[:, D]                         # b × k
-        act = (Y * M < 1.0) * Y                                  # b × k
-        lr = step_sizes(eta0, t, decay)[:, None]
-        gW = lam * Wm[:, :D] - (act.T @ Xb) / len(idx)
-        gb = -act.sum(axis=0) / len(idx)
-        Wm[:, :D] -= lr * gW
-        Wm[:, D] -= lr[:, 0] * gb
-        t += 1
+    n = 0
+    for j, l in enumerate(bits):
+        rows = np.flatnonzero(Z[:, l] != Zfit[:, l])
+        if len(rows) == 0:
+            continue
+        coef = alpha[rows, l] * (2.0 * Zfit[rows, l] - 1.0)
+        Wm[j, :D] -= coef @ X[rows]
+        Wm[j, D] -= coef.sum()
+        alpha[rows, l] = 0.0
+        Zfit[rows, l] = Z[rows, l]
+        n += len(rows)
+    return n
+
+
+def svm_block(Wm, bits, X, Z, alpha, qdiag, rows, C, sweeps, tol, seed):
+    """Dual CD sweeps of the encoder submodels Wm (k × D+1) for bits `bits` over this block's
+    `rows`, each sweep in a fresh random order drawn from `seed` (kernels/svm_dcd.pyx).
+    Returns (sweeps run, last max |PG|) per submodel."""
+    k = Wm.shape[0]
+    ns = np.zeros(k, dtype=np.int64)
+    pg = np.zeros(k)
+    order = np.repeat(np.asarray(rows, dtype=np.int64)[None, :], k, axis=0)
+    svm_dcd.dcd_block(X, Z, np.ascontiguousarray(bits, dtype=np.int64), Wm, alpha, qdiag, order,
+                      float(C), int(sweeps), float(tol), int(seed), ns, pg)
+    return ns, pg
+
+
+def decoder_normal(Z, X):
+    """This block's normal equations of the decoder, flattened: [ZfᵀZf | ZfᵀX] with
+    Zf = [Z, 1] ((L+1) × (L+1+D)); their sum over blocks is one Allreduce."""
+    Zf = np.hstack([Z.astype(np.float64), np.ones((Z.shape[0], 1))])
+    return np.hstack([Zf.T @ Zf, Zf.T @ X])
+
+
+def decoder_solve(normal, L):
+    """[B | c] (D × L+1) from the summed normal equations: the minimum-norm least-squares
+    solution (pseudo-inverse: a bit constant over all points leaves G singular)."""
+    G, R = normal[:, :L + 1], normal[:, L + 1:]
+    return np.ascontiguousarray((np.linalg.pinv(G, rcond=1e-12, hermitian=True) @ R).T)
 
 
 def ls_sgd(Wm, t, Zin, T, order, batch, eta0, decay):
@@ -115,7 +145,7 @@ def zstep_alternate(X, B, c, H, mu, max_sweeps=10):
     L = B.shape[1]
     G, V = zstep_prepare(X, B, c)
     Hf = H.astype(np.float64)
-    Zr = np.linalg.solve(G + mu * np.eye(L), (V + mu * Hf).T).T
+    Zr = (np.linalg.pinv(G + mu * np.eye(L), hermitian=True) @ (V + mu * Hf).T).T  # μ = 0 too
     Z0 = (np.clip(Zr, 0.0, 1.0) > 0.5).astype(np.uint8)
     use_h = quad_cost(G, V, H, H, mu) <= quad_cost(G, V, Z0, H, mu)
     Z = np.ascontiguousarray(np.where(use_h[:, None], H, Z0))
