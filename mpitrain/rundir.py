@@ -7,6 +7,8 @@ supports it, the holder also keeps an flock(2) on it. A heartbeat thread touches
 every `HEARTBEAT` seconds.
 
 A lock found in place is stale (taken over, with a message) when
+- the holder was an earlier run of the same Slurm job (same SLURM_JOB_ID, another
+  SLURM_RESTART_COUNT: the job was requeued, Slurm runs one incarnation at a time); or
 - the holder ran on this host and its pid is no longer running (or is another process now:
   other start time or boot id) — what a `kill -9` or a crash leaves behind; or
 - the holder ran on another host and the file has not been touched for `STALE_AFTER`
@@ -102,7 +104,9 @@ class RunLock:
         pid = os.getpid()
         self.info = {"host": socket.gethostname(), "pid": pid, "pid_start": _pid_start(pid),
                      "boot_id": _boot_id(),
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                     "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
+                     "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0")}
         try:
             os.write(fd, json.dumps(self.info).encode())
             os.fsync(fd)
@@ -149,6 +153,10 @@ class RunLock:
             return None
         if not holder:  # being written right now, or garbage
             return f"unreadable and {age:.0f}s old" if age > 10 else None
+        job = os.environ.get("SLURM_JOB_ID", "")
+        if job and holder.get("slurm_job") == job and \
+                holder.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT", "0"):
+            return f"an earlier run of Slurm job {job}, which has been requeued"
         if holder.get("host") == socket.gethostname():
             pid = holder.get("pid")
             if holder.get("boot_id") and holder.get("boot_id") != _boot_id():

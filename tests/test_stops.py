@@ -18,10 +18,13 @@ import time
 
 import pytest
 
-from test_faults import (CASES, Case, _no_strays, assert_checkpoints_intact,  # noqa: F401
-                         assert_same_model, ckpt_step, dense_h5, final_model, finish,
-                         need, new_job, ops_dir, rank_pids, reference, run, start,
+import test_faults
+from test_faults import (CASES, Case, assert_checkpoints_intact, assert_same_model, ckpt_step,
+                         final_model, finish, need, new_job, rank_pids, reference, run, start,
                          wait_for_checkpoint)
+
+# fixtures shared with test_faults (data, reference runs, clean-up of started processes)
+ops_dir, dense_h5, _no_strays = test_faults.ops_dir, test_faults.dense_h5, test_faults._no_strays
 
 
 def _parmac(data, out):
