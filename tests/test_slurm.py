@@ -1,36 +1,95 @@
-"""The slurm/ batch scripts on a real Slurm (Debian's slurmctld + slurmd on localhost, started
-by tests/slurm_localhost.sh under /tmp; skipped with the reason when that cannot be done: not
-root, no apt, packages not installable, daemons not starting).
+"""The slurm/ batch scripts on a real Slurm: Debian's slurmctld and two slurmd (nodes n1 and n2
+on this one host), started by tests/slurm_localhost.sh under /tmp; skipped with the reason when
+that cannot be done (not root, no apt, packages not installable, daemons not starting).
 
+Every job is submitted from a scratch directory, not the checkout, with a relative JOB path:
+the scripts find common.sh and the quick start's .venv themselves.
+
+- the scripts' own errors (no virtualenv, no JOB, a missing job file, a bad LAUNCH, no
+  common.sh) end at once with one line and mpitrain's exit codes (no Slurm needed);
 - a 2-rank job through slurm/single-node.sbatch, launched by `mpiexec` and by
   `srun --mpi=pmi2`: the final model is bit-identical to the same job run under plain mpiexec;
-- slurm/requeue.sbatch signalled mid-run (`scancel --signal=USR1 --batch`): the batch shell
-  forwards USR1, the ranks checkpoint and exit 75, the script requeues, the job restarts with
-  SLURM_RESTART_COUNT=1, resumes, and ends with the bit-identical final model;
-- a job killed by its time limit (state TIMEOUT) leaves checkpoints that verify, and a resume
-  from them ends bit-identical;
-- `scancel` of a running job leaves no process of it behind (both launch modes).
+- slurm/multi-node.sbatch with -N 2, one rank per node, both launchers: SLURM_NODEID 0 and 1
+  on n1 and n2, `--cpus-per-task` OpenMP threads in each rank, the same model;
+- USR1 (`scancel --signal=USR1`, to the batch shell with --batch and to the ranks without):
+  stop checkpoint, exit 75, requeue, restart 1, resume, bit-identical model; a failed
+  `scontrol requeue` ends the job FAILED, not COMPLETED;
+- `scancel` and the time limit (both launchers, one and two nodes): a stop checkpoint (periodic
+  checkpoints are off, so a checkpoint is the stop's), no process left behind, and a resume
+  from it ends bit-identical;
+- a rank on node n2 killed: the whole job ends within seconds;
+- slurm/sweep.sbatch as a job array passes each task's --set line;
+- mpitrain run straight from a batch script of 2 tasks (no launcher) is refused (exit 64).
 
-The time-limit job is submitted first and runs (mostly asleep) beside the others: Slurm's
-limits are whole minutes and checked about every 30 s. The node advertises 8 CPUs
-(config_overrides) so that it can.
+The time-limit jobs are submitted when the module starts and run (mostly asleep) beside the
+others: Slurm's limits are whole minutes and checked about every 30 s. The nodes advertise
+8 CPUs each (config_overrides) so that they can.
 """
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
-from test_faults import (CASES, SHIM, ROOT, assert_checkpoints_intact, assert_same_model,
-                         ckpt_step, dense_h5, environ, final_model, need, ops_dir,
-                         reference, run)  # noqa: F401 (fixtures)
-from util import write_job
+from test_faults import (CASES, ROOT, assert_checkpoints_intact, assert_same_model,
+                         checkpoints, ckpt_step, dense_h5, final_model, need, ops_dir,
+                         run)  # noqa: F401 (fixtures)
+from util import env as _env, write_job
 
 SCRIPT = os.path.join(ROOT, "tests", "slurm_localhost.sh")
+SLURM_DIR = os.path.join(ROOT, "slurm")
 CASE = CASES[0]
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
             "BOOT_FAIL", "DEADLINE", "PREEMPTED")
+ONE_NODE = ("-N", "1", "--ntasks-per-node=2", "-c", "1")
+TWO_NODES = ("-N", "2", "--ntasks-per-node=1", "-c", "1")
+
+# Slows every step by MPITRAIN_TEST_STEP_DELAY s (numerics untouched) so that a signal lands
+# mid-run, and has each rank write where it runs (MPITRAIN_TEST_RANK_INFO=DIR) at its first step.
+SHIM = """\
+import json, os, sys, time
+from mpitrain.algorithms import registry
+_delay = float(os.environ.get("MPITRAIN_TEST_STEP_DELAY", "0"))
+_info = [os.environ.get("MPITRAIN_TEST_RANK_INFO")]
+for _cls in registry().values():
+    def _slow(self, _orig=_cls.step):
+        if _info[0]:
+            from mpi4py import MPI
+            from mpitrain._kernels import omp
+            with open(os.path.join(_info[0], f"rank-{MPI.COMM_WORLD.rank}.json"), "w") as fh:
+                json.dump({k: os.environ.get(k) for k in ("SLURM_NODEID", "SLURMD_NODENAME",
+                                                           "SLURM_JOB_ID")}
+                          | {"threads": omp.get_max_threads(), "pid": os.getpid()}, fh)
+            _info[0] = None
+        time.sleep(_delay)
+        return _orig(self)
+    _cls.step = _slow
+from mpitrain.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _venv():
+    """VENV for the scripts: none (their default, the checkout's .venv) when that is ours."""
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    return None if os.path.realpath(venv) == os.path.realpath(os.path.join(ROOT, ".venv")) \
+        else venv
+
+
+def script_env(**extra):
+    """The submitting shell's environment: no MPI/Slurm variables of ours, PYTHONPATH on the
+    checkout (a rank in another directory imports this tree)."""
+    e = _env(1)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    for k in ("JOB", "OUT", "SET", "LAUNCH", "VENV", "MPITRAIN", "MPITRAIN_HOME", "SWEEP"):
+        e.pop(k, None)
+    if _venv():
+        e["VENV"] = _venv()
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
 
 
 class Slurm:
@@ -38,34 +97,25 @@ class Slurm:
         self.base = base
         self.conf = os.path.join(base, "etc", "slurm.conf")
 
-    def env(self, **extra):
-        e = environ(**extra)
-        e["SLURM_CONF"] = self.conf
-        return e
-
     def cmd(self, *args, check=True):
-        p = subprocess.run(list(args), env=self.env(), capture_output=True, text=True,
-                           timeout=60)
+        p = subprocess.run(list(args), env=dict(script_env(), SLURM_CONF=self.conf),
+                           capture_output=True, text=True, timeout=60)
         if check and p.returncode != 0:
             raise AssertionError(f"{args}: rc {p.returncode}: {p.stderr}")
         return p.stdout.strip()
 
-    def submit(self, script, workdir, job, out, *, ntasks=2, launch="mpiexec", delay=0.0,
-               extra=()):
-        export = {"JOB": job, "OUT": out, "LAUNCH": launch,
-                  "VENV": os.path.dirname(os.path.dirname(_python())),
-                  "MPITRAIN_SCRIPTS": os.path.join(ROOT, "slurm")}
+    def submit(self, script, workdir, *sbatch_args, delay=0.0, **export):
+        """sbatch slurm/SCRIPT from workdir (log: workdir/slurm.log); export: JOB, OUT, ..."""
+        e = script_env(SLURM_CONF=self.conf, **export)
         if delay:
             shim = os.path.join(workdir, "slow_steps.py")
             with open(shim, "w") as fh:
                 fh.write(SHIM)
-            export["MPITRAIN"] = f"python {shim}"
-            export["MPITRAIN_TEST_STEP_DELAY"] = str(delay)
-        p = subprocess.run(["sbatch", "--parsable", "-n", str(ntasks), "-c", "1",
-                            "-o", os.path.join(workdir, "slurm.log"), *extra,
-                            os.path.join(ROOT, "slurm", script)],
-                           env=self.env(**export), cwd=workdir, capture_output=True, text=True,
-                           timeout=60)
+            e.update(MPITRAIN=f"{sys.executable} {shim}", MPITRAIN_TEST_STEP_DELAY=str(delay),
+                     MPITRAIN_TEST_RANK_INFO=workdir)
+        p = subprocess.run(["sbatch", "--parsable", "-o", os.path.join(workdir, "slurm.log"),
+                            *sbatch_args, os.path.join(SLURM_DIR, script)],
+                           env=e, cwd=workdir, capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         return p.stdout.strip().split(";")[0]
 
@@ -83,10 +133,15 @@ class Slurm:
                 raise TimeoutError(f"job {jid} still {info['JobState']} after {timeout}s")
             time.sleep(0.1)
 
-
-def _python():
-    import sys
-    return sys.executable
+    def release(self, jid):
+        """Start a requeued job now (Slurm holds it ~2 min, Reason=BeginTime), once the old
+        steps are gone (a start while they are torn down fails: "Job credential revoked")."""
+        t0 = time.time()
+        while subprocess.run(["pgrep", "-f", f"slurmstepd: \\[{jid}\\."],
+                             capture_output=True).returncode == 0 and time.time() - t0 < 40:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        self.cmd("scontrol", "update", f"JobId={jid}", "StartTime=now")
 
 
 @pytest.fixture(scope="module")
@@ -108,21 +163,26 @@ def slurm():
     subprocess.run([SCRIPT, "down"], env=env, capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def timelimit_job(slurm, dense_h5, tmp_path_factory):
-    """Submitted at the first test of the module: a job whose steps take 7 s each, under
-    --time=1 (minute): Slurm kills it at 60-90 s, long before its 14 steps are done."""
-    need(CASE)
-    wd = str(tmp_path_factory.mktemp("timelimit"))
-    out = os.path.join(wd, "run")
-    job = write_job(os.path.join(wd, "job.toml"), CASE.build(dense_h5, out))
-    jid = slurm.submit("single-node.sbatch", wd, job, out, delay=7.0, extra=["--time=1"])
-    return jid, wd, job, out, time.time()
+def _job(wd, data, every=1000, name="job.toml"):
+    """A job file in wd whose run directory is wd/run; periodic checkpoints off by default,
+    so that any checkpoint is a stop checkpoint."""
+    sections = CASE.build(data, os.path.join(wd, "run"))
+    sections["checkpoint"]["every"] = every
+    return write_job(os.path.join(wd, name), sections)
 
 
-@pytest.fixture(autouse=True)
-def _start_timelimit_first(timelimit_job):
-    yield
+_REFS = {}
+
+
+def reference(data, ops_dir):
+    """Final model of an uninterrupted 2-rank run under plain mpiexec (once per session)."""
+    if "ref" not in _REFS:
+        wd = os.path.join(ops_dir, "slurm-ref")
+        os.makedirs(wd, exist_ok=True)
+        p, _ = run(["run", _job(wd, data), "--fresh"], 2)
+        assert p.returncode == 0, p.stderr
+        _REFS["ref"] = final_model(os.path.join(wd, "run"))
+    return _REFS["ref"]
 
 
 def _log(wd):
@@ -130,81 +190,191 @@ def _log(wd):
         return fh.read()
 
 
+def _rank_info(wd, n):
+    infos = []
+    for r in range(n):
+        with open(os.path.join(wd, f"rank-{r}.json")) as fh:
+            infos.append(json.load(fh))
+    return infos
+
+
+def _wait_checkpoint_or_step(slurm, jid, wd, timeout=90):
+    """Wait until the ranks are inside their steps (the shim wrote where they run)."""
+    t0 = time.time()
+    while not os.path.exists(os.path.join(wd, "rank-0.json")):
+        assert slurm.show(jid)["JobState"] in ("PENDING", "RUNNING"), _log(wd)
+        assert time.time() - t0 < timeout, "the job never started a step"
+        time.sleep(0.05)
+    time.sleep(1.0)  # a step or two in
+
+
+def _resume_matches(wd, job, data, ops_dir, at):
+    """A stop checkpoint at step `at`, resumed under plain mpiexec, ends bit-identical."""
+    p, _ = run(["run", job, "--resume", "auto"], 2)
+    assert p.returncode == 0, p.stderr
+    assert f"at step {at}" in p.stdout, p.stdout
+    assert_same_model(final_model(os.path.join(wd, "run")), reference(data, ops_dir))
+
+
+def _stop_checkpoint(wd):
+    """The one checkpoint of a run whose periodic checkpoints are off: the stop's."""
+    files = assert_checkpoints_intact(os.path.join(wd, "run"))
+    assert len(files) == 1, files
+    at = ckpt_step(files[0])
+    assert 1 <= at < CASE.steps
+    return at
+
+
+# -- time limits: submitted first, checked last ----------------------------------------------
+TIME_LIMIT = {"one-node-mpiexec": ("mpiexec", ONE_NODE), "one-node-srun": ("srun", ONE_NODE),
+              "two-nodes-mpiexec": ("mpiexec", TWO_NODES)}
+
+
+@pytest.fixture(scope="module")
+def timelimit_jobs(slurm, dense_h5, tmp_path_factory):
+    """Jobs whose steps take 8 s each (14 steps) under --time=1 (minute): Slurm sends TERM
+    at 60-90 s, long before they are done, and SIGKILL KillWait (30 s) later."""
+    need(CASE)
+    jobs = {}
+    for name, (launch, shape) in TIME_LIMIT.items():
+        wd = str(tmp_path_factory.mktemp(f"timelimit-{name}"))
+        _job(wd, dense_h5)
+        jid = slurm.submit("single-node.sbatch" if shape is ONE_NODE else "multi-node.sbatch",
+                           wd, *shape, "--time=1", delay=8.0, JOB="job.toml", LAUNCH=launch)
+        jobs[name] = (jid, wd)
+    return jobs
+
+
+@pytest.fixture(autouse=True)
+def _start_timelimit_first(request):
+    if "slurm" in request.fixturenames:
+        request.getfixturevalue("timelimit_jobs")
+    yield
+
+
+# -- the scripts' own errors (no Slurm needed) --------------------------------------------------
+@pytest.mark.timeout(60)
+def test_script_errors_are_one_line(tmp_path, dense_h5):
+    job = _job(str(tmp_path), dense_h5)
+    cases = [({"VENV": str(tmp_path / "novenv"), "JOB": job}, 78, "no virtualenv at VENV="),
+             ({}, 64, "set JOB="),
+             ({"JOB": "nope.toml"}, 66, "JOB=nope.toml: no such file"),
+             ({"JOB": job, "LAUNCH": "ssh"}, 64, "LAUNCH must be mpiexec or srun"),
+             ({"JOB": job, "MPITRAIN_SETUP": "/nonexistent"}, 66, "MPITRAIN_SETUP"),
+             ({"JOB": job, "MPITRAIN_HOME": str(tmp_path)}, 78, "no common.sh in")]
+    for export, code, text in cases:
+        e = script_env(MPITRAIN_HOME=ROOT, SLURM_JOB_ID="1", SLURM_NTASKS="1")
+        e.update(export)
+        p = subprocess.run(["bash", os.path.join(SLURM_DIR, "single-node.sbatch")], env=e,
+                           cwd=str(tmp_path), capture_output=True, text=True, timeout=30)
+        assert p.returncode == code, (export, p.returncode, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mpitrain-slurm: ") and text in lines[0], \
+            (export, p.stderr)
+
+
+# -- runs -----------------------------------------------------------------------------------
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("launch", ["mpiexec", "srun"])
-def test_two_rank_job(slurm, launch, dense_h5, ops_dir, tmp_path):
+def test_two_rank_job_from_another_directory(slurm, launch, dense_h5, ops_dir, tmp_path):
     need(CASE)
-    ref = reference(CASE, dense_h5, ops_dir, 2)
     wd = str(tmp_path)
-    out = os.path.join(wd, "run")
-    job = write_job(os.path.join(wd, "job.toml"), CASE.build(dense_h5, out))
-    jid = slurm.submit("single-node.sbatch", wd, job, out, launch=launch)
+    _job(wd, dense_h5)
+    jid = slurm.submit("single-node.sbatch", wd, *ONE_NODE, JOB="job.toml", LAUNCH=launch)
     info = slurm.wait(jid)
     log = _log(wd)
     assert info["JobState"] == "COMPLETED", log
     assert f"start: 2 ranks x 1 threads on" in log and f"({launch})" in log
     assert "P=2 ranks x 1 threads" in log
     assert "mpitrain exited with 0" in log
-    assert_same_model(final_model(out), ref)
+    assert_same_model(final_model(os.path.join(wd, "run")), reference(dense_h5, ops_dir))
 
 
 @pytest.mark.timeout(180)
-def test_usr1_checkpoint_requeue_resume(slurm, dense_h5, ops_dir, tmp_path):
+@pytest.mark.parametrize("launch", ["mpiexec", "srun"])
+def test_two_nodes_one_rank_each(slurm, launch, dense_h5, ops_dir, tmp_path):
     need(CASE)
-    ref = reference(CASE, dense_h5, ops_dir, 2)
     wd = str(tmp_path)
-    out = os.path.join(wd, "run")
-    job = write_job(os.path.join(wd, "job.toml"), CASE.build(dense_h5, out))
-    jid = slurm.submit("requeue.sbatch", wd, job, out, delay=0.3)
-    t0 = time.time()
-    while not os.path.exists(os.path.join(out, "checkpoints", "ckpt-000000003.h5")):
-        assert slurm.show(jid)["JobState"] in ("PENDING", "RUNNING"), _log(wd)
-        assert time.time() - t0 < 90, "no checkpoint 3"
-        time.sleep(0.05)
-    slurm.cmd("scancel", "--signal=USR1", "--batch", jid)
+    _job(wd, dense_h5)
+    jid = slurm.submit("multi-node.sbatch", wd, "-N", "2", "--ntasks-per-node=1", "-c", "2",
+                       delay=0.01, JOB="job.toml", LAUNCH=launch)
+    info = slurm.wait(jid)
+    log = _log(wd)
+    assert info["JobState"] == "COMPLETED", log
+    assert f"2 ranks on 2 nodes (n[1-2]), 2 threads each ({launch})" in log
+    ranks = _rank_info(wd, 2)
+    assert [r["SLURM_NODEID"] for r in ranks] == ["0", "1"], ranks
+    assert [r["SLURMD_NODENAME"] for r in ranks] == ["n1", "n2"], ranks
+    assert [r["threads"] for r in ranks] == [2, 2], ranks
+    assert_same_model(final_model(os.path.join(wd, "run")), reference(dense_h5, ops_dir))
+
+
+# -- USR1: checkpoint, requeue, resume --------------------------------------------------------
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("shape,launch,to", [
+    (ONE_NODE, "mpiexec", "--batch"),   # Slurm's B:USR1 warning: the batch shell forwards it
+    (TWO_NODES, "mpiexec", "steps"),    # without --batch: Slurm signals the steps only
+    (TWO_NODES, "srun", "steps")], ids=["one-node-mpiexec-batch", "two-nodes-mpiexec-steps",
+                                        "two-nodes-srun-steps"])
+def test_usr1_checkpoint_requeue_resume(slurm, shape, launch, to, dense_h5, ops_dir, tmp_path):
+    need(CASE)
+    wd = str(tmp_path)
+    _job(wd, dense_h5)
+    jid = slurm.submit("requeue.sbatch", wd, *shape, delay=0.3, JOB="job.toml", LAUNCH=launch)
+    _wait_checkpoint_or_step(slurm, jid, wd)
+    slurm.cmd("scancel", "--signal=USR1", *([to] if to == "--batch" else []), jid)
     info = slurm.wait(jid, states=("PENDING",) + TERMINAL, timeout=60)
     assert info["JobState"] == "PENDING" and info["Restarts"] == "1", (info, _log(wd))
-    stopped = ckpt_step(assert_checkpoints_intact(out)[0])
-    assert 3 <= stopped < CASE.steps
-    # a requeued job is held (BeginTime) ~2 min; release it once the old steps are gone (a
-    # start while they are still being torn down fails with "Job credential revoked")
-    t0 = time.time()
-    while subprocess.run(["pgrep", "-f", f"slurmstepd: \\[{jid}\\."],
-                         capture_output=True).returncode == 0 and time.time() - t0 < 30:
-        time.sleep(0.1)
-    time.sleep(1.0)
-    slurm.cmd("scontrol", "update", f"JobId={jid}", "StartTime=now")
+    stopped = _stop_checkpoint(wd)
+    slurm.release(jid)
     info = slurm.wait(jid, timeout=120)
     log = _log(wd)
     assert info["JobState"] == "COMPLETED", log
-    assert "got USR1: forwarding to the ranks" in log
-    assert "stop requested (SIGUSR1)" in log
-    assert "exit 75): requeueing" in log
+    assert ("got USR1: forwarding to the ranks" in log) == (to == "--batch"), log
+    assert "SIGUSR1" in log and "exit 75): requeueing" in log
     assert "SLURM_RESTART_COUNT=1" in log
     assert f"at step {stopped} (P=2)" in log
-    assert_same_model(final_model(out), ref)
+    assert_same_model(final_model(os.path.join(wd, "run")), reference(dense_h5, ops_dir))
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("launch", ["mpiexec", "srun"])
-def test_scancel_leaves_no_strays(slurm, launch, dense_h5, tmp_path):
+def test_failed_requeue_fails_the_job(slurm, dense_h5, tmp_path):
     need(CASE)
     wd = str(tmp_path)
-    out = os.path.join(wd, "run")
-    job = write_job(os.path.join(wd, "job.toml"), CASE.build(dense_h5, out))
-    jid = slurm.submit("requeue.sbatch", wd, job, out, launch=launch, delay=0.5)
-    t0 = time.time()
-    while not os.path.exists(os.path.join(out, "checkpoints", "ckpt-000000002.h5")):
-        assert time.time() - t0 < 90, _log(wd)
-        time.sleep(0.05)
+    _job(wd, dense_h5)
+    jid = slurm.submit("requeue.sbatch", wd, *ONE_NODE, "--no-requeue", delay=0.3,
+                       JOB="job.toml")
+    _wait_checkpoint_or_step(slurm, jid, wd)
+    slurm.cmd("scancel", "--signal=USR1", "--batch", jid)
+    info = slurm.wait(jid, timeout=60)
+    log = _log(wd)
+    assert info["JobState"] == "FAILED" and info["ExitCode"] == "75:0", (info, log)
+    assert "scontrol requeue failed" in log
+    _stop_checkpoint(wd)
+
+
+# -- scancel: stop checkpoint, nothing left behind, resume -----------------------------------
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("shape,launch", [(ONE_NODE, "mpiexec"), (ONE_NODE, "srun"),
+                                          (TWO_NODES, "srun")],
+                         ids=["one-node-mpiexec", "one-node-srun", "two-nodes-srun"])
+def test_scancel_stop_checkpoint_and_resume(slurm, shape, launch, dense_h5, ops_dir, tmp_path):
+    need(CASE)
+    wd = str(tmp_path)
+    job = _job(wd, dense_h5)
+    jid = slurm.submit("requeue.sbatch", wd, *shape, delay=0.5, JOB="job.toml", LAUNCH=launch)
+    _wait_checkpoint_or_step(slurm, jid, wd)
     slurm.cmd("scancel", jid)
-    info = slurm.wait(jid, timeout=30)
-    assert info["JobState"] == "CANCELLED"
+    info = slurm.wait(jid, timeout=60)
+    log = _log(wd)
+    assert info["JobState"] == "CANCELLED", log
     t0 = time.time()
-    while _procs_mentioning(out) and time.time() - t0 < 10:
+    while _procs_mentioning(wd) and time.time() - t0 < 10:
         time.sleep(0.1)
-    assert not _procs_mentioning(out), "stray processes after scancel"
-    assert_checkpoints_intact(out)
+    assert not _procs_mentioning(wd), "stray processes after scancel"
+    assert "SIGTERM" in log, log
+    assert "requeueing" not in log
+    _resume_matches(wd, job, dense_h5, ops_dir, _stop_checkpoint(wd))
 
 
 def _procs_mentioning(text):
@@ -223,19 +393,83 @@ def _procs_mentioning(text):
     return found
 
 
-@pytest.mark.timeout(200)
-def test_time_limit_leaves_usable_checkpoint(slurm, timelimit_job, dense_h5, ops_dir):
-    """Runs last: waits for the job submitted at the start of the module."""
-    ref = reference(CASE, dense_h5, ops_dir, 2)
-    jid, wd, job, out, t_submit = timelimit_job
-    info = slurm.wait(jid, timeout=150)
+# -- a node's rank dies ------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("launch", ["mpiexec", "srun"])
+def test_rank_killed_on_one_node_ends_the_job(slurm, launch, dense_h5, tmp_path):
+    need(CASE)
+    wd = str(tmp_path)
+    _job(wd, dense_h5)
+    jid = slurm.submit("multi-node.sbatch", wd, *TWO_NODES, delay=0.5, JOB="job.toml",
+                       LAUNCH=launch)
+    _wait_checkpoint_or_step(slurm, jid, wd)
+    victim = _rank_info(wd, 2)[1]
+    assert victim["SLURMD_NODENAME"] == "n2"
+    t0 = time.time()
+    os.kill(victim["pid"], 9)
+    info = slurm.wait(jid, timeout=60)
+    took = time.time() - t0
+    log = _log(wd)
+    assert info["JobState"] == "FAILED", log
+    assert "mpitrain exited with 0" not in log
+    assert took < 20, f"the job took {took:.1f}s to end after a rank died"
+
+
+# -- sweeps and launch mistakes ------------------------------------------------------------------
+@pytest.mark.timeout(180)
+def test_sweep_array_passes_set_per_task(slurm, dense_h5, tmp_path):
+    need(CASE)
+    wd = str(tmp_path)
+    job = _job(wd, dense_h5, every=1)
+    with open(os.path.join(wd, "sweep.txt"), "w") as fh:
+        fh.write("# l2 sweep\nmodel.l2=1e-3\n\nmodel.l2=1e-2 solver.max_iter=5\n")
+    jid = slurm.submit("sweep.sbatch", wd, "--array=0-1", "-N", "1", "--ntasks-per-node=1",
+                       "-o", os.path.join(wd, "slurm-%a.log"), JOB="job.toml",
+                       SWEEP="sweep.txt")
+    for task in ("0", "1"):
+        info = slurm.wait(f"{jid}_{task}")
+        with open(os.path.join(wd, f"slurm-{task}.log")) as fh:
+            log = fh.read()
+        assert info["JobState"] == "COMPLETED", log
+        assert f"sweep task {task}: model.l2=1e-" in log
+    out = os.path.join(wd, "sweep-job")
+    p, _ = run(["run", job, "--out", os.path.join(wd, "plain"), "--set", "model.l2=1e-2",
+                "--set", "solver.max_iter=5"], 1)
+    assert p.returncode == 0, p.stderr
+    assert_same_model(final_model(os.path.join(out, "task-1")),
+                      final_model(os.path.join(wd, "plain")))
+    with open(os.path.join(out, "task-0", "job.toml")) as fh:
+        assert "l2 = 0.001" in fh.read().replace("1e-3", "0.001").replace("1e-03", "0.001")
+    assert ckpt_step(checkpoints(os.path.join(out, "task-1"))[0]) == 5
+
+
+@pytest.mark.timeout(120)
+def test_batch_script_without_launcher_is_refused(slurm, dense_h5, tmp_path):
+    need(CASE)
+    wd = str(tmp_path)
+    _job(wd, dense_h5)
+    p = subprocess.run(["sbatch", "--parsable", "-n", "2", "-o", os.path.join(wd, "slurm.log"),
+                        "--wrap", f"{sys.executable} -m mpitrain run job.toml"],
+                       env=script_env(SLURM_CONF=slurm.conf), cwd=wd, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    info = slurm.wait(p.stdout.strip())
+    log = _log(wd)
+    assert info["JobState"] == "FAILED" and info["ExitCode"] == "64:0", (info, log)
+    assert "SLURM_NTASKS=2 but this MPI world has 1 rank" in log
+    assert "without a launcher" in log
+    assert not os.path.exists(os.path.join(wd, "run", "final.h5"))
+
+
+# -- time limits (submitted at the start of the module) ------------------------------------------
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("name", list(TIME_LIMIT))
+def test_time_limit_stop_checkpoint_and_resume(slurm, timelimit_jobs, name, dense_h5,
+                                                ops_dir):
+    jid, wd = timelimit_jobs[name]
+    info = slurm.wait(jid, timeout=200)
     log = _log(wd)
     assert info["JobState"] == "TIMEOUT", (info["JobState"], log)
-    assert "DUE TO TIME LIMIT" in log
-    files = assert_checkpoints_intact(out)
-    at = ckpt_step(files[0])
-    assert 1 <= at < CASE.steps
-    p, _ = run(["run", job, "--resume", "auto"], 2)
-    assert p.returncode == 0, p.stderr
-    assert f"at step {at}" in p.stdout
-    assert_same_model(final_model(out), ref)
+    assert "DUE TO TIME LIMIT" in log and "SIGTERM" in log, log
+    assert "mpitrain exited with 75" in log, log
+    _resume_matches(wd, os.path.join(wd, "job.toml"), dense_h5, ops_dir, _stop_checkpoint(wd))
