@@ -48,8 +48,8 @@ def _parser():
     d = sub.add_parser("data", help="convert, prepare, synthesise or describe datasets")
     dsub = d.add_subparsers(dest="data_verb", metavar="ACTION", parser_class=_Parser)
     c = dsub.add_parser("convert", help="LIBSVM text → HDF5 CSR (streaming)")
-    c.add_argument("input")
-    c.add_argument("output")
+    c.add_argument("input", help="LIBSVM/svmlight text file")
+    c.add_argument("output", help="HDF5 file to write (a CSR group)")
     c.add_argument("--zero-based", action="store_true", help="indices start at 0")
     c.add_argument("--features", type=int, default=0, help="declared width (0 = from data)")
     c.add_argument("--group", default="train", help="HDF5 group to write (default train); "
@@ -58,18 +58,19 @@ def _parser():
                    "already has it (or an existing output that is not HDF5)")
     pr = dsub.add_parser("prepare", help="write a built-in real dataset to HDF5 "
                          "(mnist, mnist-2vr, digits, digits-2vr, rt-polarity)")
-    pr.add_argument("name")
-    pr.add_argument("output")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("name", help="dataset name (see above)")
+    pr.add_argument("output", help="HDF5 file to write (train and test groups)")
+    pr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sy = dsub.add_parser("synth", help="seeded sparse classification set with Zipf-like "
                          "feature frequencies, written straight to HDF5")
-    sy.add_argument("output")
-    sy.add_argument("--n", type=int, default=200000)
-    sy.add_argument("--d", type=int, default=2**20)
+    sy.add_argument("output", help="HDF5 file to write")
+    sy.add_argument("--n", type=int, default=200000, help="rows in all, train and test "
+                    "together (default 200000)")
+    sy.add_argument("--d", type=int, default=2**20, help="features (default 2^20)")
     sy.add_argument("--nnz", type=int, default=75, help="non-zeros per row")
-    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     de = dsub.add_parser("describe", help="summary of a dataset file")
-    de.add_argument("path")
+    de.add_argument("path", help="dataset file (HDF5, LIBSVM or .npy)")
 
     i = sub.add_parser("inspect", help="print a checkpoint's or final model's manifest and "
                        "arrays", description="Print the manifest (algorithm, job hash, model "

@@ -122,6 +122,7 @@ def plot_runs(runs, output, y=None, fstar=None, raw=False):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     title = ylabel + (f"   (F* = {fstar:.10g}, {gap_src})" if gap_src else "")
+    notes.append(f"plotted {ylabel} against wall time and {comm_label}")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(output, dpi=110)
