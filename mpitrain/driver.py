@@ -357,20 +357,7 @@ def _global_nnz(world, shard):
     return int(world.comm.allreduce(shard.nnz)) if world.size > 1 else shard.nnz
 
 
-def read_model(path):
-    """Arrays of a final.h5 (path → array) or, for a checkpoint, None and its manifest."""
-    import h5py
-    try:
-        f = h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: not a readable model file ({exc})")
-    with f:
-        if "state" in f:
-            return None
-        out = {}
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
-                     and not n.startswith("manifest") else None)
-        return out
+read_model = model_file.read_arrays  # arrays of a final.h5 (path → array); None: a checkpoint
 
 
 def evaluate(world, job_path, model_path, overrides=(), data_path=None):

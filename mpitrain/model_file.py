@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 
+from .checkpoint import _plain
 from .errors import DataError, InputMissing
 
 FAMILIES = ("linear", "autoencoder", "binary-autoencoder", "nested")
@@ -67,16 +68,16 @@ def _code_layer(hidden):
     return int(np.argmin(hidden)) + 1
 
 
-def contents(world, cls, job, train, model, manifest):
-    """(arrays, manifest attributes) of final.h5: the algorithm's `model` arrays plus the
-    metadata above (collective over `world`: the label values are gathered)."""
+def contents(world, cls, job, train, model, base):
+    """(arrays, manifest attributes) of final.h5: the algorithm's `model` arrays, the `base`
+    manifest plus the metadata above (collective over `world`: label values are gathered)."""
     from . import __version__, config
     family = getattr(cls, "FAMILY", None)
     if family not in FAMILIES:
         raise ValueError(f"{cls.name}: FAMILY {family!r} not one of {FAMILIES}")
     d, m = job["data"], job["model"]
     arrays = dict(model)
-    attrs = dict(manifest)
+    attrs = dict(base)
     attrs.update(family=family, features=int(train.d), train_rows=int(train.n),
                  normalize=d["normalize"], zero_based=int(bool(d["zero_based"])),
                  dtype=np.dtype(getattr(cls, "DATA", {}).get("dtype", np.float64)).name,
@@ -120,45 +121,42 @@ def model_path(path):
     return path
 
 
-def _plain(v):
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def read(path):
-    """(metadata dict, arrays dict) of a final model (a run directory or its final.h5).
-    Array names keep their paths (`model/w`, `meta/classes`)."""
+def read_arrays(path):
+    """Every dataset of a final model but its manifest (name → array; strings decoded), or
+    None for a checkpoint (its arrays are an algorithm's state, not a model)."""
     import h5py
-    path = model_path(path)
     try:
         f = h5py.File(path, "r", locking=False)
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 model file ({exc})")
     with f:
         if "state" in f:
-            raise DataError(f"{path}: a checkpoint, not a final model; use the run's "
-                            "final.h5 (or `mpitrain eval JOB CHECKPOINT`)")
-        meta = {k: _plain(v) for k, v in f["manifest"].attrs.items()} \
-            if "manifest" in f else {}
-        if meta.get("family") not in FAMILIES:
-            raise DataError(f"{path}: no model metadata (written by an mpitrain older than "
-                            "0.2, or not a model): run the job again to get a self-describing "
-                            "final.h5")
+            return None
         arrays = {}
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset) and not name.startswith("manifest"):
                 a = obj[()]
-                if a.dtype.kind == "O":
-                    a = np.array([_plain(x) for x in a])
-                arrays[name] = a
+                arrays[name] = np.array([_plain(x) for x in a]) if a.dtype.kind == "O" else a
         f.visititems(visit)
+        return arrays
+
+
+def read(path):
+    """(metadata dict, arrays dict) of a final model (a run directory or its final.h5).
+    Array names keep their paths (`model/w`, `meta/classes`)."""
+    path = model_path(path)
+    arrays = read_arrays(path)
+    if arrays is None:
+        raise DataError(f"{path}: a checkpoint, not a final model; use the run's final.h5 "
+                        "(or `mpitrain eval JOB CHECKPOINT`)")
+    meta = manifest(path)
+    if meta.get("family") not in FAMILIES:
+        raise DataError(f"{path}: no model metadata (written by an mpitrain older than "
+                        "0.2, or not a model): run the job again to get a self-describing "
+                        "final.h5")
     meta["path"] = path
     return meta, arrays
-
 
 def manifest(path):
     """The manifest attributes of a final model or a checkpoint ({} when it has none)."""
