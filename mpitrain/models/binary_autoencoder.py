@@ -53,7 +53,7 @@ def svm_block(Wm, bits, X, Z, alpha, qdiag, rows, C, sweeps, tol, seed):
     k = Wm.shape[0]
     ns = np.zeros(k, dtype=np.int64)
     pg = np.zeros(k)
-    order = np.repeat(np.asarray(rows, dtype=np.int64)[None, :], k, axis=0)
+    order = np.array(rows, dtype=np.int64)
     svm_dcd.dcd_block(X, Z, np.ascontiguousarray(bits, dtype=np.int64), Wm, alpha, qdiag, order,
                       float(C), int(sweeps), float(tol), int(seed), ns, pg)
     return ns, pg
