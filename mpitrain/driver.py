@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, config, data, fileio, rundir
+from . import checkpoint, config, data, fileio, rundir, state
 from . import model_file
 from .algorithms import registry
 from .algorithms.base import Context
@@ -54,21 +54,9 @@ def load_data(world, job, cls, which=("train", "test")):
         test = data.load(world, d["test"], group=d["test_group"], width_from=train,
                          what="test", **common)
     if spec.get("dense"):  # the algorithm needs dense rows: densify train and test alike
-        for sh in (train, test):
-            if sh is not None and sh.sparse:
-                sh.X = np.ascontiguousarray(sh.X.toarray())
+        for sh, name in ((train, "train"), (test, "test")):
+            collectively(world, data.densify, sh, name)
     return train, test
-
-
-def _mem_available():
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def check_memory(cls, job, train):
@@ -78,7 +66,7 @@ def check_memory(cls, job, train):
     vectors of the width (every algorithm here holds at least w, a gradient and two more)."""
     est = getattr(cls, "memory_bytes", None)
     need = int(est(job, train)) if est else 4 * 8 * int(train.d)
-    avail = _mem_available()
+    avail = data.mem_available()
     if avail is None:
         return
     local = 1
@@ -90,10 +78,14 @@ def check_memory(cls, job, train):
     if need * local > avail:
         from .errors import DataError
         gib = 2.0 ** 30
-        raise DataError(f"{train.path}: {train.d} features: {cls.name} needs about "
-                        f"{need / gib:.1f} GiB per rank for its model state, x {local} ranks "
-                        f"on this node > {avail / gib:.1f} GiB available; check [data] "
-                        "features and the data's feature indices")
+        sizes = "".join(f", [model] {k} = {v}" for k, v in job["model"].items()
+                        if isinstance(v, list) or (isinstance(v, int)
+                                                   and not isinstance(v, bool)))
+        raise DataError(f"{train.path}: {train.d} features, {train.rows} rows on this rank"
+                        f"{sizes}: {cls.name} needs about {need / gib:.1f} GiB per rank, "
+                        f"x {local} ranks on this node > {avail / gib:.1f} GiB available; "
+                        "check [data] features, the data's feature indices and the model's "
+                        "sizes")
 
 
 def _prepare_out(world, out, fresh, resume):
@@ -140,32 +132,25 @@ def _driver_state(world, step, clock):
             "_comm": checkpoint.Sharded(counters, world.rank, world.size)}
 
 
-def _resume(world, alg, cls, job, ckdir, resume):
+def _resume(world, alg, cls, job, ckdir, resume, want):
     def locate():
         if world.rank != 0:
             return None
-        return checkpoint.find(ckdir, resume)
+        return checkpoint.find(ckdir, resume, want)
     found = world.bcast_obj(collectively(world, locate))
     path, manifest = found
     if path is None:
         return None
 
     def check():
-        want = config.job_hash(job)
-        if manifest.get("algorithm") != cls.name:
-            raise CheckpointError(f"{path}: checkpoint of algorithm {manifest.get('algorithm')!r},"
-                                  f" not {cls.name!r}: it belongs to another job")
-        if manifest.get("job_hash") != want:
-            raise CheckpointError(f"{path}: checkpoint of another job (job hash "
-                                  f"{manifest.get('job_hash')}, this job {want}): the data, "
-                                  "model or solver settings differ")
         if int(manifest["world_size"]) != world.size and not cls.RESHARDABLE:
             raise CheckpointError(f"{path}: written by {manifest['world_size']} ranks; "
                                   f"{cls.name} cannot resume on {world.size}: "
                                   f"{cls.RESHARD_REASON or 'its state is tied to the layout'}")
         reader = checkpoint.Reader(path, manifest)
         try:
-            alg.load_state(reader)
+            state.restore(alg, reader)
+            alg.restored()
             step = int(reader.get("_step"))
             elapsed = float(reader.get("_elapsed"))
             if int(manifest["world_size"]) == world.size:
@@ -223,9 +208,11 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     alg = cls(ctx)
     alg.setup()
 
+    manifest = {"algorithm": cls.name, "job_hash": config.job_hash(job),
+                "seed": job["job"]["seed"]}
     step, clock, resumed_from = 0, Clock(), None
     if resume:
-        got = _resume(world, alg, cls, job, ckdir, resume)
+        got = _resume(world, alg, cls, job, ckdir, resume, manifest)
         if got is not None:
             resumed_from, step, elapsed = got
             clock = Clock(elapsed)
@@ -244,8 +231,6 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
                 f"{', nnz %d' % _global_nnz(world, train) if train.sparse else ''}); "
                 f"data loaded in {t_load:.2f}s; out {out}")
 
-    manifest = {"algorithm": cls.name, "job_hash": config.job_hash(job),
-                "seed": job["job"]["seed"]}
     every = job["checkpoint"]["every"]
     keep = job["checkpoint"]["keep"]
     limit = job["job"]["time_limit"]
@@ -253,9 +238,9 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
 
     def save(step):
         ACTIVITY.phase = "checkpoint"
-        state = dict(alg.state())
-        state.update(_driver_state(world, step, clock))
-        path = checkpoint.save(world, ckdir, step, state, manifest, keep)
+        values = state.collect(alg)
+        values.update(_driver_state(world, step, clock))
+        path = checkpoint.save(world, ckdir, step, values, manifest, keep)
         ACTIVITY.phase = "step"
         return path
 
@@ -381,7 +366,8 @@ def evaluate(world, job_path, model_path, overrides=(), data_path=None):
         alg.setup()
         reader = checkpoint.Reader(model_path, manifest)
         try:
-            alg.load_state(reader)
+            state.restore(alg, reader)
+            alg.restored()
         finally:
             reader.close()
         model = alg.final_model()

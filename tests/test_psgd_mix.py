@@ -3,7 +3,7 @@ ranks, and checkpoint/resume bit-identity (in process, through checkpoint.save/R
 import numpy as np
 import pytest
 
-from mpitrain import checkpoint
+from mpitrain import checkpoint, state
 from mpitrain.models.fadl_local import orders_for
 
 from test_fadl import run_inproc, sgd_reference
@@ -47,11 +47,12 @@ def _roundtrip(world, path, tmp):
     a = _alg(world, path, solver)
     for _ in range(3):
         a.step()
-    ck = checkpoint.save(world, tmp, 3, a.state(), {"algorithm": "psgd-mix"})
+    ck = checkpoint.save(world, tmp, 3, state.collect(a), {"algorithm": "psgd-mix"})
     ck = world.bcast_obj(ck)
     b = _alg(world, path, solver)
     reader = checkpoint.Reader(ck, checkpoint.verify(ck))
-    b.load_state(reader)
+    state.restore(b, reader)
+    b.restored()
     reader.close()
     while not b.done:
         b.step()

@@ -108,3 +108,16 @@ def write_job(path, sections):
     from mpitrain.fileio import atomic_write
     atomic_write(path, dump_toml(sections))
     return str(path)
+
+
+def reseal_checkpoint(path):
+    """Recompute a checkpoint's SHA-256 header after a test edited its HDF5 body with h5py
+    (to fake another job's or a newer format's file that is otherwise intact)."""
+    import hashlib
+    from mpitrain import checkpoint
+    with open(path, "rb") as fh:
+        body = fh.read()[checkpoint.USERBLOCK:]
+    head = checkpoint.MAGIC + (f"length {len(body)}\nsha256 "
+                               f"{hashlib.sha256(body).hexdigest()}\n").encode()
+    with open(path, "r+b") as fh:
+        fh.write(head.ljust(checkpoint.USERBLOCK, b"\0"))

@@ -12,6 +12,7 @@
   fine-tuning phase, checkpoint helpers.
 """
 import math
+import time
 
 import numpy as np
 
@@ -20,10 +21,16 @@ from ..config import Field
 from ..errors import JobError
 from ..models import autoencoder as AE
 from .._kernels import ae_fast as K
+from ..state import Array, Int, Str
 from .base import Algorithm
 
 F32 = np.float32
 FT_KEY = 100000  # stream key of the fine-tuning phase
+RFT_KEY = 200000  # stream key of the reconstruction fine-tuning phase
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+RANK_PHASES = ("train", "allreduce", "regen", "exchange", "wait", "eval")  # rank_times()
+PCA_MAX_D = 4096  # the PCA baseline needs a d × d covariance: skipped above this width
+PCA_EPS = (1e-4, 1e-3, 1e-2, 3e-2)  # cross-entropy clipping of PCA/mean, chosen on train rows
 
 MODEL_SCHEMA = {
     "layers": Field("list[int]", [256, 64], "hidden layer sizes, bottom to top (the input "
@@ -41,9 +48,18 @@ MODEL_SCHEMA = {
 SOLVER_SCHEMA = {
     "epochs": Field(int, 10, "epochs per layer (per stage)", min=1),
     "batch": Field(int, 100, "global minibatch size (split over the ranks)", min=1),
-    "lr": Field(float, 0.1, "SGD learning rate", min=0.0),
+    "lr": Field(float, 0.02, "SGD learning rate of pre-training (0.1 makes sigmoid/"
+                "cross-entropy stacks worse than the mean image on MNIST)", min=0.0),
     "momentum": Field(float, 0.9, "heavy-ball momentum", min=0.0),
     "weight_decay": Field(float, 0.0, "L2 weight decay added to the gradient", min=0.0),
+    "recon_finetune_epochs": Field(int, 20, "end-to-end reconstruction fine-tuning epochs of "
+                                   "the whole unrolled stack after pre-training (Hinton & "
+                                   "Salakhutdinov 2006), clean input; 0 = none", min=0),
+    "recon_finetune_lr": Field(float, 0.001, "learning rate of the reconstruction "
+                               "fine-tuning", min=0.0),
+    "recon_finetune_optimizer": Field(str, "adam", "optimizer of the reconstruction "
+                                      "fine-tuning: Adam (β 0.9, 0.999) or heavy-ball momentum "
+                                      "([solver] momentum)", choices=["adam", "momentum"]),
     "finetune_epochs": Field(int, 0, "supervised fine-tuning epochs (softmax on the top code) "
                              "after pre-training; 0 = none", min=0),
     "finetune_lr": Field(float, 0.1, "fine-tuning learning rate", min=0.0),
@@ -64,12 +80,14 @@ def with_defaults(schema, **defaults):
 
 
 class Block:
-    """Named float32 parameters as views into one flat array."""
+    """Named float32 parameters as views into one flat array (`flat`: an existing one to
+    use, e.g. a momentum buffer the algorithm owns and checkpoints)."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, flat=None):
         self.names = [n for n, _ in spec]
         size = sum(int(np.prod(s)) for _, s in spec)
-        self.flat = np.zeros(size, F32)
+        self.flat = np.zeros(size, F32) if flat is None else flat
+        assert self.flat.shape == (size,) and self.flat.dtype == F32
         self.views = {}
         off = 0
         for n, s in spec:
@@ -81,10 +99,11 @@ class Block:
 class Trainer:
     """Momentum SGD on `net` for the parameters `names`, data-parallel over `world`.
 
-    X: this rank's rows [lo, lo + len(X)) of the n rows the batches are drawn from."""
+    X: this rank's rows [lo, lo + len(X)) of the n rows the batches are drawn from. The
+    momentum lives in alg.mom[mom] (declared state: see AEBase.momentum)."""
 
     def __init__(self, alg, key, net, names, world, X, lo, n, labels=None, lr=None,
-                 noise=True):
+                 noise=True, mom=None, adam=False):
         s = alg.ctx.solver
         self.alg, self.ctx, self.P = alg, alg.ctx, alg.P
         self.key = tuple(key)
@@ -97,7 +116,13 @@ class Trainer:
         m = alg.ctx.model
         self.noise = (m["noise"], m["noise_level"]) if noise else ("none", 0.0)
         self.grads = Block([(nm, self.P[nm].shape) for nm in self.names])
-        self.mom = Block([(nm, self.P[nm].shape) for nm in self.names])
+        self.mom = Block([(nm, self.P[nm].shape) for nm in self.names],
+                         None if mom is None else alg.momentum(mom, self.names))
+        # Adam: mom holds the first moments, mom2 the second (alg.mom[mom + "2"]); the step
+        # count is derived from (epoch, batch), so it needs no state of its own
+        self.mom2 = None if not adam else Block(
+            [(nm, self.P[nm].shape) for nm in self.names],
+            None if mom is None else alg.momentum(mom + "2", self.names))
         self._perm_epoch, self._perm = None, None
         self._xin = None
 
@@ -139,6 +164,14 @@ class Trainer:
             total += self.net.loss_grad(self.P, xin, xb, G, self.tset, 1.0 / g.size, lab)
             with self.ctx.phase("allreduce"):
                 self.world.allreduce(self.grads.flat)
+            if self.mom2 is not None:
+                t = epoch * self.batches + b + 1
+                lr_t = F32(self.lr * math.sqrt(1.0 - ADAM_B2 ** t) / (1.0 - ADAM_B1 ** t))
+                for nm in self.names:
+                    K.adam_step(self.P[nm].reshape(-1), V[nm].reshape(-1),
+                                self.mom2.views[nm].reshape(-1), G[nm].reshape(-1), lr_t,
+                                F32(ADAM_B1), F32(ADAM_B2), F32(ADAM_EPS), self.wd)
+                continue
             for nm in self.names:
                 K.momentum_step(self.P[nm].reshape(-1), V[nm].reshape(-1),
                                 G[nm].reshape(-1), self.lr, self.mu, self.wd)
@@ -181,8 +214,18 @@ class AEBase(Algorithm):
         self.classes = 0
         self.ft = None  # fine-tuning trainer
         self.ft_epoch = 0
-        self.phase_name = "pretrain"
+        self.rft = None  # reconstruction fine-tuning trainer
+        self.rft_epoch = 0
+        self.phase_name = "pretrain"  # then "recon", "finetune", "done"
         self.last = {}
+        self.mom = {}  # momentum buffers of the live trainers, by name (declared state)
+        if ctx.solver["finetune_epochs"] > 0:
+            self._ft_setup()  # the softmax block exists from the start: a fixed state layout
+        X, _, n = self.eval_shard()
+        with ctx.phase("baseline"):  # before the clock starts: charged to no method
+            self.baseline = baselines(self.world, self.X, ctx.train.n, X, n, self.dims[-1],
+                                      self.loss)
+        self._cpu0 = time.process_time()
 
     def _add_block(self, key, spec, init):
         blk = Block(spec)
@@ -231,6 +274,61 @@ class AEBase(Algorithm):
             s, _ = net.loss_sum(self.P, X)
             return world.allreduce_scalars(s) / n
 
+    def rank_times(self, extra=None):
+        """Where every rank's time went: per-rank CPU seconds since setup (process time, so
+        a busy-wait counts and a passive wait does not) and phase seconds (RANK_PHASES),
+        gathered by one Allreduce of a P-row table (with `extra`, a float64 vector summed
+        in the same Allreduce; returned reduced). Keys rank_cpu, rank_t_<phase>."""
+        P, nph = self.world.size, len(RANK_PHASES)
+        m = 0 if extra is None else extra.size
+        buf = np.zeros(P * (1 + nph) + m)
+        row = buf[self.world.rank * (1 + nph):(self.world.rank + 1) * (1 + nph)]
+        row[0] = time.process_time() - self._cpu0
+        row[1:] = [self.ctx.phase_seconds.get(p, 0.0) for p in RANK_PHASES]
+        if m:
+            buf[P * (1 + nph):] = extra
+        self.world.allreduce(buf)
+        if m:
+            extra[...] = buf[P * (1 + nph):]
+        tab = buf[:P * (1 + nph)].reshape(P, 1 + nph)
+        out = {"rank_cpu": [round(v, 4) for v in tab[:, 0]]}
+        for i, p in enumerate(RANK_PHASES):
+            out[f"rank_t_{p}"] = [round(v, 4) for v in tab[:, i + 1]]
+        return out
+
+    # -- reconstruction fine-tuning of the unrolled stack --------------------------------------
+    def post_step(self):
+        """One step of the phase after pre-training: reconstruction, then softmax tuning."""
+        if self.phase_name == "recon":
+            return self.recon_step()
+        return self.finetune_step()
+
+    def recon_step(self):
+        """One epoch of data-parallel SGD on the whole unrolled network (every encoder and
+        decoder), loss ℓ(net(x), x) on clean x, as in the layer-wise Trainer."""
+        ctx, s = self.ctx, self.ctx.solver
+        if self.rft is None:
+            net = self.eval_net_for(self.P, self.K, ctx.model)
+            self.rft = Trainer(self, (RFT_KEY,), net, AE.net_params(net), self.world, self.X,
+                               ctx.train.start, ctx.train.n, lr=s["recon_finetune_lr"],
+                               noise=False, mom="rft",
+                               adam=s["recon_finetune_optimizer"] == "adam")
+        with ctx.phase("train"):
+            loss = self.rft.run(self.rft_epoch, 0, self.rft.batches) / ctx.train.n
+        self.rft_epoch += 1
+        last = self.rft_epoch >= s["recon_finetune_epochs"]
+        info = {"phase": "recon-finetune", "epoch": self.rft_epoch, "loss": loss}
+        ev = s["eval_every"]
+        if last or (ev and self.rft_epoch % ev == 0):
+            info["recon"] = self.recon_error(self.rft.net)
+            info["recon_layers"] = self.K
+        if last:
+            info["recon_final"] = info["recon"]
+            self.rft = self.mom["rft"] = self.mom["rft2"] = None
+            self.phase_name = "finetune" if s["finetune_epochs"] > 0 else "done"
+        self.last.update(info)
+        return info
+
     # -- fine-tuning ------------------------------------------------------------------------
     def _ft_setup(self):
         ctx = self.ctx
@@ -247,14 +345,11 @@ class AEBase(Algorithm):
         lab = np.ascontiguousarray(y, dtype=np.int32)
         self.ft = Trainer(self, (FT_KEY,), self.ft_net, names, self.world, self.X,
                           ctx.train.start, ctx.train.n, labels=lab,
-                          lr=ctx.solver["finetune_lr"], noise=False)
+                          lr=ctx.solver["finetune_lr"], noise=False, mom="ft")
 
     def finetune_step(self):
         if self.ft is None:
             self._ft_setup()
-            if getattr(self, "_pending_ftV", None) is not None:
-                self.ft.mom.flat[...] = self._pending_ftV
-                self._pending_ftV = None
         with self.ctx.phase("train"):
             loss = self.ft.run(self.ft_epoch, 0, self.ft.batches) / self.ctx.train.n
         self.ft_epoch += 1
@@ -272,32 +367,44 @@ class AEBase(Algorithm):
             s, correct = self.world.allreduce_scalars(s, float(correct))
         return {"test_error": 1.0 - correct / n, "test_nll": s / n}
 
-    def after_pretrain(self):
-        self.phase_name = "finetune" if self.ctx.solver["finetune_epochs"] > 0 else "done"
+    def after_pretrain(self, info):
+        """Pre-training is over (info holds the unrolled K-layer error `recon`): record it
+        with the calibration baselines and move to the next phase."""
+        s = self.ctx.solver
+        info["recon_pretrain"] = info["recon_final"] = info["recon"]
+        info.update(self.baseline)
+        self.phase_name = ("recon" if s["recon_finetune_epochs"] > 0 else
+                           "finetune" if s["finetune_epochs"] > 0 else "done")
 
-    # -- checkpoint helpers ------------------------------------------------------------------
-    def base_state(self):
-        st = {f"P/{k}": b.flat for k, b in sorted(self.blocks.items())}
-        st.update({"phase": self.phase_name, "ft_epoch": np.int64(self.ft_epoch),
-                   "classes": np.int64(self.classes)})
-        if self.ft is not None:
-            st["ftV"] = self.ft.mom.flat
-        return st
+    # -- checkpoint -------------------------------------------------------------------------
+    STATE = {"phase_name": Str(), "ft_epoch": Int(), "rft_epoch": Int(), "classes": Int()}
 
-    def load_base(self, r):
-        self.classes = int(r.get("classes"))
-        if "P/FT" in r and "S" not in self.P:
-            self._ft_setup()
-        for k, b in self.blocks.items():
-            b.flat[...] = r.get(f"P/{k}")
-        self.phase_name = r.get("phase")
-        self.ft_epoch = int(r.get("ft_epoch"))
-        self._pending_ftV = r.get("ftV") if "ftV" in r else None
-        if self.ft is not None and self._pending_ftV is not None:
-            self.ft.mom.flat[...] = self._pending_ftV
-            self._pending_ftV = None
+    def momentum_keys(self):
+        """Names of the momentum buffers a checkpoint may hold (AEBase.momentum)."""
+        return ["ft", "rft", "rft2"]
+
+    def state_fields(self):
+        out = super().state_fields()
+        for key in sorted(self.blocks):  # every block exists from setup on
+            out[f"blocks/{key}/flat"] = Array(inplace=True)
+        for key in self.momentum_keys():
+            out[f"mom/{key}"] = Array(optional=True)
+        return out
+
+    def momentum(self, key, names):
+        """The momentum buffer `key` for the parameters `names`: the restored one when it
+        fits, else zeros (a new phase or layer)."""
+        size = sum(self.P[n].size for n in names)
+        buf = self.mom.get(key)
+        if buf is None or buf.shape != (size,):
+            buf = self.mom[key] = np.zeros(size, F32)
+        return buf
+
+    def restored(self):
+        super().restored()
+        self.ft = self.rft = None  # rebuilt on first use, around the restored momenta
         if self.phase_name == "done" and self.ft_epoch < self.ctx.solver["finetune_epochs"]:
-            self.phase_name = "finetune"
+            self.phase_name = "finetune"  # the resumed job asks for more fine-tuning
 
     @property
     def done(self):
@@ -324,6 +431,8 @@ class AEBase(Algorithm):
         s, _ = net.loss_sum(P, X)
         out = {"data": "test" if ctx.test is not None else "train", "rows": shard.n,
                "recon": ctx.world.allreduce_scalars(s) / shard.n}
+        out.update(baselines(ctx.world, np.ascontiguousarray(ctx.train.X, dtype=F32),
+                             ctx.train.n, X, shard.n, m["layers"][-1], m["loss"]))
         if "S" in P:
             ft = AE.finetune_net(Kn, m["activation"])
             s, c = ft.loss_sum(P, X, labels=np.asarray(shard.y, dtype=np.int32))
@@ -334,6 +443,41 @@ class AEBase(Algorithm):
     @classmethod
     def eval_net_for(cls, P, Kn, m):
         return AE.stack_net(Kn, m["activation"], m["loss"], m["tied"])
+
+
+def baselines(world, Xtr, ntr, Xev, nev, k, loss):
+    """Calibration figures of a reconstruction error, per evaluation row: the mean image
+    (`baseline_mean`), PCA with k components (`baseline_pca`), both fitted on the training
+    rows (one Allreduce of [Σx, Σxxᵀ], numpy eigh; skipped when d > PCA_MAX_D), and for
+    cross-entropy the floor (`baseline_floor`, entropy of the targets). Cross-entropy clips
+    the predictions to [ε, 1 − ε], ε in PCA_EPS chosen on the training rows (one Allreduce).
+    Collective over `world`."""
+    d = Xtr.shape[1]
+    k = min(k, d) if d <= PCA_MAX_D else 0
+    buf = np.zeros(d + (d * d if k else 0))
+    buf[:d] = Xtr.sum(0, dtype=np.float64)
+    if k:
+        C = buf[d:].reshape(d, d)
+        for s in range(0, Xtr.shape[0], 4096):
+            x = Xtr[s:s + 4096].astype(np.float64)
+            C += x.T @ x
+    world.allreduce(buf)
+    mu, U = AE.pca_fit(buf[:d], buf[d:].reshape(d, d), ntr, k) if k else \
+        (buf[:d] / ntr, np.zeros((d, 0)))
+    eps = 0.0
+    if loss == "xent":
+        tr = np.array([AE.baseline_loss_sums(Xtr, mu, U, loss, e)[:2] for e in PCA_EPS])
+        world.allreduce(tr)
+        eps = PCA_EPS[int(np.argmin(tr[:, 1] if k else tr[:, 0]))]
+    ev = AE.baseline_loss_sums(Xev, mu, U, loss, eps)
+    world.allreduce(ev)
+    out = {"baseline_mean": ev[0] / nev}
+    if k:
+        out["baseline_pca"] = ev[1] / nev
+        out["baseline_pca_k"] = k
+    if loss == "xent":
+        out["baseline_floor"] = ev[2] / nev
+    return out
 
 
 def load_group_train(ctx, gworld):

@@ -16,12 +16,13 @@ gradients per global batch (see ae_common.Trainer). One step() = one epoch (or t
 one the update budget allows). Greedy/stacked regenerate the frozen input hₖ₋₁ of their
 shard locally when layer k starts (no communication).
 """
-import numpy as np
 
 from ..config import Field
 from ..errors import JobError
 from ..models import autoencoder as AE
-from .ae_common import SOLVER_SCHEMA, MODEL_SCHEMA, AEBase, Trainer, with_defaults
+from ..state import Int
+from .ae_common import (MODEL_SCHEMA, PCA_MAX_D, SOLVER_SCHEMA, AEBase, Trainer,
+                        with_defaults)
 
 UPDATES = Field(int, 0, "weight updates (global batches) per stage; 0 = use epochs", min=0)
 
@@ -36,7 +37,6 @@ class Greedy(AEBase):
         super().setup()
         self.layer, self.epoch, self.pos, self.updates = 1, 0, 0, 0
         self.tr = None
-        self._pendingV = None
 
     def _budget(self):
         return self.ctx.solver.get("updates", 0)
@@ -47,17 +47,14 @@ class Greedy(AEBase):
             H = AE.encode(self.P, self.X, list(range(1, k)), self.act)
         net = AE.layer_net(k, self.act, self.loss, self.tied)
         self.tr = Trainer(self, (k,), net, self.layer_names(k), self.world, H,
-                          self.ctx.train.start, self.ctx.train.n)
-        if self._pendingV is not None:
-            self.tr.mom.flat[...] = self._pendingV
-            self._pendingV = None
+                          self.ctx.train.start, self.ctx.train.n, mom="layer")
 
     def eval_net(self, k):
         return AE.stack_net(k, self.act, self.loss, self.tied)
 
     def step(self):
-        if self.phase_name == "finetune":
-            return self.finetune_step()
+        if self.phase_name != "pretrain":
+            return self.post_step()
         if self.tr is None:
             self._make_trainer()
         s = self.ctx.solver
@@ -79,30 +76,44 @@ class Greedy(AEBase):
         if finished or (ev and self.pos == 0 and self.epoch % ev == 0):
             info["recon"] = self.recon_error(self.eval_net(k))
             info["recon_layers"] = k
+        info.update(self.rank_times())  # one small Allreduce: per-rank CPU and phases
         if finished:
             self.layer += 1
             self.epoch = self.pos = self.updates = 0
-            self.tr = None
+            self.tr = self.mom["layer"] = None
             if self.layer > self.K:
-                self.after_pretrain()
-                info["recon_final"] = info["recon"]
+                self.after_pretrain(info)
         self.last.update({k2: v for k2, v in info.items() if not k2.startswith("show_")})
         return info
 
-    def state(self):
-        st = self.base_state()
-        st.update({"layer": np.int64(self.layer), "epoch": np.int64(self.epoch),
-                   "pos": np.int64(self.pos), "updates": np.int64(self.updates),
-                   "V": self.tr.mom.flat if self.tr is not None else np.zeros(0, np.float32)})
-        return st
+    STATE = {"layer": Int(), "epoch": Int(), "pos": Int(), "updates": Int()}
 
-    def load_state(self, r):
-        self.load_base(r)
-        self.layer, self.epoch = int(r.get("layer")), int(r.get("epoch"))
-        self.pos, self.updates = int(r.get("pos")), int(r.get("updates"))
-        V = r.get("V")
-        self._pendingV = V if V.size else None
-        self.tr = None
+    def momentum_keys(self):
+        return super().momentum_keys() + ["layer"]
+
+    def restored(self):
+        super().restored()
+        self.tr = None  # rebuilt on the next step, around the restored momentum
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank, estimated before anything is allocated (driver.check_memory):
+        every layer's parameters (float32) with their gradient and momentum buffers (the
+        unrolled fine-tuning trains them all at once), a global minibatch's activations and
+        deltas through the unrolled stack, the evaluation pass over this rank's rows, the
+        data densified when it is CSR, and the PCA baseline (float64: d × d when d ≤
+        PCA_MAX_D, and about ten
+        float64 temporaries of this rank's rows)."""
+        m, s = job["model"], job["solver"]
+        d, rows = int(train.d), int(train.rows)
+        dims = [d] + [int(k) for k in m["layers"]]
+        weights = sum(a * b for a, b in zip(dims, dims[1:])) * (1 if m["tied"] else 2)
+        params = weights + 2 * sum(dims)
+        units = 2 * sum(dims)  # encoder and decoder of the unrolled stack
+        f32 = 3 * params + 4 * int(s["batch"]) * units + rows * units \
+            + (rows * d if train.sparse else 0)
+        f64 = (3 * d * d if d <= PCA_MAX_D else 0) + 10 * rows * d
+        return 4 * f32 + 8 * f64
 
 
 class Stacked(Greedy):
@@ -167,17 +178,13 @@ class Gradual(Greedy):
             for j in range(k, 0, -1):
                 names += ([] if self.tied else [f"V{j}"]) + [f"c{j}"]
         self.tr = Trainer(self, (k,), self.eval_net(k), names, self.world, self.X,
-                          self.ctx.train.start, self.ctx.train.n)
-        if self._pendingV is not None:
-            self.tr.mom.flat[...] = self._pendingV
-            self._pendingV = None
+                          self.ctx.train.start, self.ctx.train.n, mom="layer")
 
-    def load_state(self, r):
-        if self.direct:
+    def setup(self):
+        super().setup()
+        if self.direct:  # every stage's decoder exists from the start: a fixed state layout
             for k in range(1, self.K + 1):
-                if f"P/D{k}" in r:
-                    self._dec_block(k)
-        super().load_state(r)
+                self._dec_block(k)
 
     @classmethod
     def eval_net_for(cls, P, Kn, m):

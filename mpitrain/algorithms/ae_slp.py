@@ -5,8 +5,8 @@ with hₖ₋₁ = encₖ₋₁∘…∘enc₁(x) computed from the CURRENT lower
 while layer k trains (that is the method).
 
 Layout: ranks own layers. `layout()` gives every layer (group of layers) a contiguous block of
-ranks with a cost model per round (6τ·dₖ₋₁dₖ for τ epochs of training + Σⱼ<ₖ dⱼ₋₁dⱼ for the
-input regeneration): P ≥ K: one rank per layer, the extra ranks go one by one to the layer
+ranks with a cost model per round (`group_cost`: 5τ·dₖ₋₁dₖ for τ epochs of training + one
+regeneration of the group's inputs, Σⱼ<top dⱼ₋₁dⱼ): P ≥ K: one rank per layer, the extra ranks go one by one to the layer
 with the largest cost per rank (they train it data-parallel on a sub-communicator,
 Allreduce of its gradients there); P < K: contiguous runs of layers, partitioned to minimise
 the largest group cost (one rank trains several light layers). Every group holds the whole
@@ -18,9 +18,11 @@ Round r (one step()):
   2. each group regenerates the inputs hₖ₋₁ of its active layers from the encoders of the
      last synchronisation (only when a lower layer changed), locally, no communication;
   3. each group trains its active layers τ epochs (min with what is left of E);
-  4. synchronisation (all ranks): for each active layer, its group's first rank Bcasts the
-     layer's parameters (encoder and decoder: weights travel, not representations), then one
-     Allreduce(SUM) of the per-layer maturity summary (epochs done, training error);
+  4. synchronisation (all ranks): a passive wait for every rank (Ibarrier polled with
+     sleeps: no busy-waiting), then for each active layer its group's first rank Bcasts
+     the layer's parameters (encoder and decoder: weights travel, not representations),
+     then one Allreduce(SUM) of the per-layer maturity summary (epochs done, training error)
+     and of every rank's time table (AEBase.rank_times);
   5. the unrolled test error enc₁..enc_k, dec_k..dec₁ of the started layers is evaluated
      (Allreduce of the sums); pre-training stops when every layer has done E epochs or when
      the K-layer error reaches [solver] target_error.
@@ -28,18 +30,53 @@ Because every layer trains on inputs from the last synchronisation, the result d
 depend on the layout (up to float32 summation order in the data-parallel groups), and with
 one rank per layer layer 1 is bit-identical to sae-greedy's layer 1 at P = 1.
 """
-import numpy as np
+import time
 
+import numpy as np
+from mpi4py import MPI
+
+from ..comm import ACTIVITY
 from ..config import Field
 from ..models import autoencoder as AE
+from ..state import Array, Int, Owned
 from .ae_common import SOLVER_SCHEMA, AEBase, Trainer, load_group_train
 
 
+WAIT_POLL = 5e-4  # seconds between tests of a passive wait
+
+
+def passive_barrier(world):
+    """Wait for every rank of `world` without spinning: Ibarrier, then Test and sleep
+    WAIT_POLL s until it completes (a busy-polling blocking collective takes a core from
+    the ranks still computing). Marked as a collective for the stall monitor."""
+    if world.size == 1:
+        return
+    t0 = time.perf_counter()
+    req = world.comm.Ibarrier()
+    ACTIVITY.collective, ACTIVITY.since = "Ibarrier", time.monotonic()
+    try:
+        while not req.Test():
+            time.sleep(WAIT_POLL)
+    finally:
+        ACTIVITY.collective, ACTIVITY.since = None, time.monotonic()
+    world._account(0, t0)
+
+
+def group_cost(dims, layers, tau=1):
+    """Multiply-adds per training row of one round for a group owning `layers` (contiguous):
+    τ epochs of 5 GEMMs per layer (encoder and decoder forward, decoder-weight gradient,
+    back-propagation to the code, encoder-weight gradient; none to the frozen input) plus
+    one regeneration of the group's inputs, enc₁..enc_{top−1} once (the inputs of the upper
+    layers are the lower ones' codes, computed on the way)."""
+    c = [dims[k - 1] * dims[k] for k in range(1, len(dims))]
+    return 5 * tau * sum(c[k - 1] for k in layers) + sum(c[:max(layers) - 1])
+
+
 def layout(dims, P, tau=1):
-    """[(first_rank, nranks, [layers])] for a stack of widths `dims` on P ranks."""
+    """[(first_rank, nranks, [layers])] for a stack of widths `dims` on P ranks, minimising
+    the largest per-rank group_cost (a data-parallel group of r ranks divides it by r)."""
     K = len(dims) - 1
-    c = [dims[k - 1] * dims[k] for k in range(1, K + 1)]
-    cost = [6 * tau * c[k] + sum(c[:k]) for k in range(K)]
+    cost = [group_cost(dims, [k + 1], tau) for k in range(K)]
     if P >= K:
         ranks = [1] * K
         for _ in range(P - K):
@@ -58,7 +95,7 @@ def layout(dims, P, tau=1):
     for p in range(1, P + 1):
         for j in range(1, K + 1):
             for i in range(p - 1, j):
-                v = max(best[p - 1][i], sum(cost[i:j]))
+                v = max(best[p - 1][i], group_cost(dims, range(i + 1, j + 1), tau))
                 if v < best[p][j]:
                     best[p][j], cut[p][j] = v, i
     bounds, j = [], K
@@ -105,7 +142,6 @@ class SLP(AEBase):
         self.round = 0
         self.trainers = {}
         self.H, self.Hver = {}, {}
-        self._pendingV = {}
         self.summary_buf = np.zeros(2 * self.K)
 
     def _trainer(self, k):
@@ -113,9 +149,7 @@ class SLP(AEBase):
         if tr is None:
             net = AE.layer_net(k, self.act, self.loss, self.tied)
             tr = Trainer(self, (k,), net, self.layer_names(k), self.gworld, self.H[k],
-                         self.glo, self.ctx.train.n)
-            if k in self._pendingV:
-                tr.mom.flat[...] = self._pendingV.pop(k)
+                         self.glo, self.ctx.train.n, mom=f"L{k}")
             self.trainers[k] = tr
         tr.X = self.H[k]
         return tr
@@ -132,8 +166,8 @@ class SLP(AEBase):
         self.Hver[k] = ver
 
     def step(self):
-        if self.phase_name == "finetune":
-            return self.finetune_step()
+        if self.phase_name != "pretrain":
+            return self.post_step()
         s = self.ctx.solver
         E, tau, r = s["epochs"], s["sync_every"], self.round
         active = [k for k in range(1, self.K + 1) if r >= k - 1 and self.epochs[k - 1] < E]
@@ -151,11 +185,17 @@ class SLP(AEBase):
                 if self.gworld.rank == 0:
                     self.summary_buf[k - 1] = self.epochs[k - 1] + todo[k]
                     self.summary_buf[self.K + k - 1] = loss
-        # synchronisation: the layer-maturity summaries of the active layers
+        # synchronisation. A rank that finished its round early waits passively for the
+        # others (Ibarrier, tested every WAIT_POLL s, sleeping in between: its core goes to
+        # the bottleneck rank instead of spinning in a blocking collective), then the
+        # owners Bcast their layers (all ranks present: a fast transfer), then one
+        # Allreduce carries the layer-maturity summaries with every rank's time table.
+        with self.ctx.phase("wait"):
+            passive_barrier(self.world)
         with self.ctx.phase("exchange"):
             for k in active:
                 self.world.bcast(self.blocks[f"L{k}"].flat, root=self.owner[k])
-            self.world.allreduce(self.summary_buf)
+        times = self.rank_times(extra=self.summary_buf)
         for k in active:
             self.epochs[k - 1] = int(self.summary_buf[k - 1])
             self.errs[k - 1] = float(self.summary_buf[self.K + k - 1])
@@ -166,6 +206,7 @@ class SLP(AEBase):
         started = min(self.K, self.round)
         info = {"round": self.round, "recon_layers": started,
                 "show_epochs": " ".join(f"{e}" for e in self.epochs)}
+        info.update(times)
         for k in range(1, self.K + 1):
             info[f"epochs_L{k}"] = self.epochs[k - 1]
             info[f"err_L{k}"] = self.errs[k - 1]
@@ -179,47 +220,39 @@ class SLP(AEBase):
                 finished = True
                 info["reached_target"] = 1
         if finished:
-            self.after_pretrain()
-            info["recon_final"] = info["recon"]
+            self.after_pretrain(info)
             self.H.clear()
             self.Hver.clear()
         self.last.update({k2: v for k2, v in info.items() if not k2.startswith("show_")})
         return info
 
-    def state(self):
-        st = self.base_state()
-        # momenta live on the owners: Bcast each layer's from its owner so state is replicated
-        for k in range(1, self.K + 1):
-            tr = self.trainers.get(k)
-            if tr is not None:
-                buf = tr.mom.flat
-            else:
-                buf = self._pendingV.get(k)
-                if buf is None:
-                    buf = np.zeros_like(self.blocks[f"L{k}"].flat)
-            if self.world.rank != self.owner[k]:
-                buf = np.array(buf)  # receive into a copy: never overwrite a live momentum
-            self.world.bcast(buf, root=self.owner[k])
-            st[f"V{k}"] = buf
-        st.update({"round": np.int64(self.round),
-                   "epochs": np.asarray(self.epochs, dtype=np.int64),
-                   "errs": np.asarray(self.errs, dtype=np.float64)})
-        return st
+    STATE = {"round": Int(), "epochs": Array(), "errs": Array()}
 
-    def load_state(self, r):
-        self.load_base(r)
-        self.round = int(r.get("round"))
-        self.epochs = [int(e) for e in r.get("epochs")]
-        self.errs = [float(e) for e in r.get("errs")]
+    def state_fields(self):
+        out = super().state_fields()
+        for k in range(1, self.K + 1):  # layer k's momentum lives on its group's ranks
+            out[f"mom/L{k}"] = Owned(lambda alg, k=k: alg.owner[k], optional=True,
+                                     holds=lambda alg, k=k: k in alg.mine)
+        return out
+
+    def restored(self):
+        super().restored()
+        self.epochs = [int(e) for e in self.epochs]
+        self.errs = [float(e) for e in self.errs]
         self.trainers, self.H, self.Hver = {}, {}, {}
-        self._pendingV = {k: np.asarray(r.get(f"V{k}"), dtype=np.float32)
-                          for k in range(1, self.K + 1) if k in self.mine}
 
     def summary_info(self):
         out = super().summary_info()
         out["layout"] = "; ".join(f"ranks {f}..{f + n - 1}: layers {ls}"
                                   for f, n, ls in self.groups)
         return out
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank: bounded by the layer-wise estimate (a rank holds at most every
+        layer, with the same buffers); see Greedy.memory_bytes."""
+        from .ae_layerwise import Greedy
+        return Greedy.memory_bytes(job, train)
 
 
 def pipeline_ceiling(dims, E, tau=1):

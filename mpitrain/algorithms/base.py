@@ -9,19 +9,23 @@ and the methods
     setup()                   build the initial state (after data is loaded)
     step() -> dict            one iteration (collective); returns the metrics of that step
     done -> bool              finished (converged, or its budget is spent)
-    state() -> dict           everything a bit-identical continuation needs (checkpoint.py)
-    load_state(reader)        restore it from a checkpoint.Reader
+    STATE = {name: kind}      everything a bit-identical continuation needs, declared once
+                              (mpitrain/state.py; merged along the class hierarchy, or
+                              state_fields() when names depend on the instance)
+    restored()                rebuild caches after a restore (optional)
     final_model() -> dict     arrays for final.h5 (path → array), e.g. {"model/w": w}
     summary_info() -> dict    extra figures for summary.json (optional)
     evaluate(ctx, model) -> dict  (classmethod) test metrics of a final model (`mpitrain eval`)
 The collectives an algorithm makes are written in its step(), through ctx.world.
 """
 import abc
-import json
+import hashlib
+import time
 
 import numpy as np
 
 from ..config import LINEAR_MODEL_SCHEMA
+from ..state import Bool, Str
 
 
 class Context:
@@ -43,7 +47,8 @@ class Context:
         """A numpy Generator for `purpose` (and e.g. a global shard index), from the job seed.
 
         Streams depend only on (seed, purpose, key), never on the rank count."""
-        words = [int.from_bytes(purpose.encode()[:8].ljust(8, b"\0"), "little") % (2**63)]
+        digest = hashlib.sha256(purpose.encode()).digest()
+        words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
         ss = np.random.SeedSequence(self.seed, spawn_key=tuple(words) + tuple(int(k) for k in key))
         return np.random.Generator(np.random.PCG64(ss))
 
@@ -64,11 +69,9 @@ class _Phase:
         self.name = name
 
     def __enter__(self):
-        import time
         self.t0 = time.perf_counter()
 
     def __exit__(self, *exc):
-        import time
         self.acc[self.name] = self.acc.get(self.name, 0.0) + time.perf_counter() - self.t0
 
 
@@ -98,6 +101,12 @@ class Algorithm(abc.ABC):
     def step(self):
         """See the module docstring."""
 
+    # The declared state of every algorithm: whether it has finished, and why.
+    STATE = {"finished": Bool(), "reason": Str()}
+    # Stop reasons that only mean "the budget is spent": {reason: (counter attribute, solver
+    # key of the cap)}. A resumed job whose cap was raised goes on (see restored()).
+    CAPS = {}
+
     finished = False  # set with finish(reason) when converged or the budget is spent
     reason = ""
 
@@ -108,21 +117,22 @@ class Algorithm(abc.ABC):
     def finish(self, reason):
         self.finished, self.reason = True, reason
 
-    def restore_finish(self, reader, cap_reason=None, count=0, cap=0):
-        """Restore finished/reason from a checkpoint. A run that ended only because it hit
-        its cap (cap_reason) goes on when the resumed job raised the cap (count < cap)."""
-        self.finished = bool(reader.get("finished"))
-        self.reason = "" if reader.get("reason") == "-" else reader.get("reason")
-        if self.finished and self.reason == cap_reason and count < cap:
-            self.finished = False
+    def state_fields(self):
+        """{name: kind} of the state a checkpoint holds: the STATE dicts of the class and its
+        bases (a subclass's entry wins). Override to add names that depend on the instance."""
+        out = {}
+        for klass in reversed(type(self).__mro__):
+            out.update(klass.__dict__.get("STATE", {}))
+        return out
 
-    @abc.abstractmethod
-    def state(self):
-        """See the module docstring."""
-
-    @abc.abstractmethod
-    def load_state(self, reader):
-        """See the module docstring."""
+    def restored(self):
+        """Called after the declared state was restored. A run that ended only because it hit
+        its cap goes on when the resumed job raised the cap. Subclasses rebuilding caches
+        call super().restored()."""
+        if self.finished and self.reason in self.CAPS:
+            counter, key = self.CAPS[self.reason]
+            if getattr(self, counter) < self.ctx.solver[key]:
+                self.finished, self.reason = False, ""
 
     @abc.abstractmethod
     def final_model(self):
@@ -140,11 +150,3 @@ class Algorithm(abc.ABC):
         from ..errors import UsageError
         raise UsageError(f"{cls.name}: `mpitrain eval` is not defined for this algorithm")
 
-
-def rng_state(gen):
-    """A Generator's state as a JSON string (for checkpoints)."""
-    return json.dumps(gen.bit_generator.state)
-
-
-def set_rng_state(gen, text):
-    gen.bit_generator.state = json.loads(text)

@@ -45,17 +45,16 @@ from .._kernels import vr_sparse as V
 from ..config import Field
 from ..errors import JobError
 from ..models.linear import LinearShard
-from .base import Algorithm, rng_state, set_rng_state
-from .lbfgs import evaluate_linear
+from ..state import Array, Float, Int, Rng
+from .base import Algorithm
+from ..models.losses import LOSSES
+from .linear_family import MODEL_SCHEMA as VR_MODEL_SCHEMA
+from .linear_family import evaluate_linear
 
-LOSS_SMOOTHNESS = {"logistic": 0.25, "squared": 1.0, "squared_hinge": 2.0}
 
-VR_MODEL_SCHEMA = {
-    "loss": Field(str, "logistic", "loss of the margin xᵀa (squared: ½(m − y)²)",
-                  choices=["logistic", "squared", "squared_hinge"]),
-    "l2": Field(float, 1e-4, "L2 weight: (l2/2)‖x‖²", min=0.0),
-    "l1": Field(float, 0.0, "L1 weight: l1‖x‖₁", min=0.0),
-}
+# The practical DASVRDA step is η = PRACTICAL_C/L: the constant is the choice of a sweep of
+# η·L over {1, 4, 16} on the elastic-net benchmark settings (docs/dasvrda.md, "Step").
+PRACTICAL_C = 4.0
 
 
 def _common_solver(eta_help):
@@ -64,6 +63,13 @@ def _common_solver(eta_help):
         "inner": Field(int, 0, "inner iterations per stage m (0 = ⌊n/b⌋)", min=0),
         "eta": Field(float, 0.0, eta_help, min=0.0),
         "eta_scale": Field(float, 1.0, "multiplies the step (tuning)", min=0.0),
+        "sampling": Field(str, "uniform", "mini-batch rows: uniform, or importance (qᵢ ∝ Lᵢ, "
+                          "i.e. ∝ ‖aᵢ‖², reweighted by 1/(n qᵢ); L̄ = mean Lᵢ in the step)",
+                          choices=["uniform", "importance"]),
+        "communication": Field(str, "auto", "inner-step exchange at P > 1: sparse (the "
+                               "mini-batch's (column, value) pairs by Allgatherv, merged in "
+                               "draw order), dense (an Allreduce of a d-vector), auto = sparse "
+                               "for CSR data", choices=["auto", "sparse", "dense"]),
         "inner_per_step": Field(int, 0, "inner iterations per driver step, i.e. between "
                                 "checkpoint opportunities (0 = one whole stage)", min=0),
         "max_stages": Field(int, 50, "stage (epoch) cap", min=1, affects_result=False),
@@ -80,6 +86,8 @@ class _VR(Algorithm):
 
     MODEL_SCHEMA = VR_MODEL_SCHEMA
     RESHARDABLE = True
+    STATE = {"xt": Array(), "mu": Array(), "f": Float(), "stage": Int(), "k": Int(),
+             "rows_sampled": Int(), "full_grads": Int(), "rng": Rng()}
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self):
@@ -94,16 +102,14 @@ class _VR(Algorithm):
         s = ctx.solver
         self.b = s["batch"] or max(1, int(math.isqrt(self.n)))
         self.m = s["inner"] or max(1, self.n // self.b)
-        if sh.sparse:
-            X = sh.X
-            self.indptr, self.indices, self.data = X.indptr, X.indices, X.data
-            sq = np.asarray(X.multiply(X).sum(axis=1)).ravel() if sh.rows else np.zeros(0)
-        else:
-            sq = np.einsum("ij,ij->i", sh.X, sh.X) if sh.rows else np.zeros(0)
-        rmax = self.world.allreduce_scalars(float(sq.max(initial=0.0)), op="max")
-        self.L = LOSS_SMOOTHNESS[ctx.model["loss"]] * max(rmax, 1e-300)
-        self.eta = (s["eta"] or self.theory_eta()) * s["eta_scale"]
+        if s["communication"] == "sparse" and not sh.sparse:
+            raise JobError("[solver] communication = 'sparse' needs sparse (CSR) training data")
+        self.sparse_comm = sh.sparse and s["communication"] != "dense"
+        self.setup_sampling(s["sampling"])
+        self.eta = (s["eta"] or self.default_eta()) * s["eta_scale"]
         self.rng = ctx.rng("vr-minibatch")
+        self.supp = np.empty(self.d, dtype=np.int64)     # columns of an exchanged batch
+        self.mark = np.zeros(self.d, dtype=np.uint8)
         self.mt = np.empty(sh.rows)          # margins at the anchor x̃ (cached per stage)
         self.mb = np.empty(self.b)           # margins of the sampled rows
         self.coef = np.empty(self.b)
@@ -117,6 +123,50 @@ class _VR(Algorithm):
         self.xt = np.zeros(self.d)           # x̃ (the anchor / output)
         self.init_state()
         self.full_gradient()
+
+    def setup_sampling(self, sampling):
+        """Row smoothness Lᵢ = c_loss·‖aᵢ‖², the sampling distribution q and L (max Lᵢ for uniform
+        sampling, L̄ = mean Lᵢ for importance sampling qᵢ = Lᵢ/ΣLⱼ, whose gradient estimator is
+        reweighted by 1/(n qᵢ)). Global per-row arrays are replicated: one Allgatherv each at
+        setup (row norms; row lengths when the inner step sends pairs)."""
+        sh, world = self.sh, self.world
+        if sh.sparse:
+            X = sh.X
+            self.indptr, self.indices, self.data = X.indptr, X.indices, X.data
+            sq = np.asarray(X.multiply(X).sum(axis=1)).ravel() if sh.rows else np.zeros(0)
+        else:
+            sq = np.einsum("ij,ij->i", sh.X, sh.X) if sh.rows else np.zeros(0)
+        counts = world.allgatherv(np.array([sh.rows], dtype=np.int64), [1] * world.size)
+        self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        Li = LOSSES[self.ctx.model["loss"]].smooth * world.allgatherv(sq, counts)
+        self.importance = sampling == "importance" and Li.sum() > 0
+        if self.importance:
+            self.q = Li / Li.sum()
+            self.cdf = np.cumsum(self.q)
+            with np.errstate(divide="ignore"):
+                iw = np.where(self.q > 0, 1.0 / (self.n * self.q), 0.0)  # q = 0: never drawn
+            self.iw = np.ascontiguousarray(iw[sh.start:sh.stop])
+            self.L = max(float(Li.mean()), 1e-300)
+        else:
+            self.q = np.full(self.n, 1.0 / self.n)
+            self.L = max(float(Li.max(initial=0.0)), 1e-300)
+        if self.sparse_comm:
+            lens = np.diff(self.indptr).astype(np.int64)
+            self.rowlen = world.allgatherv(lens, counts)
+            self.starts = np.empty(self.b, dtype=np.int64)
+            self.counts = np.empty(world.size, dtype=np.int64)
+            self.pairs = np.empty((0, 2))
+
+    def draw(self, steps):
+        """The GLOBAL rows of `steps` mini-batches (steps × b), from the stream all ranks share."""
+        if self.importance:
+            u = self.rng.random(size=(steps, self.b))
+            return np.minimum(np.searchsorted(self.cdf, u, side="right"), self.n - 1)
+        return self.rng.integers(0, self.n, size=(steps, self.b))
+
+    def default_eta(self):
+        """The step when [solver] eta = 0."""
+        return self.theory_eta()
 
     @abc.abstractmethod
     def theory_eta(self):
@@ -137,24 +187,55 @@ class _VR(Algorithm):
                       + self.l1 * float(np.abs(self.xt).sum()))
         self.full_grads += 1
 
-    def local_rows(self, idx):
+    def local_rows(self, batch):
+        """This rank's rows of a mini-batch (LOCAL numbers, in draw order)."""
         sh = self.sh
-        sel = idx[(idx >= sh.start) & (idx < sh.stop)]
+        sel = batch[(batch >= sh.start) & (batch < sh.stop)]
         return np.ascontiguousarray(sel - sh.start, dtype=np.int64)
 
-    def vr_direction(self, w, rows):
-        """vbuf = (1/b) Σ_{i∈I} [∇fᵢ(w) − ∇fᵢ(x̃)] over the whole mini-batch: the local rows'
-        part, then ONE Allreduce(d)."""
-        nt = rows.shape[0]
-        mb, coef = self.mb[:nt], self.coef[:nt]
+    def coefs(self, rows, mb):
+        """coef[t] = (1/b)·wᵢ·(ℓ'(yᵢ, mb[t]) − ℓ'(yᵢ, aᵢᵀx̃)) for the local sampled rows i, with
+        wᵢ = 1/(n qᵢ) under importance sampling (1 otherwise)."""
+        coef = self.coef[:rows.shape[0]]
+        V.vr_coefs(self.code, self.y, rows, mb, self.mt, 1.0 / self.b, coef)
+        if self.importance:
+            coef *= self.iw[rows]
+        return coef
+
+    def exchange(self, batch, rows, coef):
+        """vbuf += Σ_{t} coef_t·a_{batch[t]} over the WHOLE mini-batch, sent sparse: this rank's
+        rows as (column, value) pairs, ONE Allgatherv of every rank's pairs, then a merge in
+        the draw order (the same floating-point sum as a serial scatter, for any P). Leaves in
+        self.supp the columns with vbuf ≠ 0; returns their count. O(nnz of the batch)."""
+        total = V.batch_segments(batch, self.bounds, self.rowlen, self.starts, self.counts)
+        mine = int(self.counts[self.world.rank])
+        if self.pairs.shape[0] < mine:
+            self.pairs = np.empty((max(mine, 2 * self.pairs.shape[0]), 2))
+        local = self.pairs[:mine]
+        V.rows_pairs(self.indptr, self.indices, self.data, rows, coef, local)
+        if self.world.size > 1:
+            with self.ctx.phase("allgatherv"):
+                local = self.world.allgatherv(local, self.counts)
+        assert local.shape[0] == total
+        return V.scatter_pairs(local, batch, self.starts, self.rowlen, self.vbuf, self.mark,
+                               self.supp)
+
+    def vr_direction(self, w, batch):
+        """vbuf = (1/b) Σ_{i∈I} wᵢ[∇fᵢ(w) − ∇fᵢ(x̃)] over the whole mini-batch: the local rows'
+        part, then ONE collective (the sparse exchange, or an Allreduce(d))."""
+        rows = self.local_rows(batch)
+        mb = self.mb[:rows.shape[0]]
         if self.sh.sparse:
             V.csr_rows_margins(self.indptr, self.indices, self.data, rows, w, mb)
-            V.vr_coefs(self.code, self.y, rows, mb, self.mt, 1.0 / self.b, coef)
+            coef = self.coefs(rows, mb)
             self.vbuf[:] = 0.0
+            if self.sparse_comm:
+                self.exchange(batch, rows, coef)
+                return self.vbuf
             V.csr_rows_scatter(self.indptr, self.indices, self.data, rows, coef, self.vbuf)
         else:
             V.dense_rows_margins(self.sh.X, rows, w, mb)
-            V.vr_coefs(self.code, self.y, rows, mb, self.mt, 1.0 / self.b, coef)
+            coef = self.coefs(rows, mb)
             V.dense_rows_rmatvec(self.sh.X, rows, coef, self.vbuf)
         with self.ctx.phase("allreduce"):
             self.world.allreduce(self.vbuf)
@@ -166,11 +247,11 @@ class _VR(Algorithm):
         todo = min(per, self.m - self.k)
         if self.k == 0:
             self.begin_stage()
-        batches = self.rng.integers(0, self.n, size=(todo, self.b))
+        batches = self.draw(todo)
         with self.ctx.phase("inner"):
             for t in range(todo):
                 self.k += 1
-                self.inner_step(self.k, self.local_rows(batches[t]))
+                self.inner_step(self.k, batches[t])
         self.rows_sampled += todo * self.b
         if self.k == self.m:
             self.end_stage()
@@ -186,13 +267,13 @@ class _VR(Algorithm):
     def check_done(self):
         s = self.ctx.solver
         if not np.isfinite(self.f):
-            self.finished, self.reason = True, "diverged (objective not finite)"
+            self.finish("diverged (objective not finite)")
         elif s["target"] and self.f <= s["target"]:
-            self.finished, self.reason = True, "target reached"
+            self.finish("target reached")
         elif self.stage >= s["max_stages"]:
-            self.finished, self.reason = True, "max_stages"
+            self.finish("max_stages")
         elif s["max_passes"] and self.passes() >= s["max_passes"]:
-            self.finished, self.reason = True, "max_passes"
+            self.finish("max_passes")
 
     def metrics(self):
         return {"objective": self.f, "stage": self.stage, "inner": self.k,
@@ -200,30 +281,10 @@ class _VR(Algorithm):
                 "nnz": int(np.count_nonzero(self.xt))}
 
     # -- checkpoint -----------------------------------------------------------------------
-    def state(self):
-        st = {"xt": self.xt, "mu": self.mu, "f": np.float64(self.f),
-              "stage": np.int64(self.stage), "k": np.int64(self.k),
-              "rows_sampled": np.int64(self.rows_sampled),
-              "full_grads": np.int64(self.full_grads), "rng": rng_state(self.rng),
-              "finished": np.int64(self.finished), "reason": self.reason or "-"}
-        st.update(self.extra_state())
-        return st
-
-    def load_state(self, r):
-        self.xt = np.ascontiguousarray(r.get("xt"), dtype=np.float64)
-        if self.xt.shape != (self.d,):
-            raise ValueError("state shape mismatch")  # guarded by the job hash
-        self.mu = np.ascontiguousarray(r.get("mu"))
-        self.f = float(r.get("f"))
-        self.stage, self.k = int(r.get("stage")), int(r.get("k"))
-        self.rows_sampled, self.full_grads = int(r.get("rows_sampled")), int(r.get("full_grads"))
-        set_rng_state(self.rng, r.get("rng"))
-        self.finished = bool(r.get("finished"))
-        self.reason = "" if r.get("reason") == "-" else r.get("reason")
+    def restored(self):
         self.lm.margins(self.xt, self.mt)  # the cache: a per-row function of x̃, any P
-        self.load_extra(r)
         if self.finished and self.reason in ("max_stages", "max_passes"):
-            self.finished = False
+            self.finished, self.reason = False, ""  # the resumed job may allow more
             self.check_done()
 
     def final_model(self):
@@ -238,13 +299,38 @@ class _VR(Algorithm):
     def evaluate(cls, ctx, model):
         return evaluate_linear(ctx, model["model/w"])
 
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank (float64 unless said): about 26 vectors of the width (measured) (iterates,
+        anchors, averages, Allreduce buffers, the column marks of an exchanged batch), the
+        sampling tables over all n rows (probabilities, cdf, row bounds), this rank's cached
+        margins and weights, and a minibatch's exchanged rows (at most the batch times the
+        width)."""
+        d, n, rows = int(train.d), int(train.n), int(train.rows)
+        b = int(job["solver"]["batch"]) or max(1, math.isqrt(n))
+        return 8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train))))
+
+
+def _row_width(train):
+    """Largest row length of this rank's shard (non-zeros for CSR, the width when dense)."""
+    if train.sparse and train.rows:
+        return int(np.diff(train.X.indptr).max())
+    return int(train.d)
+
 
 class DASVRDA(_VR):
     name = "dasvrda"
+    STATE = {"xprev": Array(), "zt": Array(), "yprev": Array(), "x": Array(), "z0": Array(),
+             "z": Array(), "gbar": Array(), "H": Array(), "last": Array(), "s_loc": Int(),
+             "restarts": Int()}
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "doubly accelerated SVRDA: √n mini-batches, one Allreduce per inner step"
     SOLVER_SCHEMA = dict(
-        _common_solver("step η (0 = theoretical 1/((1 + γ(m+1)/b)·L))"),
+        _common_solver("step η (0 = the rule `step`)"),
+        step=Field(str, "practical", "the step when eta = 0: practical η = PRACTICAL_C/L "
+                   "(docs/dasvrda.md says how the constant was chosen), or theory "
+                   "η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
+                   choices=["practical", "theory"]),
         restart=Field(str, "adaptive", "outer momentum restart",
                       choices=["none", "adaptive", "fixed"]),
         restart_every=Field(int, 10, "stages between restarts when restart = 'fixed'", min=1),
@@ -253,15 +339,16 @@ class DASVRDA(_VR):
                       choices=["auto", "lazy", "dense"]),
     )
 
-    @classmethod
-    def validate_job(cls, job, source):
-        pass
-
     def gamma(self):
         return (3.0 + math.sqrt(9.0 + 8.0 * self.b / (self.m + 1))) / 2.0
 
     def theory_eta(self):
         return 1.0 / ((1.0 + self.gamma() * (self.m + 1) / self.b) * self.L)
+
+    def default_eta(self):
+        if self.ctx.solver["step"] == "theory":
+            return self.theory_eta()
+        return PRACTICAL_C / self.L
 
     def init_state(self):
         mode = self.ctx.solver["updates"]
@@ -285,9 +372,6 @@ class DASVRDA(_VR):
         self.S0 = np.empty(self.m + 1)
         self.S1 = np.empty(self.m + 1)
         V.prefix_sums(self.m, self.eta, self.l2, self.S0, self.S1)
-        if self.lazy:
-            self.supp = np.empty(d, dtype=np.int64)
-            self.mark = np.zeros(d, dtype=np.uint8)
 
     def begin_stage(self):
         """ỹₛ from the outer momentum (with the restart rules); inner state from ỹₛ."""
@@ -318,29 +402,28 @@ class DASVRDA(_VR):
         self.s_loc = 0
         self.restarts += 1
 
-    def inner_step(self, k, rows):
+    def inner_step(self, k, batch):
         eta, l1, l2 = self.eta, self.l1, self.l2
         if self.lazy:
-            nt = rows.shape[0]
-            mb, coef = self.mb[:nt], self.coef[:nt]
+            rows = self.local_rows(batch)
+            mb = self.mb[:rows.shape[0]]
             V.lazy_margins(self.indptr, self.indices, self.data, rows, k, self.x, self.last,
                            self.H, self.z0, self.mu, self.S0, self.S1, eta, l1, l2, mb)
-            V.vr_coefs(self.code, self.y, rows, mb, self.mt, 1.0 / self.b, coef)
-            V.csr_rows_scatter(self.indptr, self.indices, self.data, rows, coef, self.vbuf)
-            with self.ctx.phase("allreduce"):
-                self.world.allreduce(self.vbuf)
-            if self.world.size > 1:   # the support of the summed vector: an O(d) scan
+            coef = self.coefs(rows, mb)
+            if self.sparse_comm:   # O(nnz of the batch), one Allgatherv
+                cnt = self.exchange(batch, rows, coef)
+            else:                  # the reference path: Allreduce(d), then an O(d) scan
+                V.csr_rows_scatter(self.indptr, self.indices, self.data, rows, coef, self.vbuf)
+                with self.ctx.phase("allreduce"):
+                    self.world.allreduce(self.vbuf)
                 cnt = V.support_nonzero(self.vbuf, self.supp)
-            else:                     # the columns of the sampled rows
-                cnt = V.support_rows(self.indptr, self.indices, rows, self.vbuf, self.mark,
-                                     self.supp)
             V.lazy_update(self.supp[:cnt], k, self.vbuf, self.x, self.last, self.H, self.z0,
                           self.mu, self.S0, self.S1, eta, l1, l2)
             return
         th = (k + 1) / 2.0
         a = 1.0 - 1.0 / th
         yk = a * self.x + self.z / th
-        v = self.vr_direction(yk, rows)
+        v = self.vr_direction(yk, batch)
         self.gbar *= a
         self.gbar += (v + self.mu) / th
         c = eta * th * (k / 2.0)
@@ -365,18 +448,6 @@ class DASVRDA(_VR):
         info["restarts"] = self.restarts
         return info
 
-    def extra_state(self):
-        return {"xprev": self.xprev, "zt": self.zt, "yprev": self.yprev, "x": self.x,
-                "z0": self.z0, "z": self.z, "gbar": self.gbar, "H": self.H,
-                "last": self.last, "s_loc": np.int64(self.s_loc),
-                "restarts": np.int64(self.restarts), "lazy": np.int64(self.lazy)}
-
-    def load_extra(self, r):
-        for k in ("xprev", "zt", "yprev", "x", "z0", "z", "gbar", "H"):
-            setattr(self, k, np.ascontiguousarray(r.get(k), dtype=np.float64))
-        self.last = np.ascontiguousarray(r.get("last"), dtype=np.int64)
-        self.s_loc, self.restarts = int(r.get("s_loc")), int(r.get("restarts"))
-
     def summary_info(self):
         return dict(super().summary_info(), restarts=self.restarts, gamma=self.gamma(),
                     updates="lazy" if self.lazy else "dense")
@@ -384,6 +455,7 @@ class DASVRDA(_VR):
 
 class ProxSVRG(_VR):
     name = "prox-svrg"
+    STATE = {"x": Array()}
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "mini-batch proximal SVRG (baseline of dasvrda)"
     SOLVER_SCHEMA = _common_solver("step η (0 = 1/(4L))")
@@ -398,8 +470,8 @@ class ProxSVRG(_VR):
     def begin_stage(self):
         self.x[:] = self.xt
 
-    def inner_step(self, k, rows):
-        v = self.vr_direction(self.x, rows)
+    def inner_step(self, k, batch):
+        v = self.vr_direction(self.x, batch)
         np.add(v, self.mu, out=self.tmp)
         self.tmp *= -self.eta
         self.tmp += self.x
@@ -408,15 +480,10 @@ class ProxSVRG(_VR):
     def end_stage(self):
         self.xt = self.x.copy()   # last iterate (the usual practical choice)
 
-    def extra_state(self):
-        return {"x": self.x}
-
-    def load_extra(self, r):
-        self.x = np.ascontiguousarray(r.get("x"), dtype=np.float64)
-
 
 class Katyusha(_VR):
     name = "katyusha"
+    STATE = {"yk": Array(), "zk": Array(), "acc": Array(), "wsum": Float()}
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "mini-batch Katyusha (baseline of dasvrda)"
     SOLVER_SCHEMA = _common_solver("scales the steps: α = eta/(3τ₁L)·…, 0 = the paper's "
@@ -443,11 +510,11 @@ class Katyusha(_VR):
         self.acc[:] = 0.0
         self.wsum = 0.0
 
-    def inner_step(self, k, rows):
+    def inner_step(self, k, batch):
         t1, t2 = self.tau1(), 0.5
         alpha = self.eta / (3.0 * t1 * self.L)
         xk = t1 * self.zk + t2 * self.xt + (1.0 - t1 - t2) * self.yk
-        v = self.vr_direction(xk, rows)
+        v = self.vr_direction(xk, batch)
         g = v + self.mu
         np.subtract(self.zk, alpha * g, out=self.tmp)
         V.enet_prox(self.tmp, alpha, self.l1, self.l2, self.znew)
@@ -460,14 +527,6 @@ class Katyusha(_VR):
 
     def end_stage(self):
         self.xt = self.acc / self.wsum
-
-    def extra_state(self):
-        return {"yk": self.yk, "zk": self.zk, "acc": self.acc, "wsum": np.float64(self.wsum)}
-
-    def load_extra(self, r):
-        for k in ("yk", "zk", "acc"):
-            setattr(self, k, np.ascontiguousarray(r.get(k), dtype=np.float64))
-        self.wsum = float(r.get("wsum"))
 
 
 ALGORITHMS = [DASVRDA, ProxSVRG, Katyusha]

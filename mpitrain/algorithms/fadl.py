@@ -32,29 +32,39 @@ import numpy as np
 
 from ..config import Field
 from ..errors import JobError
-from ..models.fadl_local import LocalProblem, line_search_phi, orders_for
-from ..models.linear import LinearShard, regularized
+from ..models.fadl_local import LocalProblem, orders_for
 from ..models.linesearch import LineSearchFailed, wolfe
+from ..state import Array, Float, Int
 from .base import Algorithm
-from .lbfgs import evaluate_linear
+from .linear_family import (MODEL_SCHEMA, LinearObjective, certified_gap, evaluate_linear,
+                            floor_tol)
 
 
 class FADL(Algorithm):
     name = "fadl"
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
+    MODEL_SCHEMA = MODEL_SCHEMA
+    STATE = {"w": Array(), "g": Array(), "f": Float(), "g0": Float(), "it": Int(),
+             "eta": Float(), "dvec": Int(), "ls_evals": Int()}
+    CAPS = {"max_iter": ("it", "max_iter")}
     summary = "parallel SGD on gradient-consistent local approximations (2 d-vector " \
               "Allreduces per outer iteration)"
     SOLVER_SCHEMA = {
         "max_iter": Field(int, 200, "outer-iteration cap", min=1, affects_result=False),
-        "tol": Field(float, 1e-10, "stop when ‖∇f‖ ≤ tol·‖∇f(w⁰)‖", min=0.0,
+        "tol": Field(float, 1e-8, "stop when ‖∇f‖ ≤ tol·‖∇f(w⁰)‖", min=0.0,
                      affects_result=False),
-        "local_solver": Field(str, "sgd", "solver of the local approximation",
-                              choices=["sgd", "lbfgs"]),
+        "gap_tol": Field(float, 1e-10, "stop when the certified gap ‖∇f‖²/(2·l2) ≤ "
+                         "gap_tol·|f| (0 = off)", min=0.0, affects_result=False),
+        "local_solver": Field(str, "tron", "solver of the local approximation: 'tron' "
+                              "(Newton-CG to local_tol), 'sgd' (epochs of SGD), 'lbfgs' "
+                              "(local_iters iterations)", choices=["tron", "sgd", "lbfgs"]),
+        "local_tol": Field(float, 1e-2, "tron: solve f̂_p until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖",
+                           min=0.0),
         "epochs": Field(int, 1, "SGD epochs over the local shard per outer iteration (s)",
                         min=1),
-        "local_iters": Field(int, 10, "L-BFGS iterations per outer iteration "
-                             "(local_solver = lbfgs)", min=1),
+        "local_iters": Field(int, 10, "cap on Newton steps (tron) / L-BFGS iterations (lbfgs) "
+                             "per outer iteration", min=1),
         "step_size": Field(float, 0.0, "constant SGD step; 0 = tune on the first outer "
                            "iteration", min=0.0),
         "variance": Field(str, "svrg", "per-sample gradient estimator of ∇f̂_p: 'plain' "
@@ -77,7 +87,8 @@ class FADL(Algorithm):
     def setup(self):
         ctx = self.ctx
         sv = ctx.solver
-        self.lm = LinearShard(ctx.train, ctx.model["loss"])
+        self.obj = LinearObjective(ctx.train, ctx.model["loss"], ctx.model["l2"])
+        self.lm = self.obj.lm
         self.l2 = ctx.model["l2"]
         self.n, self.d = ctx.train.n, ctx.train.d
         self.local = LocalProblem(self.lm, self.l2, sv["kappa"], sv["rescale"],
@@ -85,32 +96,33 @@ class FADL(Algorithm):
         self.w = np.zeros(self.d)
         self.buf = np.empty(self.d + 1)       # Allreduce buffer [Σ∇ℓ, Σℓ]
         self.mine = np.empty(self.d + 1)      # this rank's sums at w (for c)
+        self.dbuf = np.empty(self.d + 2)      # Allreduce buffer [d_p, halvings_p, fallback_p]
         self.dir = np.empty(self.d)
+        self.local_work = 0      # epochs / Newton steps / L-BFGS iterations of the last solve
         self.margins = np.empty(ctx.train.rows)
         self.delta = np.empty(ctx.train.rows)
         self.eta = float(sv["step_size"])
         self.it = 0
         self.dvec = 0            # d-vector Allreduces so far
         self.ls_evals = 0        # line-search trials (2-scalar Allreduces) so far
-        self.fallbacks = 0       # safeguard activations (this run)
+        self.fallbacks = 0       # safeguard activations, all ranks (this run)
         self.finished, self.reason = False, ""
         self.f, self.g = self._gradient()
         self._sums_valid = True
         self.g0 = float(np.linalg.norm(self.g))
         if self.g0 == 0.0:
-            self.finished, self.reason = True, "gradient is zero at w = 0"
+            self.finish("gradient is zero at w = 0")
 
     # -- one Allreduce of a (d+1)-vector: f and ∇f at self.w, keeping this rank's sums ---
     def _local_sums(self):
-        self.lm.loss_grad_sums(self.w, self.mine, self.margins)
+        self.mine[:] = self.obj.sums(self.w, self.margins)
 
     def _gradient(self):
         self._local_sums()
         self.buf[:] = self.mine
         self.world.allreduce(self.buf)
         self.dvec += 1
-        g = self.buf[:self.d] / self.n + self.l2 * self.w
-        return regularized(self.buf[self.d] / self.n, self.w, self.l2), g
+        return self.obj.value_grad(self.buf, self.w)
 
     def _local_solve(self, c):
         """w_p and f̂_p(w_p) from wʳ = self.w; the step-size tuning (first iteration) makes
@@ -118,11 +130,15 @@ class FADL(Algorithm):
         sv, ctx = self.ctx.solver, self.ctx
         lp = self.local
         lp.center(self.w, c, self.mine[self.d], self.mine[:self.d], self.margins)
+        if sv["local_solver"] == "tron":
+            wp, fp, self.local_work, _ = lp.newton(self.w, sv["local_tol"], sv["local_iters"])
+            return wp, fp, 0
         if sv["local_solver"] == "lbfgs":
-            wp, fp, _ = lp.lbfgs(self.w, sv["local_iters"])
-            return wp, fp
+            wp, fp, self.local_work = lp.lbfgs(self.w, sv["local_iters"])
+            return wp, fp, 0
         orders = orders_for(ctx.rng("fadl-sgd", self.it, ctx.train.start), ctx.train.rows,
                             sv["epochs"])
+        self.local_work = sv["epochs"]
         if self.eta == 0.0:
             eta_p, wp, fp = lp.tune(self.w, orders)
             eta = float(self.world.allreduce_scalars(eta_p, op="min"))
@@ -130,9 +146,17 @@ class FADL(Algorithm):
             if eta != eta_p:
                 wp = lp.sgd(self.w, eta, orders)
                 fp = lp.value(wp)
-            return wp, fp
-        wp = lp.sgd(self.w, self.eta, orders)
-        return wp, lp.value(wp)
+            return wp, fp, 0
+        # safe step: an SGD pass that does not decrease f̂_p is retried with half the step
+        # (locally, no collective); the ranks then halve η together (see step())
+        eta, halvings = self.eta, 0
+        while True:
+            wp = lp.sgd(self.w, eta, orders)
+            fp = lp.value(wp)
+            if fp < lp.f_center or halvings == 3:
+                return wp, fp, halvings
+            eta *= 0.5
+            halvings += 1
 
     def step(self):
         ctx, world = self.ctx, self.world
@@ -142,17 +166,22 @@ class FADL(Algorithm):
         f_old, g = self.f, self.g
         with ctx.phase("local"):
             c = g - self.l2 * self.w - self.local.sigma * self.mine[:self.d]
-            wp, fp = self._local_solve(c)
+            wp, fp, halvings = self._local_solve(c)
             fallback = not fp < self.local.f_center
+            buf, d = self.dbuf, self.d
             if fallback:
-                self.fallbacks += 1
-                np.negative(g, out=self.dir)
+                np.negative(g, out=buf[:d])
             else:
-                np.subtract(wp, self.w, out=self.dir)
+                np.subtract(wp, self.w, out=buf[:d])
+            buf[d], buf[d + 1] = halvings, float(fallback)
         with ctx.phase("allreduce_dir"):
-            world.allreduce(self.dir)
+            world.allreduce(buf)     # one d-vector: Σ_p d_p, and the step-rule flags
             self.dvec += 1
-            self.dir /= world.size
+            np.divide(buf[:d], world.size, out=self.dir)
+        fallbacks = int(buf[d + 1])
+        self.fallbacks += fallbacks
+        if self.eta > 0 and (buf[d] > 0 or fallbacks):
+            self.eta *= 0.5          # every rank the same: the flags were summed
         gd = float(g @ self.dir)
         if not gd < 0:
             np.negative(g, out=self.dir)
@@ -160,52 +189,45 @@ class FADL(Algorithm):
         t, evals = 0.0, 0
         with ctx.phase("linesearch"):
             self.lm.margins(self.dir, self.delta)
-            phi = line_search_phi(world, self.lm, self.margins, self.delta, self.w, self.dir,
-                                  self.l2, self.n)
+            line = self.obj.line(self.margins, self.delta, self.w, self.dir)
+
+            def phi(t):  # one Allreduce of 2 scalars over the cached margins
+                lf, lg = world.allreduce_scalars(*line.local(t))
+                f, d = line.value(t, lf, lg)
+                return f, d, None
             try:
-                t, _, _, evals = wolfe(phi, f_old, gd, 1.0)
+                t, _, _, evals = wolfe(phi, f_old, gd, 1.0, floor=floor_tol(f_old))
             except LineSearchFailed as exc:
-                self.finished, self.reason = True, f"line search: {exc}"
+                evals = exc.evals
+                self.finish("converged: floating-point floor" if exc.at_floor
+                            else f"line search: {exc}")
             self.ls_evals += evals
+        self.it += 1
         if t > 0:
             self.w = self.w + t * self.dir
-        self.it += 1
-        with ctx.phase("gradient"):
-            self.f, self.g = self._gradient()
-            self._sums_valid = True
+            with ctx.phase("gradient"):
+                self.f, self.g = self._gradient()
+                self._sums_valid = True
         gnorm = float(np.linalg.norm(self.g))
+        gap = certified_gap(self.g, self.w, 0.0, self.l2)
         if self.finished:
             pass
+        elif gap <= ctx.solver["gap_tol"] * abs(self.f):
+            self.finish("certified gap")
         elif gnorm <= ctx.solver["tol"] * self.g0:
-            self.finished, self.reason = True, "gradient tolerance"
+            self.finish("gradient tolerance")
+        elif f_old - self.f <= floor_tol(f_old):
+            self.finish("converged: floating-point floor")
         elif self.it >= ctx.solver["max_iter"]:
-            self.finished, self.reason = True, "max_iter"
-        elif f_old - self.f <= 1e-16 * abs(f_old):
-            self.finished, self.reason = True, "no further decrease"
-        info = {"objective": self.f, "grad_norm": gnorm, "step_size": t,
-                "ls_evals": evals, "local_epochs": self._epochs(), "eta": self.eta,
-                "fallback": int(fallback), "dvec_allreduces": self.dvec}
+            self.finish("max_iter")
+        info = {"objective": self.f, "grad_norm": gnorm, "step_size": t, "cert_gap": gap,
+                "ls_evals": evals, "local_work": self.local_work, "eta": self.eta,
+                "fallback": fallbacks, "dvec_allreduces": self.dvec}
         info["show_linesearch_t"] = f"{t:.3g}"
         return info
 
-    def _epochs(self):
-        sv = self.ctx.solver
-        return sv["epochs"] if sv["local_solver"] == "sgd" else 0
-
-    def state(self):
-        return {"w": self.w, "g": self.g, "f": np.float64(self.f), "g0": np.float64(self.g0),
-                "it": np.int64(self.it), "eta": np.float64(self.eta),
-                "dvec": np.int64(self.dvec), "ls_evals": np.int64(self.ls_evals),
-                "finished": np.int64(self.finished), "reason": self.reason or "-"}
-
-    def load_state(self, r):
-        self.w, self.g = r.get("w"), r.get("g")
-        if self.w.shape != (self.d,):
-            raise ValueError("weight shape mismatch")  # guarded by the job hash
-        self.f, self.g0, self.eta = float(r.get("f")), float(r.get("g0")), float(r.get("eta"))
-        self.it, self.dvec = int(r.get("it")), int(r.get("dvec"))
-        self.ls_evals = int(r.get("ls_evals"))
-        self.restore_finish(r, "max_iter", self.it, self.ctx.solver["max_iter"])
+    def restored(self):
+        super().restored()
         self._sums_valid = False
 
     def final_model(self):
@@ -215,11 +237,24 @@ class FADL(Algorithm):
         return {"objective": self.f, "grad_norm": float(np.linalg.norm(self.g)),
                 "iterations": self.it, "dvec_allreduces": self.dvec,
                 "linesearch_evals": self.ls_evals, "step_size_sgd": self.eta,
+                "fallbacks": self.fallbacks,
+                "cert_gap": certified_gap(self.g, self.w, 0.0, self.l2),
                 "stop_reason": self.reason}
 
     @classmethod
     def evaluate(cls, ctx, model):
         return evaluate_linear(ctx, model["model/w"])
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank (float64): w, g, the direction, the Allreduce buffers, the line
+        search's and the local approximation's vectors (measured: up to 28 of the width while the
+        step size is tuned; 36 counted), the local
+        L-BFGS history when local_solver = "lbfgs" (scipy keeps 10 pairs and works on a few
+        more), and this rank's cached margins and per-row coefficients."""
+        d, rows = int(train.d), int(train.rows)
+        hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
+        return 8 * ((36 + hist) * d + 6 * rows)
 
 
 ALGORITHMS = [FADL]

@@ -1,32 +1,60 @@
-"""Distributed L-BFGS ("SQM" / Terascale style, Agarwal et al.).
+"""Distributed L-BFGS ("SQM" / Terascale style, Agarwal et al.): the linear family's
+baseline and reference solver.
 
-Minimises f(w) = (1/n)Σᵢ ℓ(yᵢ wᵀxᵢ) + (l2/2)‖w‖²  (l1 must be 0: the objective must be smooth).
+Minimises f(w) = (1/n)Σᵢ ℓ(yᵢ, wᵀxᵢ) + (l2/2)‖w‖²  (l1 must be 0: the objective must be smooth;
+ℓ from models/losses.py).
 
-w and the L-BFGS history (m pairs s, y) are replicated on every rank. Each evaluation of
-(f, ∇f) is one Allreduce(SUM) of a (d+1)-vector [Σ∇ℓᵢ, Σℓᵢ] over the ranks' shards; the
-two-loop recursion and the strong-Wolfe line search run identically everywhere, so all ranks
-take the same steps. Stops when ‖∇f‖ ≤ tol·‖∇f(w⁰)‖, after max_iter iterations, or when the
-line search can make no more progress (f is then at its floating-point floor).
-This is also the reference solver for f* in the linear benchmarks.
+w and the L-BFGS history (m pairs s, y) are replicated on every rank; the two-loop recursion and
+the strong-Wolfe line search run identically everywhere, so all ranks take the same steps.
+Per iteration, with `linesearch = "cached"` (default):
+ 1. direction p from the two-loop recursion; this rank's margins δ = Xp (no collective);
+ 2. line-search trials φ(t) = f(w + t·p), φ'(t) from the cached margins a = Xw and δ: one
+    Allreduce of 2 scalars per trial;
+ 3. at the accepted w + t·p: one Allreduce(SUM) of the (d+1)-vector [Σ∇ℓᵢ, Σℓᵢ] → f, ∇f.
+So an iteration costs ONE d-vector Allreduce whatever the line search does. With
+`linesearch = "evaluate"` every trial is a full evaluation (one (d+1)-vector Allreduce each):
+the plain variant, kept for comparison.
+
+Stops (reason in summary.json and the console's last line):
+  "certified gap"   ‖∇f‖²/(2·l2) ≤ gap_tol·|f|: f(w) − f* ≤ gap_tol·|f| is certified
+                    (f is l2-strongly convex), no reference needed;
+  "gradient tolerance"  ‖∇f‖ ≤ tol·‖∇f(w⁰)‖;
+  "converged: floating-point floor"  the decrease of f, or every line-search trial's change of
+                    f, is below a few ulps of f: nothing more can be resolved in float64;
+  "line search: ..."  a genuine line-search failure; "max_iter".
+metrics.jsonl records cert_gap = ‖∇f‖²/(2·l2) at every iteration.
 """
 import numpy as np
 
 from ..config import Field
-from ..models.linear import LinearShard, regularized
 from ..models.linesearch import LineSearchFailed, wolfe
+from ..state import Array, Float, Int
 from .base import Algorithm
+from .linear_family import (MODEL_SCHEMA, LinearObjective, certified_gap, evaluate_linear,
+                            floor_tol)
 
 
 class LBFGS(Algorithm):
     name = "lbfgs"
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
-    summary = "distributed L-BFGS, one Allreduce of (f, ∇f) per evaluation"
+    MODEL_SCHEMA = MODEL_SCHEMA
+    STATE = {"w": Array(), "f": Float(), "g": Array(), "g0": Float(), "S": Array(),
+             "Y": Array(), "rho": Array(), "hist": Int(), "it": Int(), "evals": Int(),
+             "ls_evals": Int()}
+    CAPS = {"max_iter": ("it", "max_iter")}
+    summary = "distributed L-BFGS, one Allreduce of (f, ∇f) per iteration (cached-margin " \
+              "line search)"
     SOLVER_SCHEMA = {
         "max_iter": Field(int, 500, "iteration cap", min=1, affects_result=False),
-        "tol": Field(float, 1e-10, "stop when ‖∇f‖ ≤ tol·‖∇f(w⁰)‖", min=0.0,
+        "tol": Field(float, 1e-8, "stop when ‖∇f‖ ≤ tol·‖∇f(w⁰)‖", min=0.0,
                      affects_result=False),
+        "gap_tol": Field(float, 1e-10, "stop when the certified gap ‖∇f‖²/(2·l2) ≤ "
+                         "gap_tol·|f| (0 = off)", min=0.0, affects_result=False),
         "memory": Field(int, 10, "number of (s, y) pairs kept", min=1),
+        "linesearch": Field(str, "cached", "line-search trials: 'cached' (2-scalar Allreduce "
+                            "on cached margins) or 'evaluate' (a full (f, ∇f) Allreduce each)",
+                            choices=["cached", "evaluate"]),
     }
 
     @staticmethod
@@ -36,7 +64,8 @@ class LBFGS(Algorithm):
 
     def setup(self):
         ctx = self.ctx
-        self.model = LinearShard(ctx.train, ctx.model["loss"])
+        self.obj = LinearObjective(ctx.train, ctx.model["loss"], ctx.model["l2"])
+        self.model = self.obj.lm
         self.l2 = ctx.model["l2"]
         self.d = ctx.train.d
         self.n = ctx.train.n
@@ -46,22 +75,22 @@ class LBFGS(Algorithm):
         self.rho = np.zeros(m)
         self.hist = 0  # pairs stored so far (ring buffer position = hist % m)
         self.w = np.zeros(self.d)
-        self.buf = np.empty(self.d + 1)
-        self.evals = 0
+        self.margins = np.empty(ctx.train.rows)   # Xw of this rank's rows (cache)
+        self.delta = np.empty(ctx.train.rows)     # Xp of the current direction
+        self.evals = 0      # d-vector Allreduces
+        self.ls_evals = 0   # line-search trials (2-scalar Allreduces with "cached")
         self.it = 0
-        self.finished = False
-        self.reason = ""
-        self.f, self.g = self._eval(self.w)
-        self.g0 = float(np.linalg.norm(self.g))
-
-    # one evaluation = one Allreduce of a (d+1)-vector
-    def _eval(self, w):
-        self.model.loss_grad_sums(w, self.buf)
-        self.world.allreduce(self.buf)
+        buf = self.obj.sums(self.w, self.margins)
+        self.world.allreduce(buf)
         self.evals += 1
-        g = self.buf[:self.d] / self.n + self.l2 * w
-        f = regularized(self.buf[self.d] / self.n, w, self.l2)
-        return f, g
+        self.f, self.g = self.obj.value_grad(buf, self.w)
+        self.g0 = float(np.linalg.norm(self.g))
+        if self.g0 == 0.0:
+            self.finish("gradient is zero at w = 0")
+
+    def restored(self):
+        super().restored()
+        self.model.margins(self.w, self.margins)  # the cache (no collective)
 
     def _direction(self, g):
         m = self.S.shape[0]
@@ -81,7 +110,7 @@ class LBFGS(Algorithm):
         return q
 
     def step(self):
-        solver = self.ctx.solver
+        solver, world, obj = self.ctx.solver, self.world, self.obj
         with self.ctx.phase("direction"):
             p = self._direction(self.g)
             dg = float(self.g @ p)
@@ -89,20 +118,47 @@ class LBFGS(Algorithm):
                 p, dg = -self.g, -float(self.g @ self.g)
                 self.hist = 0
         t1 = 1.0 if self.hist else min(1.0, 1.0 / max(np.linalg.norm(self.g), 1e-300))
+        floor = floor_tol(self.f)
+        cached = solver["linesearch"] == "cached"
+        if cached:
+            self.model.margins(p, self.delta)
+            line = obj.line(self.margins, self.delta, self.w, p)
 
-        def phi(t):
-            wt = self.w + t * p
-            f, g = self._eval(wt)
-            return f, float(g @ p), (wt, g)
+            def phi(t):  # one Allreduce of 2 scalars
+                lf, lg = world.allreduce_scalars(*line.local(t))
+                f, d = line.value(t, lf, lg)
+                return f, d, None
+        else:
+            def phi(t):  # one Allreduce of a (d+1)-vector
+                wt = self.w + t * p
+                buf = obj.sums(wt)
+                world.allreduce(buf)
+                self.evals += 1
+                f, g = obj.value_grad(buf, wt)
+                return f, float(g @ p), (wt, g)
 
         f_old = self.f
+        t, evals = 0.0, 0
         try:
             with self.ctx.phase("linesearch"):
-                t, f, (w_new, g_new), _ = wolfe(phi, self.f, dg, t1)
+                t, f, aux, evals = wolfe(phi, self.f, dg, t1, floor=floor,
+                                       predict=self.hist > 0)
         except LineSearchFailed as exc:
-            self.finished, self.reason = True, f"line search: {exc}"
-            t, f, w_new, g_new = 0.0, self.f, self.w, self.g
-        else:
+            evals = exc.evals
+            self.finish("converged: floating-point floor" if exc.at_floor
+                        and np.isfinite(self.g).all() else f"line search: {exc}")
+        self.ls_evals += evals
+        if t > 0:
+            with self.ctx.phase("gradient"):
+                if cached:  # one Allreduce of a (d+1)-vector at the accepted point
+                    w_new = self.w + t * p
+                    buf = obj.sums(w_new, self.margins)
+                    world.allreduce(buf)
+                    self.evals += 1
+                    f, g_new = obj.value_grad(buf, w_new)
+                else:
+                    w_new, g_new = aux
+                    self.model.margins(w_new, self.margins)
             s = w_new - self.w
             yv = g_new - self.g
             sy = float(s @ yv)
@@ -113,53 +169,32 @@ class LBFGS(Algorithm):
             self.w, self.f, self.g = w_new, f, g_new
         self.it += 1
         gnorm = float(np.linalg.norm(self.g))
-        if gnorm <= solver["tol"] * self.g0:
-            self.finished, self.reason = True, "gradient tolerance"
+        gap = certified_gap(self.g, self.w, 0.0, self.l2)
+        if self.finished:
+            pass
+        elif gap <= solver["gap_tol"] * abs(self.f):
+            self.finish("certified gap")
+        elif gnorm <= solver["tol"] * self.g0:
+            self.finish("gradient tolerance")
+        elif f_old - self.f <= floor:
+            self.finish("converged: floating-point floor")
         elif self.it >= solver["max_iter"]:
-            self.finished, self.reason = True, "max_iter"
-        elif f_old - self.f <= 1e-16 * abs(f_old) and t > 0:
-            self.finished, self.reason = True, "no further decrease"
-        return {"objective": self.f, "grad_norm": gnorm, "step_size": t,
-                "dvec_allreduces": self.evals}
-
-    def state(self):
-        return {"w": self.w, "f": np.float64(self.f), "g": self.g, "g0": np.float64(self.g0),
-                "S": self.S, "Y": self.Y, "rho": self.rho, "hist": np.int64(self.hist),
-                "it": np.int64(self.it), "evals": np.int64(self.evals),
-                "finished": np.int64(self.finished), "reason": self.reason or "-"}
-
-    def load_state(self, r):
-        self.w, self.g, self.S, self.Y, self.rho = (r.get(k) for k in ("w", "g", "S", "Y", "rho"))
-        if self.S.shape != (self.ctx.solver["memory"], self.d):
-            raise ValueError("history shape mismatch")  # guarded by the job hash
-        self.f, self.g0 = float(r.get("f")), float(r.get("g0"))
-        self.hist, self.it, self.evals = int(r.get("hist")), int(r.get("it")), int(r.get("evals"))
-        self.restore_finish(r, "max_iter", self.it, self.ctx.solver["max_iter"])
+            self.finish("max_iter")
+        return {"objective": self.f, "grad_norm": gnorm, "step_size": t, "cert_gap": gap,
+                "ls_evals": evals, "dvec_allreduces": self.evals}
 
     def final_model(self):
         return {"model/w": self.w}
 
     def summary_info(self):
         return {"objective": self.f, "grad_norm": float(np.linalg.norm(self.g)),
+                "cert_gap": certified_gap(self.g, self.w, 0.0, self.l2),
                 "iterations": self.it, "dvec_allreduces": self.evals,
-                "stop_reason": self.reason}
+                "linesearch_evals": self.ls_evals, "stop_reason": self.reason}
 
     @classmethod
     def evaluate(cls, ctx, model):
         return evaluate_linear(ctx, model["model/w"])
-
-
-def evaluate_linear(ctx, w):
-    """Objective and accuracy of a linear model on the test data (or train if none)."""
-    shard = ctx.test if ctx.test is not None else ctx.train
-    lm = LinearShard(shard, ctx.model["loss"])
-    m = lm.margins(w)
-    correct, rows = lm.accuracy_counts(w)
-    loss, correct = ctx.world.allreduce_scalars(lm.loss_sum(m), float(correct))
-    l1 = ctx.model.get("l1", 0.0)
-    return {"data": "test" if ctx.test is not None else "train", "rows": shard.n,
-            "objective": regularized(loss / shard.n, w, ctx.model["l2"], l1),
-            "mean_loss": loss / shard.n, "accuracy": correct / shard.n}
 
 
 ALGORITHMS = [LBFGS]

@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from ..checkpoint import Sharded
 from ..config import Field
 from ..errors import JobError
 from ..models import nested
+from ..state import Array, Int, Rows
 from .base import Algorithm
 from .mac_ring import Ring
 
@@ -66,6 +66,7 @@ def _model_layers(model):
 
 class MAC(Algorithm):
     name = "mac"
+    CAPS = {"mu schedule ended": ("it", "mu_steps")}
     FAMILY = "nested"  # what final.h5 describes (model_file.py)
     BLAS_THREADS = True  # GEMM-bound: bit-identical for the same thread count
     summary = "method of auxiliary coordinates, deep sigmoidal autoencoder, units on a ring"
@@ -159,32 +160,20 @@ class MAC(Algorithm):
         if ctx.test is not None:
             info["test_nested_error"] = _nested_eval(ctx, self.layers)["nested_error"]
         if viol / self.N < s["tol"]:
-            self.finished, self.reason = True, "constraint violation below tol"
+            self.finish("constraint violation below tol")
         elif self.it >= s["mu_steps"]:
-            self.finished, self.reason = True, "mu schedule ended"
+            self.finish("mu schedule ended")
         self.last = info
         return info
 
-    def state(self):
-        tr = self.ctx.train
-        st = {"it": np.int64(self.it), "finished": np.int64(self.finished),
-              "reason": self.reason or "-", "hops": np.int64(self.ring.hops)}
-        for k, Wb in enumerate(self.layers):
-            st[f"W{k}"] = Wb
-            st[f"t{k}"] = self.counters[f"L{k}"]
-        for k, Zk in enumerate(self.Z):
-            st[f"Z{k}"] = Sharded(Zk, tr.start, tr.n)
-        return st
-
-    def load_state(self, r):
-        tr = self.ctx.train
+    def state_fields(self):
+        out = dict(super().state_fields(), it=Int(), **{"ring/hops": Int()})
         for k in range(len(self.layers)):
-            self.layers[k] = np.ascontiguousarray(r.get(f"W{k}"))
-            self.counters[f"L{k}"] = r.get(f"t{k}")
-        self.Z = [r.rows(f"Z{k}", tr.start, tr.stop) for k in range(len(self.Z))]
-        self.it = int(r.get("it"))
-        self.restore_finish(r, "mu schedule ended", self.it, self.ctx.solver["mu_steps"])
-        self.ring.hops = int(r.get("hops"))
+            out[f"layers/{k}"] = Array()
+            out[f"counters/L{k}"] = Array()
+        for k in range(len(self.Z)):
+            out[f"Z/{k}"] = Rows()
+        return out
 
     def final_model(self):
         return _layers_model(self.layers)
@@ -197,6 +186,16 @@ class MAC(Algorithm):
     @classmethod
     def evaluate(cls, ctx, model):
         return _nested_eval(ctx, _model_layers(model))
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank (float64): the data densified when CSR, the auxiliary
+        coordinates Z and the forward passes over this rank's rows (measured: about
+        four values per unit and row), and every layer's weights
+        three times (the model, the ring's send and receive copies)."""
+        sizes, rows = _sizes(job, train), int(train.rows)
+        dense = rows * int(train.d) if train.sparse else 0
+        return 8 * (dense + 4 * rows * sum(sizes) + 3 * _weights(sizes))
 
 
 class Backprop(Algorithm):
@@ -277,18 +276,12 @@ class Backprop(Algorithm):
     def done(self):
         return self.epoch >= self.ctx.solver["epochs"]
 
-    def state(self):
-        st = {"epoch": np.int64(self.epoch)}
+    def state_fields(self):
+        out = dict(super().state_fields(), epoch=Int())
         for k in range(len(self.layers)):
-            st[f"W{k}"] = self.layers[k]
-            st[f"V{k}"] = self.vel[k]
-        return st
-
-    def load_state(self, r):
-        self.epoch = int(r.get("epoch"))
-        for k in range(len(self.layers)):
-            self.layers[k] = np.ascontiguousarray(r.get(f"W{k}"))
-            self.vel[k] = np.ascontiguousarray(r.get(f"V{k}"))
+            out[f"layers/{k}"] = Array()
+            out[f"vel/{k}"] = Array()
+        return out
 
     def final_model(self):
         return _layers_model(self.layers)
@@ -301,6 +294,24 @@ class Backprop(Algorithm):
     @classmethod
     def evaluate(cls, ctx, model):
         return _nested_eval(ctx, _model_layers(model))
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank (float64): the data densified when CSR, the weights with their
+        velocities and the flat Allreduce buffer, a minibatch's forward and backward
+        passes, and the evaluation's forward pass over this rank's rows."""
+        sizes = _sizes(job, train)
+        dense = int(train.rows) * int(train.d) if train.sparse else 0
+        batch = int(job["solver"]["batch"])
+        return 8 * (dense + 3 * _weights(sizes) + (3 * batch + 2 * int(train.rows)) * sum(sizes))
+
+
+def _sizes(job, train):
+    return [int(train.d)] + [int(h) for h in job["model"]["hidden"]] + [int(train.d)]
+
+
+def _weights(sizes):
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
 
 ALGORITHMS = [MAC, Backprop]

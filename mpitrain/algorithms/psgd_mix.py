@@ -19,14 +19,19 @@ from ..config import Field
 from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models.linear import LinearShard, regularized
+from ..state import Array, Float, Int
 from .base import Algorithm
-from .lbfgs import evaluate_linear
+from .linear_family import MODEL_SCHEMA, evaluate_linear
 
 
 class PSGDMix(Algorithm):
     name = "psgd-mix"
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
+    MODEL_SCHEMA = MODEL_SCHEMA
+    STATE = {"w": Array(), "it": Int(), "eta": Float(), "dvec": Int(),
+             "f": Float(optional=True)}
+    CAPS = {"max_iter": ("it", "max_iter")}
     summary = "parameter-mixing SGD: local SGD epochs, then average w (one Allreduce/round)"
     SOLVER_SCHEMA = {
         "max_iter": Field(int, 100, "number of rounds (communication rounds)", min=1,
@@ -80,22 +85,9 @@ class PSGDMix(Algorithm):
             loss = world.allreduce_scalars(self.lm.loss_sum(m))
             self.f = regularized(loss / self.n, self.w, self.l2)
         if self.it >= sv["max_iter"]:
-            self.finished = True
+            self.finish("max_iter")
         return {"objective": self.f, "eta": self.eta / (1.0 + sv["decay"] * (self.it - 1)),
                 "local_epochs": sv["epochs"], "dvec_allreduces": self.dvec}
-
-    def state(self):
-        return {"w": self.w, "it": np.int64(self.it), "eta": np.float64(self.eta),
-                "dvec": np.int64(self.dvec), "f": np.float64(np.nan if self.f is None
-                                                             else self.f)}
-
-    def load_state(self, r):
-        self.w = r.get("w")
-        if self.w.shape != (self.d,):
-            raise ValueError("weight shape mismatch")
-        self.it, self.dvec = int(r.get("it")), int(r.get("dvec"))
-        self.eta, self.f = float(r.get("eta")), float(r.get("f"))
-        self.finished = self.it >= self.ctx.solver["max_iter"]
 
     def final_model(self):
         return {"model/w": self.w}
@@ -107,6 +99,13 @@ class PSGDMix(Algorithm):
     @classmethod
     def evaluate(cls, ctx, model):
         return evaluate_linear(ctx, model["model/w"])
+
+    @classmethod
+    def memory_bytes(cls, job, train):
+        """Peak bytes per rank (float64): w, the averaging buffer, the SGD kernel's lazy
+        iterate and gradient (about 11 vectors of the width, measured), and per-row margins and orders
+        of this rank's shard."""
+        return 8 * (11 * int(train.d) + 3 * int(train.rows))
 
 
 ALGORITHMS = [PSGDMix]
