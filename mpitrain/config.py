@@ -147,17 +147,16 @@ def parse_set(items):
     return out
 
 
-def resolve(raw, source, overrides=(), registry=None):
-    """Validate a parsed job against the schema; return a dict of sections with defaults."""
+def resolve(raw, source, overrides, registry):
+    """Validate a parsed job against the schema of its algorithm (`registry`: name → class,
+    handed in by the caller, so this module knows no algorithm); return a dict of sections
+    with defaults."""
     raw = copy.deepcopy(raw)
     for section, key, value in overrides:
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise JobError(f"{source}: [{section}] must be a table")
         raw[section][key] = value
-    if registry is None:
-        from .algorithms import registry as _reg
-        registry = _reg()
     job = raw.get("job")
     if not isinstance(job, dict) or "algorithm" not in job:
         raise JobError(f"{source}: [job] algorithm is required; allowed values: "
@@ -207,12 +206,9 @@ def resolve(raw, source, overrides=(), registry=None):
     return out
 
 
-def job_hash(job, registry=None):
+def job_hash(job, algo_cls):
     """Hash of everything in the job that determines the result (not caps, logs, paths)."""
-    if registry is None:
-        from .algorithms import registry as _reg
-        registry = _reg()
-    schema = _sections(registry[job["job"]["algorithm"]])
+    schema = _sections(algo_cls)
     keep = {s: {k: v for k, v in job[s].items() if schema[s][k].affects_result}
             for s in job}
     # Data paths: the file's name, not its directory, so a moved run directory still resumes.

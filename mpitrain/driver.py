@@ -18,7 +18,7 @@ import numpy as np
 
 from . import checkpoint, config, data, fileio, rundir, state
 from . import model_file
-from .algorithms import registry
+from .algorithms import job_hash, registry, resolve_job
 from .algorithms.base import Context
 from .comm import ACTIVITY
 from .errors import CheckpointError, Diverged, OutputError, Stopped, UsageError
@@ -28,7 +28,7 @@ from .runtime import Clock, collectively, fault_point
 
 def load_job(world, path, overrides=()):
     raw = collectively(world, config.read_toml, path)
-    return collectively(world, config.resolve, raw, path, overrides)
+    return collectively(world, resolve_job, raw, path, overrides)
 
 
 def run_dir(job, job_path, out=None):
@@ -208,7 +208,7 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
     alg = cls(ctx)
     alg.setup()
 
-    manifest = {"algorithm": cls.name, "job_hash": config.job_hash(job),
+    manifest = {"algorithm": cls.name, "job_hash": job_hash(job),
                 "seed": job["job"]["seed"]}
     step, clock, resumed_from = 0, Clock(), None
     if resume:

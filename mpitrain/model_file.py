@@ -172,12 +172,12 @@ def manifest(path):
 def check_job(path, job, job_path):
     """Refuse (DataError, exit 65) a model or checkpoint `path` that another job made: its
     algorithm or job hash differs from the resolved `job`'s."""
-    from . import config
+    from .algorithms import job_hash
     m = manifest(path)
     alg = job["job"]["algorithm"]
     if m.get("algorithm") not in (None, alg):
         raise DataError(f"{path}: a {m['algorithm']} model, but {job_path} runs {alg}")
-    want = config.job_hash(job)
+    want = job_hash(job)
     if m.get("job_hash") != want:
         raise DataError(f"{path}: model of another job (job hash {m.get('job_hash')}; "
                         f"{job_path} with these --set values gives {want}): the data, model "

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from util import cli, env, write_job
+from mpitrain.algorithms import job_hash, resolve_job
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -87,8 +88,8 @@ def test_linear_model_metadata_labels_and_proba(runs):
     meta = m.meta
     assert meta["fit_intercept"] == 0 and meta["intercept"] == 0.0
     assert meta["normalize"] == "none" and meta["train_rows"] == 1500
-    job = config.resolve(config.read_toml(os.path.join(run, "job.toml")), "job.toml")
-    assert meta["job_hash"] == config.job_hash(job)
+    job = resolve_job(config.read_toml(os.path.join(run, "job.toml")), "job.toml")
+    assert meta["job_hash"] == job_hash(job)
     assert "lbfgs" in meta["job_toml"]
     assert m.classes.tolist() == [0.0, 1.0]
     X = runs["X01"]

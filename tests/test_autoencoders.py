@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from mpitrain import config, data
+from mpitrain import data
 from mpitrain.algorithms import registry
-from mpitrain.algorithms.ae_slp import layout
+from mpitrain.algorithms.ae_slp import group_cost, layout
 from mpitrain.algorithms.base import Context
 from mpitrain.comm import World
 from mpitrain.errors import JobError
 from mpitrain.models import autoencoder as AE
 from mpitrain._kernels import ae_fast as K
-from util import cli, sigterm_after_steps, write_job
+from util import cli, kill_group, sigterm_after_steps, start, wait_for, write_job
+from mpitrain.algorithms import resolve_job
 
 F32 = np.float32
 
@@ -77,6 +78,12 @@ def test_noise_and_momentum_kernels_match_numpy():
     K.momentum_step(W, V, G, F32(0.1), F32(0.9), F32(0.01))
     np.testing.assert_allclose(V, rV, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(W, rW, rtol=1e-6, atol=1e-7)
+    M, V2 = _rand(50, 17), _rand(50, 18, 0, 2)
+    ref = AE.ref_adam(*(a.astype(np.float64) for a in (W, M, V2, G)), 0.01, 0.9, 0.999,
+                      1e-8, 0.01)
+    K.adam_step(W, M, V2, G, F32(0.01), F32(0.9), F32(0.999), F32(1e-8), F32(0.01))
+    for got, want in zip((W, M, V2), ref):
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
 
 
 def test_kernels_independent_of_thread_count():
@@ -168,8 +175,9 @@ def _job(path, name, model=None, solver=None, max_rows=0):
     raw = {"job": {"algorithm": name, "seed": 3},
            "data": {"train": path, "test": path, "max_rows": max_rows},
            "model": dict({"layers": [24, 12]}, **(model or {})),
-           "solver": dict({"epochs": 2, "batch": 64, "lr": 0.1}, **(solver or {}))}
-    return config.resolve(raw, "test.toml")
+           "solver": dict({"epochs": 2, "batch": 64, "lr": 0.1, "recon_finetune_epochs": 0},
+                          **(solver or {}))}
+    return resolve_job(raw, "test.toml")
 
 
 def run_inproc(world, name, path, model=None, solver=None, max_rows=0, steps=None):
@@ -242,17 +250,115 @@ def test_update_budget_counts_weight_updates(world, digits_h5):
     assert per_layer == {1: 40, 2: 40}
 
 
+def test_baselines_match_numpy(world, digits_h5):
+    """Mean image and PCA (distributed covariance + eigh) against an SVD of the centred
+    training rows, evaluated by a float64 NumPy cross-entropy / squared error."""
+    from mpitrain.algorithms.ae_common import PCA_EPS, baselines
+    tr = data.load(world, digits_h5, group="train", binary=False, dtype=F32)
+    te = data.load(world, digits_h5, group="test", binary=False, dtype=F32, width_from=tr)
+    got = baselines(world, tr.X, tr.n, te.X, te.n, 10, "xent")
+    sq = baselines(world, tr.X, tr.n, te.X, te.n, 10, "squared")
+    Xtr = np.concatenate(world.comm.allgather(tr.X)).astype(np.float64)
+    Xte = np.concatenate(world.comm.allgather(te.X)).astype(np.float64)
+    mu = Xtr.mean(0)
+    Vt = np.linalg.svd(Xtr - mu, full_matrices=False)[2][:10]
+    pca = lambda X: mu + (X - mu) @ Vt.T @ Vt
+
+    def xent(Y, T, e):
+        Y = np.clip(Y, e, 1 - e)
+        return float(-np.sum(T * np.log(Y) + (1 - T) * np.log(1 - Y)) / T.shape[0])
+    eps = min(PCA_EPS, key=lambda e: xent(pca(Xtr), Xtr, e))
+    assert got["baseline_pca"] == pytest.approx(xent(pca(Xte), Xte, eps), rel=1e-6)
+    assert got["baseline_mean"] == pytest.approx(
+        xent(np.broadcast_to(mu, Xte.shape), Xte, eps), rel=1e-6)
+    ent = -(Xte * np.log(np.where(Xte > 0, Xte, 1))
+            + (1 - Xte) * np.log(np.where(Xte < 1, 1 - Xte, 1))).sum() / Xte.shape[0]
+    assert got["baseline_floor"] == pytest.approx(ent, rel=1e-9)
+    assert sq["baseline_pca"] == pytest.approx(0.5 * ((pca(Xte) - Xte) ** 2).sum(1).mean(),
+                                               rel=1e-6)
+    assert got["baseline_floor"] < got["baseline_pca"] < got["baseline_mean"]
+
+
+# A small setting where the fine-tuned unrolled stack beats PCA at its code size: digits,
+# 64-48-12 sigmoid/cross-entropy, 10 pre-training epochs per layer, 30 Adam epochs.
+RFT = {"epochs": 10, "lr": 0.1, "batch": 20, "recon_finetune_epochs": 30,
+       "recon_finetune_lr": 0.003, "eval_every": 10}
+
+
+@pytest.mark.timeout(120)
+def test_recon_finetune_beats_mean_image_and_pca(world, digits_h5):
+    alg, infos = run_inproc(world, "sae-greedy", digits_h5, {"layers": [48, 12]}, RFT)
+    end = [i for i in infos if "recon_pretrain" in i][0]
+    last = infos[-1]
+    assert last["phase"] == "recon-finetune" and last["epoch"] == 30
+    assert end["baseline_pca_k"] == 12
+    # pre-training alone beats the mean image; fine-tuning improves on it and beats PCA-12
+    assert end["recon_pretrain"] < end["baseline_mean"]
+    assert last["recon_final"] < end["recon_pretrain"]
+    assert last["recon_final"] < end["baseline_pca"]
+    assert alg.summary_info()["recon_final"] == last["recon_final"]
+    # every encoder and decoder moved (the whole unrolled stack is trained)
+    pre, _ = run_inproc(world, "sae-greedy", digits_h5, {"layers": [48, 12]},
+                        dict(RFT, recon_finetune_epochs=0))
+    for n in ("W1", "b1", "V1", "c1", "W2", "b2", "V2", "c2"):
+        assert not np.array_equal(alg.P[n], pre.P[n]), n
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["dae-stacked", "dae-gradual", "slp"])
+def test_recon_finetune_in_every_autoencoder(world, digits_h5, name):
+    """On by default after pre-training (then the softmax fine-tuning); momentum option."""
+    solver = {"epochs": 2, "recon_finetune_epochs": 2, "finetune_epochs": 1}
+    for opt in ("adam", "momentum"):
+        alg, infos = run_inproc(world, name, digits_h5,
+                                solver=dict(solver, recon_finetune_optimizer=opt,
+                                            recon_finetune_lr=0.001 if opt == "adam" else
+                                            0.005))
+        phases = [i.get("phase", "pretrain") for i in infos]
+        assert phases[-3:] == ["recon-finetune", "recon-finetune", "finetune"], phases
+        end = next(i for i in infos if "recon_pretrain" in i)
+        assert infos[-2]["recon_final"] < end["baseline_mean"]
+        assert infos[-2]["recon_final"] < end["recon_pretrain"], (name, opt)
+    assert registry()[name].SOLVER_SCHEMA["recon_finetune_epochs"].default > 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["sae-greedy", "dae-gradual", "slp"])
+def test_csr_input_equals_dense_bit_for_bit(world, digits_h5, tmp_path, name):
+    """CSR data is kept sparse and densified per minibatch / evaluation chunk: every
+    phase (pre-training, reconstruction fine-tuning, baselines) gives the dense run's bits."""
+    import scipy.sparse as sp
+    from mpitrain.datasets import _write_csr
+    path = str(tmp_path / "digits-csr.h5")
+    if world.rank == 0:
+        with h5py.File(digits_h5, "r") as src, h5py.File(path, "w") as dst:
+            for grp in ("train", "test"):
+                _write_csr(dst, grp, sp.csr_matrix(src[f"{grp}/X"][()]), src[f"{grp}/y"][()])
+    path = world.comm.bcast(path, root=0)
+    solver = {"recon_finetune_epochs": 2, "eval_every": 1}
+    a, ia = run_inproc(world, name, digits_h5, solver=solver)
+    b, ib = run_inproc(world, name, path, solver=solver)
+    assert sp.issparse(b.X)
+    for n in a.P:
+        np.testing.assert_array_equal(a.P[n], b.P[n])
+    assert [i.get("recon") for i in ia] == [i.get("recon") for i in ib]
+    assert a.baseline == pytest.approx(b.baseline, rel=1e-12)
+
+
 def test_slp_layouts():
     dims = [784, 1000, 500, 250, 30]
     assert layout(dims, 4) == [(0, 1, [1]), (1, 1, [2]), (2, 1, [3]), (3, 1, [4])]
     six = layout(dims, 6)
-    # cost per round: 6·d_{k-1}d_k (training) + Σ_{j<k} d_{j-1}d_j (input regeneration):
-    # [4.70M, 3.78M, 2.03M, 1.45M]; extra ranks go where cost/ranks is largest
+    # cost per round: 5·d_{k-1}d_k (training GEMMs) + Σ_{j<k} d_{j-1}d_j (regeneration):
+    # [3.92M, 3.28M, 1.91M, 1.45M]; extra ranks go where cost/ranks is largest
     assert [g[1] for g in six] == [2, 2, 1, 1]
     assert [g[0] for g in six] == [0, 2, 4, 5]
     assert [g[1] for g in layout(dims, 5)] == [2, 1, 1, 1]
     two = layout(dims, 2)
     assert two == [(0, 1, [1]), (1, 1, [2, 3, 4])]  # one rank owns the light layers
+    # a group regenerates its inputs once, enc1..enc3 (not once per layer, cumulatively)
+    assert group_cost(dims, [2, 3, 4]) == 5 * (500000 + 125000 + 7500) + 784000 + 500000 \
+        + 125000
     assert layout(dims, 1) == [(0, 1, [1, 2, 3, 4])]
     three = layout([64, 32, 16, 8], 2)
     assert sorted(sum((g[2] for g in three), [])) == [1, 2, 3]
@@ -294,6 +400,8 @@ def _compare(world, name, path, model=None, solver=None, tol=1e-4):
 @pytest.mark.parametrize("name", ["sae-greedy", "dae-stacked", "dae-gradual", "slp"])
 def test_parallel_equals_serial(world, digits_h5, name):
     solver = {"finetune_epochs": 1} if name in ("dae-gradual", "slp") else None
+    if name == "sae-greedy":  # the data-parallel reconstruction fine-tuning (Adam) too
+        solver = {"recon_finetune_epochs": 2}
     par, ser = _compare(world, name, digits_h5, solver=solver)
     if name == "slp":
         # every rank has a layer; at P = 3 the heavy layer 1 is data-parallel on 2 ranks
@@ -309,14 +417,46 @@ def test_slp_three_layers_parallel_equals_serial(world, digits_h5):
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(60)
+def test_slp_sync_waits_passively(world):
+    """A rank that reaches SLP's synchronisation early does not spin: while the last rank
+    computes for 1 s, the others' CPU time in the wait stays far below the CPU time the
+    computing rank got (what a spinning waiter would get on the same, maybe loaded, box)."""
+    import time
+    from mpitrain.algorithms.ae_slp import passive_barrier
+    busy = np.zeros(1)
+    if world.rank == world.size - 1:
+        c0, t0 = time.process_time(), time.perf_counter()
+        while time.perf_counter() - t0 < 1.0:
+            pass
+        busy[0] = time.process_time() - c0
+    c0, w0 = time.process_time(), time.perf_counter()
+    passive_barrier(world)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    world.comm.Bcast(busy, root=world.size - 1)
+    if world.rank != world.size - 1:
+        assert wall > 0.5 and cpu < 0.2 * busy[0], (cpu, wall, busy[0])
+
+
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
-def test_slp_layer1_bit_identical_to_greedy_serial(world, digits_h5):
+def test_slp_layer1_bit_identical_to_greedy_in_every_layout(world, digits_h5):
+    """Layer 1 of SLP equals greedy's layer 1 bit for bit, greedy run on as many ranks as
+    SLP's layer-1 group has (1 at P = 2; 2, data-parallel, at P = 3), checked on every
+    rank whatever the layout."""
     s = {"epochs": 3}
     slp, _ = run_inproc(world, "slp", digits_h5, solver=s)
-    gr, _ = run_inproc(World(MPI.COMM_SELF), "sae-greedy", digits_h5, solver=s)
-    if slp.groups[0][1] == 1:  # layer 1 trained by one rank alone: bit for bit
-        for n in ("W1", "b1", "V1", "c1"):
-            np.testing.assert_array_equal(slp.P[n], gr.P[n])
+    first, g, layers = slp.groups[0]
+    assert first == 0 and layers[0] == 1 and g == (world.size - 1 if world.size >= 3 else 1)
+    sub = World(world.comm.Split(0 if world.rank < g else 1, world.rank))
+    names = ("W1", "b1", "V1", "c1")
+    ref = {n: np.empty_like(slp.P[n]) for n in names}
+    if world.rank < g:
+        gr, _ = run_inproc(sub, "sae-greedy", digits_h5, solver=s)
+        ref = {n: gr.P[n].copy() for n in names}
+    for n in names:
+        world.comm.Bcast(ref[n], root=0)
+        np.testing.assert_array_equal(slp.P[n], ref[n])
 
 
 # ------------------------------------------------------------ SIGTERM and resume
@@ -325,7 +465,8 @@ def _cli_job(tmp_path, path, name, out):
         "job": {"algorithm": name, "seed": 5, "out": str(tmp_path / out)},
         "data": {"train": path, "test": path},
         "model": {"layers": [200, 100, 50]},
-        "solver": {"epochs": 12, "batch": 20, "eval_every": 1, "finetune_epochs": 2},
+        "solver": {"epochs": 12, "batch": 20, "eval_every": 1, "finetune_epochs": 2,
+                   "recon_finetune_epochs": 2},
         "checkpoint": {"every": 0}})
 
 
@@ -363,3 +504,66 @@ def test_sigterm_resume_bit_identical(tmp_path, digits_h5, name, nranks):
         fa = json.load(open(os.path.join(out3, "summary.json")))["recon_final"]
         fb = json.load(open(os.path.join(ref, "summary.json")))["recon_final"]
         assert abs(fa - fb) <= 1e-3 * fb
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_sigterm_during_recon_finetune_resumes_bit_identical(tmp_path, digits_h5):
+    """Stop in the middle of the reconstruction fine-tuning (Adam moments in the checkpoint):
+    rank 0 sleeps at step 6 (pre-training is steps 1..4), the stop arrives meanwhile."""
+    job = write_job(tmp_path / "rft.toml", {
+        "job": {"algorithm": "sae-greedy", "seed": 5, "out": str(tmp_path / "x")},
+        "data": {"train": digits_h5, "test": digits_h5},
+        "model": {"layers": [24, 12]},
+        "solver": {"epochs": 2, "batch": 50, "recon_finetune_epochs": 5},
+        "checkpoint": {"every": 0}})
+    ref, out = str(tmp_path / "ref"), str(tmp_path / "run")
+    r = cli(["run", job, "--out", ref], nranks=2, timeout=150)
+    assert r.returncode == 0, r.stderr
+    p = start(["run", job, "--out", out], nranks=2,
+              extra_env={"MPITRAIN_FAULT": "step:0:6:sleep3"})
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(out, "metrics.jsonl"))
+                 and sum(1 for _ in open(os.path.join(out, "metrics.jsonl"))) >= 5, 90)
+        os.killpg(p.pid, 15)
+        _, err = p.communicate(timeout=60)
+    finally:
+        kill_group(p)
+    assert p.returncode == 75, err
+    recs = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert recs[-1]["phase"] == "recon-finetune" and recs[-1]["epoch"] < 5
+    r = cli(["run", job, "--out", out, "--resume", "auto"], nranks=2, timeout=150)
+    assert r.returncode == 0, r.stderr
+    a, b = _final(out), _final(ref)
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_bench_slp_protocol(tmp_path, digits_h5):
+    """The fair SLP benchmark on a tiny stack: target = greedy P=1's final error × (1+tol),
+    times without evaluation, SLP stops at the target, per-rank CPU and phases reported."""
+    from mpitrain.bench import slp as bench
+    out = str(tmp_path / "b")
+    assert bench.main(["--data", digits_h5, "--out", out, "--layers", "16,8", "--epochs",
+                       "10", "--eval-rows", "200", "--seeds", "0", "--lr", "0.1",
+                       "--batch", "50"]) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    r = res["runs"]["0"]
+    g1 = r["greedy P=1"]["final"]
+    assert r["target"] == pytest.approx(g1 * 1.01)
+    assert r["greedy P=1"]["reached"]
+    s = r["slp P=2"]
+    if s["reached"]:  # it stopped at the first round at or below the target
+        assert s["final"] <= r["target"] and s["rec"].get("reached_target") == 1
+        rec = s["rec"]
+        assert s["t"] == pytest.approx(rec["time"] - rec["t_eval"])
+        assert len(rec["rank_cpu"]) == 2 and len(rec["rank_t_wait"]) == 2
+    assert "time to target" in open(os.path.join(out, "report.md")).read()
+    recs = [json.loads(x) for x in open(os.path.join(out, "s0-greedy-P1", "metrics.jsonl"))]
+    assert sum(1 for x in recs if "recon" in x) == 20  # evaluated every epoch, like SLP
+    t, rec = bench.time_to([{"recon_layers": 2, "recon": 5.0, "time": 3.0, "t_eval": 1.0},
+                            {"recon_layers": 2, "recon": 4.0, "time": 4.0, "t_eval": 1.5}],
+                           2, 4.5)
+    assert t == 2.5 and rec["recon"] == 4.0

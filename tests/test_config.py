@@ -3,12 +3,13 @@ import pytest
 
 from mpitrain import config
 from mpitrain.errors import JobError, UsageError
+from mpitrain.algorithms import job_hash, resolve_job
 
 GOOD = {"job": {"algorithm": "lbfgs"}, "data": {"train": "x.h5"}}
 
 
 def resolve(raw, overrides=()):
-    return config.resolve(raw, "job.toml", overrides)
+    return resolve_job(raw, "job.toml", overrides)
 
 
 def test_defaults_filled_and_types_kept():
@@ -56,7 +57,7 @@ def test_job_hash_ignores_caps_and_output_but_not_the_model():
     b = resolve({**GOOD, "solver": {"max_iter": 9, "tol": 1e-3}, "job": {"algorithm": "lbfgs",
                                                                         "out": "elsewhere"}})
     c = resolve({**GOOD, "model": {"l2": 1e-3}})
-    assert config.job_hash(a) == config.job_hash(b) != config.job_hash(c)
+    assert job_hash(a) == job_hash(b) != job_hash(c)
 
 
 def test_dump_roundtrip(tmp_path):

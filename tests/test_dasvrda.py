@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from util import cli, start, wait_for, write_job
+from mpitrain.algorithms import resolve_job
 
 V = pytest.importorskip("mpitrain._kernels.vr_sparse")
 
@@ -300,7 +301,7 @@ def build(tmp, data, algorithm="dasvrda", **kw):
         sec, name = key.split("__")
         sections.setdefault(sec, {})[name] = val
     path = write_job(os.path.join(tmp, "build.toml"), sections)
-    job = config.resolve(config.read_toml(path), path)
+    job = resolve_job(config.read_toml(path), path)
     world = World(MPI.COMM_SELF)
     cls = registry()[algorithm]
     train, test = driver.load_data(world, job, cls)

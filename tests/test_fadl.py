@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mpitrain import config, data
+from mpitrain import data
 from mpitrain._kernels import fadl_sgd as S
 from mpitrain.algorithms import registry
 from mpitrain.algorithms.base import Context
@@ -17,6 +17,7 @@ from mpitrain.models.fadl_local import LocalProblem
 from mpitrain.models.linear import LinearShard
 
 from util import cli, sigterm_after_steps, write_job
+from mpitrain.algorithms import resolve_job
 
 
 # ------------------------------------------------------------------ NumPy references
@@ -144,7 +145,7 @@ def run_inproc(world, name, path, model=None, solver=None, max_rows=0):
     raw = {"job": {"algorithm": name, "seed": 1},
            "data": {"train": path, "max_rows": max_rows},
            "model": dict(model or {}), "solver": dict(solver or {})}
-    job = config.resolve(raw, "test")
+    job = resolve_job(raw, "test")
     train = data.load(world, path, group="train", binary=True, max_rows=max_rows)
     ctx = Context(world, job, train, None)
     alg = registry()[name](ctx)
@@ -210,13 +211,13 @@ def test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5):
 
 def test_job_validation():
     with pytest.raises(JobError, match="l1"):
-        config.resolve({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
+        resolve_job({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
                         "model": {"l1": 0.1}}, "t.toml")
     with pytest.raises(JobError, match="step_size"):
-        config.resolve({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
+        resolve_job({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
                         "model": {"l2": 1.0}, "solver": {"step_size": 2.0}}, "t.toml")
     with pytest.raises(JobError, match="local_solver"):
-        config.resolve({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
+        resolve_job({"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"},
                         "solver": {"local_solver": "tron"}}, "t.toml")
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from mpitrain.models import binary_autoencoder as ba
 from util import cli, write_job
+from mpitrain.algorithms import resolve_job
 
 
 def _problem(seed, n=40, D=12, L=6):
@@ -371,7 +372,7 @@ def test_validation_drop_reverts_state(tmp_path, digits_h5, world):
     from mpitrain.algorithms.base import Context
     from mpitrain.algorithms.parmac import ParMACBA
     from mpitrain.driver import load_data
-    job = config.resolve(config.read_toml(_job(str(tmp_path), digits_h5, digits_h5)), "job")
+    job = resolve_job(config.read_toml(_job(str(tmp_path), digits_h5, digits_h5)), "job")
     train, test = load_data(world, job, ParMACBA)
     alg = ParMACBA(Context(world, job, train, test))
     alg.setup()

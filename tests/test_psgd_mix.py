@@ -7,17 +7,18 @@ from mpitrain import checkpoint, state
 from mpitrain.models.fadl_local import orders_for
 
 from test_fadl import run_inproc, sgd_reference
+from mpitrain.algorithms import resolve_job
 
 MODEL = {"l2": 1e-3}
 
 
 def _alg(world, path, solver, rounds=None):
-    from mpitrain import config, data
+    from mpitrain import data
     from mpitrain.algorithms import registry
     from mpitrain.algorithms.base import Context
     raw = {"job": {"algorithm": "psgd-mix", "seed": 2}, "data": {"train": path},
            "model": MODEL, "solver": dict(solver)}
-    job = config.resolve(raw, "test")
+    job = resolve_job(raw, "test")
     train = data.load(world, path, group="train", binary=True)
     ctx = Context(world, job, train, None)
     alg = registry()["psgd-mix"](ctx)

@@ -27,3 +27,15 @@ def registry():
                 reg[cls.name] = cls
         _REGISTRY = reg
     return _REGISTRY
+
+
+def resolve_job(raw, source, overrides=()):
+    """config.resolve against this registry: the validated job of a parsed job file."""
+    from ..config import resolve
+    return resolve(raw, source, overrides, registry())
+
+
+def job_hash(job):
+    """config.job_hash of a resolved job, with its algorithm's schema."""
+    from ..config import job_hash as _hash
+    return _hash(job, registry()[job["job"]["algorithm"]])
