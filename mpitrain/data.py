@@ -61,6 +61,45 @@ class Shard:
         return self._XT
 
 
+def mem_available():
+    """Bytes of memory available to new allocations on this node (Linux MemAvailable), or
+    None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def densify(shard, what="train"):
+    """Make a CSR shard dense in place (for algorithms that need dense rows), refusing with a
+    DataError naming the sizes when the dense copy cannot fit in this node's memory."""
+    if shard is None or not shard.sparse:
+        return shard
+    itemsize = np.dtype(shard.X.dtype).itemsize
+    need = shard.rows * shard.d * itemsize
+    avail = mem_available()
+    if avail is not None and need > avail:
+        gib = 2.0 ** 30
+        raise DataError(f"{shard.path}: {what} data is CSR with {shard.d} features: the dense "
+                        f"copy of this rank's {shard.rows} rows needs {need / gib:.1f} GiB > "
+                        f"{avail / gib:.1f} GiB available; check [data] features, or use more "
+                        "ranks or nodes")
+    shard.X = np.ascontiguousarray(shard.X.toarray())
+    shard._XT = None
+    return shard
+
+
+def dense_rows(shard, idx):
+    """Rows `idx` of a shard as a dense C-contiguous array (CSR densified per call: for
+    minibatches of algorithms that need dense rows)."""
+    X = shard.X[idx]
+    return np.ascontiguousarray(X.toarray() if sp.issparse(X) else X)
+
+
 def _csr64(m):
     """CSR with int64 indptr and int32 indices (the kernels' layout)."""
     m.indptr = m.indptr.astype(np.int64, copy=False)

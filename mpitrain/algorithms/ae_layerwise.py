@@ -102,8 +102,7 @@ class Greedy(AEBase):
         unrolled fine-tuning trains them all at once), a global minibatch's activations and
         deltas through the unrolled stack, the evaluation pass over this rank's rows, the
         data densified when it is CSR, and the PCA baseline (float64: d × d when d ≤
-        PCA_MAX_D, and about ten
-        float64 temporaries of this rank's rows)."""
+        PCA_MAX_D) with about ten float64 temporaries of this rank's rows."""
         m, s = job["model"], job["solver"]
         d, rows = int(train.d), int(train.rows)
         dims = [d] + [int(k) for k in m["layers"]]
