@@ -345,6 +345,14 @@ def test_csr_input_equals_dense_bit_for_bit(world, digits_h5, tmp_path, name):
     assert a.baseline == pytest.approx(b.baseline, rel=1e-12)
 
 
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["sae-greedy", "slp"])
+def test_csr_input_equals_dense_mpi(world, digits_h5, shared_tmp, name):
+    import pathlib
+    test_csr_input_equals_dense_bit_for_bit(world, digits_h5, pathlib.Path(shared_tmp), name)
+
+
 def test_slp_layouts():
     dims = [784, 1000, 500, 250, 30]
     assert layout(dims, 4) == [(0, 1, [1]), (1, 1, [2]), (2, 1, [3]), (3, 1, [4])]

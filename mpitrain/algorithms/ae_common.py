@@ -148,7 +148,7 @@ class Trainer:
             g = perm[b * self.B:(b + 1) * self.B]
             pos = np.flatnonzero((g >= self.lo) & (g < hi))
             rows = g[pos] - self.lo
-            xb = self.X[rows]
+            xb = AE.dense(self.X[rows])
             xin = xb
             if kind != "none" and level > 0:
                 rng = self.ctx.rng("noise", *self.key, epoch, b)
@@ -203,7 +203,7 @@ class AEBase(Algorithm):
         ctx = self.ctx
         m = ctx.model
         self.act, self.loss, self.tied = m["activation"], m["loss"], m["tied"]
-        self.X = np.ascontiguousarray(ctx.train.X, dtype=F32)
+        self.X = AE.as_input(ctx.train.X)  # CSR stays CSR, densified per minibatch
         self.dims = [ctx.train.d] + list(m["layers"])
         self.K = len(m["layers"])
         self.P = {}
@@ -255,14 +255,14 @@ class AEBase(Algorithm):
         ctx = self.ctx
         shard = ctx.test if ctx.test is not None else ctx.train
         if not hasattr(self, "_eval"):
-            X = np.ascontiguousarray(shard.X, dtype=F32)
+            X = AE.as_input(shard.X)
             y = shard.y
             n = shard.n
             limit = ctx.solver["eval_rows"]
             if limit and limit < n:
                 keep = max(0, min(shard.stop, limit) - shard.start)
                 X, y, n = X[:keep], y[:keep], limit
-            self._eval = (np.ascontiguousarray(X), np.asarray(y), n)
+            self._eval = (AE.as_input(X), np.asarray(y), n)
         return self._eval
 
     def recon_error(self, net, world=None):
@@ -426,12 +426,12 @@ class AEBase(Algorithm):
         m = ctx.model
         Kn = len(m["layers"])
         shard = ctx.test if ctx.test is not None else ctx.train
-        X = np.ascontiguousarray(shard.X, dtype=F32)
+        X = AE.as_input(shard.X)
         net = cls.eval_net_for(P, Kn, m)
         s, _ = net.loss_sum(P, X)
         out = {"data": "test" if ctx.test is not None else "train", "rows": shard.n,
                "recon": ctx.world.allreduce_scalars(s) / shard.n}
-        out.update(baselines(ctx.world, np.ascontiguousarray(ctx.train.X, dtype=F32),
+        out.update(baselines(ctx.world, AE.as_input(ctx.train.X),
                              ctx.train.n, X, shard.n, m["layers"][-1], m["loss"]))
         if "S" in P:
             ft = AE.finetune_net(Kn, m["activation"])
@@ -455,11 +455,11 @@ def baselines(world, Xtr, ntr, Xev, nev, k, loss):
     d = Xtr.shape[1]
     k = min(k, d) if d <= PCA_MAX_D else 0
     buf = np.zeros(d + (d * d if k else 0))
-    buf[:d] = Xtr.sum(0, dtype=np.float64)
-    if k:
-        C = buf[d:].reshape(d, d)
-        for s in range(0, Xtr.shape[0], 4096):
-            x = Xtr[s:s + 4096].astype(np.float64)
+    C = buf[d:].reshape(d, d) if k else None
+    for s in range(0, Xtr.shape[0], 4096):
+        x = AE.dense(Xtr[s:s + 4096]).astype(np.float64)
+        buf[:d] += x.sum(0)
+        if k:
             C += x.T @ x
     world.allreduce(buf)
     mu, U = AE.pca_fit(buf[:d], buf[d:].reshape(d, d), ntr, k) if k else \

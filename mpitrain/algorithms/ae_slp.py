@@ -136,7 +136,7 @@ class SLP(AEBase):
         else:
             self.gworld = self.world.split(self.gi)
             shard = load_group_train(ctx, self.gworld)
-            self.GX, self.glo = np.ascontiguousarray(shard.X, dtype=np.float32), shard.start
+            self.GX, self.glo = AE.as_input(shard.X), shard.start
         self.epochs = [0] * self.K
         self.errs = [float("nan")] * self.K
         self.round = 0

@@ -17,12 +17,26 @@ GEMMs are numpy (BLAS); the elementwise work is in kernels/ae_fast.pyx. `ref_*` 
 plain-NumPy references the tests compare the kernels against.
 """
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import xlogy
 
 from .._kernels import ae_fast as K
 
 ACT = K.ACT_CODES
 F32 = np.float32
+
+
+def as_input(X):
+    """Training/evaluation rows as kept by the algorithms: float32 CSR stays CSR (densified
+    per minibatch or chunk by `dense`), anything else becomes dense C-contiguous float32."""
+    if sp.issparse(X):
+        return sp.csr_matrix(X, dtype=F32)
+    return np.ascontiguousarray(X, dtype=F32)
+
+
+def dense(X):
+    """A block of rows as dense C-contiguous float32 (a CSR block is densified)."""
+    return np.ascontiguousarray(X.toarray() if sp.issparse(X) else X, dtype=F32)
 
 
 def out_act(loss):
@@ -105,7 +119,7 @@ class Net:
         reconstruction target T, default X)."""
         total, correct = 0.0, 0
         for s in range(0, X.shape[0], chunk):
-            x = X[s:s + chunk]
+            x = dense(X[s:s + chunk])
             t = None if T is None else T[s:s + chunk]
             lab = None if labels is None else labels[s:s + chunk]
             hs = self.forward(P, x)
@@ -207,7 +221,7 @@ def encode(P, X, ks, act, chunk=4096):
         return X
     out = np.empty((X.shape[0], P[f"W{ks[-1]}"].shape[1]), F32)
     for s in range(0, X.shape[0], chunk):
-        h = X[s:s + chunk]
+        h = dense(X[s:s + chunk])
         for k in ks:
             z = np.matmul(h, P[f"W{k}"])
             K.bias_act(z, P[f"b{k}"], ACT[act])
@@ -238,7 +252,7 @@ def baseline_loss_sums(X, mu, U, loss, eps, chunk=4096):
     [eps, 1 − eps] (PCA and the mean can leave (0, 1)). Returns [mean, pca, floor]."""
     out = np.zeros(3)
     for s in range(0, X.shape[0], chunk):
-        x = X[s:s + chunk].astype(np.float64)
+        x = dense(X[s:s + chunk]).astype(np.float64)
         xc = x - mu
         for j, y in enumerate((np.broadcast_to(mu, x.shape), mu + (xc @ U) @ U.T)):
             if loss == "xent":
