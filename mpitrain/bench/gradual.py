@@ -2,10 +2,12 @@
 
 For each training-set size and seed, dae-stacked and dae-gradual (direct decoder, as printed)
 run with the same network, noise, learning rate and budget: U weight updates (global batches)
-per stage, then the same number of fine-tuning updates (softmax on the top code, all layers).
-Reported: test reconstruction cross-entropy of the deep DAE after pre-training (stacked: the
-unrolled enc₁..enc_K, dec_K..dec₁; gradual: enc₁..enc_K then its decoder to x) and the test
-classification error after fine-tuning, mean ± std over the seeds, on the 10,000 test rows.
+per stage, then both fine-tuned the same way: R epochs of end-to-end reconstruction
+fine-tuning of their deep DAE (stacked: the unrolled enc₁..enc_K, dec_K..dec₁; gradual:
+enc₁..enc_K then its decoder to x), then the same number of softmax fine-tuning updates (all
+layers). Reported: test reconstruction cross-entropy after pre-training and after the
+reconstruction fine-tuning, and the test classification error after fine-tuning, mean ± std
+over the seeds, on the 10,000 test rows.
 """
 import argparse
 import json
@@ -17,7 +19,8 @@ from ..metrics import read
 from .common import mpirun, table, write_report
 
 
-def _job(path, out, name, size, seed, layers, updates, ft_updates, batch, lr, noise):
+def _job(path, out, name, size, seed, layers, updates, ft_updates, batch, lr, noise,
+         recon_epochs):
     ft_epochs = max(1, math.ceil(ft_updates * batch / size))
     text = f"""[job]
 algorithm = "{name}"
@@ -35,6 +38,7 @@ epochs = 1
 updates = {updates}
 batch = {batch}
 lr = {lr}
+recon_finetune_epochs = {recon_epochs}
 finetune_epochs = {ft_epochs}
 finetune_lr = 0.1
 eval_every = 0
@@ -63,6 +67,8 @@ def main(argv):
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--noise", type=float, default=0.25)
+    ap.add_argument("--recon-epochs", type=int, default=5,
+                    help="reconstruction fine-tuning epochs, both methods (0 = off)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--quick", action="store_true",
                     help="sizes 1k,5k,10k; 3x256 units; 150 updates per stage, 300 fine-tuning")
@@ -77,33 +83,39 @@ def main(argv):
         for name in ("dae-stacked", "dae-gradual"):
             for seed in range(a.seeds):
                 job = _job(a.data, a.out, name, size, seed, layers, a.updates, a.ft_updates,
-                           a.batch, a.lr, a.noise)
+                           a.batch, a.lr, a.noise, a.recon_epochs)
                 d = os.path.join(a.out, f"{name}-{size}-{seed}")
                 wall, rc = mpirun(a.ranks, job, d)
                 if rc:
                     return rc
                 recs = read(d)
                 recon = [r["recon_final"] for r in recs if "recon_final" in r][-1]
+                pre = [r["recon_pretrain"] for r in recs if "recon_pretrain" in r][-1]
                 err = [r["test_error"] for r in recs if "test_error" in r][-1]
                 res.setdefault(f"{name}/{size}", []).append(
-                    {"seed": seed, "recon": recon, "test_error": err, "wall": wall})
+                    {"seed": seed, "recon": recon, "recon_pretrain": pre, "test_error": err,
+                     "wall": wall})
                 print(f"{name} n={size} seed={seed}: recon {recon:.3f} test error {err:.4f} "
                       f"({wall:.1f}s)", flush=True)
     rows = []
     for size in sizes:
         st, gr = res[f"dae-stacked/{size}"], res[f"dae-gradual/{size}"]
         rs, rg = _ms([r["recon"] for r in st]), _ms([r["recon"] for r in gr])
+        ps, pg = _ms([r["recon_pretrain"] for r in st]), _ms([r["recon_pretrain"] for r in gr])
         es, eg = _ms([r["test_error"] for r in st]), _ms([r["test_error"] for r in gr])
         wins = sum(g["test_error"] < s["test_error"] for g, s in zip(gr, st))
-        rows.append([size, f"{rs[0]:.2f} ± {rs[1]:.2f}", f"{rg[0]:.2f} ± {rg[1]:.2f}",
+        rows.append([size, f"{ps[0]:.2f} ± {ps[1]:.2f}", f"{pg[0]:.2f} ± {pg[1]:.2f}",
+                     f"{rs[0]:.2f} ± {rs[1]:.2f}", f"{rg[0]:.2f} ± {rg[1]:.2f}",
                      f"{100 * es[0]:.2f} ± {100 * es[1]:.2f}",
                      f"{100 * eg[0]:.2f} ± {100 * eg[1]:.2f}", f"{wins}/{len(gr)}"])
     secs = [f"MNIST, 784-{'-'.join(map(str, layers))} sigmoid, masking noise "
             f"{a.noise}, batch {a.batch}, lr {a.lr}, momentum 0.9, {a.updates} updates per "
-            f"stage, fine-tuning {a.ft_updates} updates (lr 0.1); {a.seeds} seeds; "
+            f"stage, then {a.recon_epochs} epochs of reconstruction fine-tuning (Adam, lr "
+            f"0.001) and {a.ft_updates} softmax fine-tuning updates (lr 0.1); {a.seeds} seeds; "
             f"{a.ranks} ranks data-parallel; test = the 10,000 MNIST test rows. Load "
             f"average at the end: {os.getloadavg()}.",
-            table(["train rows", "recon stacked", "recon gradual", "test err % stacked",
+            table(["train rows", "pre-trained recon stacked", "pre-trained recon gradual",
+                   "fine-tuned recon stacked", "fine-tuned recon gradual", "test err % stacked",
                    "test err % gradual", "gradual better (seeds)"], rows)]
     try:
         import matplotlib
