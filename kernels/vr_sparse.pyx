@@ -20,6 +20,8 @@ bisection: the sign conditions are linear in pᵢ) and 0 elsewhere, so the sum i
 differences of the per-stage prefix sums S0[i] = Σ r/(1+G p_r), S1[i] = Σ r·p_r/(1+G p_r).
 Catching a coordinate up costs O(log m), independent of how many steps it missed.
 """
+import numpy as np
+
 from cython.parallel cimport prange
 
 from losses cimport dloss_at
@@ -283,24 +285,87 @@ def support_nonzero(const double[::1] v, long long[::1] out):
     return c
 
 
-def support_rows(const long long[::1] indptr, const int[::1] indices, const long long[::1] rows,
-                 const double[::1] v, unsigned char[::1] mark, long long[::1] out):
-    """Indices j with v[j] != 0 among the columns of the given rows (each once, in first-seen
-    order), into out; returns their count. `mark` (length d, all 0) is left all 0."""
-    cdef Py_ssize_t nt = rows.shape[0], t, c = 0, i
-    cdef long long q, r, j
+def batch_segments(const long long[::1] batch, const long long[::1] bounds,
+                   const long long[::1] rowlen, long long[::1] starts, long long[::1] counts):
+    """Where each sampled row's pairs lie in the rank-major concatenation of every rank's
+    pairs (what an Allgatherv returns). batch: the GLOBAL rows of the mini-batch in draw order;
+    bounds[p] ≤ r < bounds[p+1] for the rows of rank p; rowlen[r]: non-zeros of global row r.
+    Fills counts[p] (pairs rank p sends) and starts[t] (offset of batch[t]'s first pair);
+    returns the total. O(b·log P)."""
+    cdef Py_ssize_t nt = batch.shape[0], P = counts.shape[0], t, p, lo, hi, mid
+    cdef long long r, acc = 0, tmp
+    cdef long long[::1] owner = np.empty(nt, dtype=np.int64)
+    with nogil:
+        for p in range(P):
+            counts[p] = 0
+        for t in range(nt):
+            r = batch[t]
+            lo = 0
+            hi = P
+            while hi - lo > 1:  # bounds[lo] <= r < bounds[hi]
+                mid = (lo + hi) // 2
+                if bounds[mid] <= r:
+                    lo = mid
+                else:
+                    hi = mid
+            owner[t] = lo
+            counts[lo] += rowlen[r]
+        for p in range(P):  # counts -> exclusive offsets (restored below)
+            tmp = counts[p]
+            counts[p] = acc
+            acc += tmp
+        for t in range(nt):
+            p = owner[t]
+            starts[t] = counts[p]
+            counts[p] += rowlen[batch[t]]
+        for p in range(P - 1, 0, -1):  # cursors (end offsets) -> counts
+            counts[p] -= counts[p - 1]
+    return acc
+
+
+def rows_pairs(const long long[::1] indptr, const int[::1] indices, const double[::1] data,
+               const long long[::1] rows, const double[::1] coef, double[:, ::1] out):
+    """The sampled rows' part of Σ_t coef[t]·x_{rows[t]} as (column, value) pairs, unmerged, in
+    row order: out[q] = (j, coef[t]·x_{rows[t], j}) for every stored non-zero (zeros included,
+    so the count is the rows' non-zero count). Returns that count. O(nnz of the rows)."""
+    cdef Py_ssize_t nt = rows.shape[0], t, q = 0
+    cdef long long k, r
+    cdef double c
     with nogil:
         for t in range(nt):
+            c = coef[t]
             r = rows[t]
-            for q in range(indptr[r], indptr[r + 1]):
-                j = indices[q]
+            for k in range(indptr[r], indptr[r + 1]):
+                out[q, 0] = indices[k]
+                out[q, 1] = c * data[k]
+                q += 1
+    return q
+
+
+def scatter_pairs(const double[:, ::1] pairs, const long long[::1] batch,
+                  const long long[::1] starts, const long long[::1] rowlen, double[::1] v,
+                  unsigned char[::1] mark, long long[::1] supp):
+    """v[j] += value for every pair, merged in the fixed global draw order t = 0, 1, … (batch[t]'s
+    pairs start at starts[t]), so the sum does not depend on how rows are split over ranks: it
+    is the same floating-point sum as a serial scatter of the whole mini-batch. supp receives the
+    columns j with v[j] != 0 afterwards, in first-seen order; returns their count. `mark`
+    (length d, all 0) is left all 0. O(pairs)."""
+    cdef Py_ssize_t nt = batch.shape[0], t, c = 0, i, cnt = 0
+    cdef long long q, q0, j
+    with nogil:
+        for t in range(nt):
+            q0 = starts[t]
+            for q in range(q0, q0 + rowlen[batch[t]]):
+                j = <long long>pairs[q, 0]
+                v[j] += pairs[q, 1]
                 if mark[j] == 0:
                     mark[j] = 1
-                    if v[j] != 0.0:
-                        out[c] = j
-                        c += 1
-        for t in range(nt):
-            r = rows[t]
-            for q in range(indptr[r], indptr[r + 1]):
-                mark[indices[q]] = 0
-    return c
+                    supp[c] = j
+                    c += 1
+        for i in range(c):
+            j = supp[i]
+            mark[j] = 0
+            if v[j] != 0.0:
+                supp[cnt] = j
+                cnt += 1
+    return cnt
