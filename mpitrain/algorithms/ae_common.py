@@ -373,6 +373,12 @@ class AEBase(Algorithm):
         s = self.ctx.solver
         info["recon_pretrain"] = info["recon_final"] = info["recon"]
         info.update(self.baseline)
+        b = self.baseline
+        info["show_baselines"] = " ".join(
+            f"{name} {b[key]:.4g}" for name, key in (
+                ("mean-image", "baseline_mean"), (f"PCA-{b.get('baseline_pca_k')}",
+                                                  "baseline_pca"), ("floor", "baseline_floor"))
+            if key in b)
         self.phase_name = ("recon" if s["recon_finetune_epochs"] > 0 else
                            "finetune" if s["finetune_epochs"] > 0 else "done")
 
