@@ -33,7 +33,9 @@ def test_sigterm_checkpoint_resume_bit_identical(tmp_path, rt_h5):
     full = cli(["run", job, "--out", str(tmp_path / "full")], nranks=2)
     assert full.returncode == 0, full.stderr
     p = start(["run", job, "--out", str(tmp_path / "cut")], nranks=2)
-    wait_for(lambda: glob.glob(str(tmp_path / "cut" / "checkpoints" / "ckpt-*.h5")), 120)
+    wait_for(lambda: p.poll() is not None
+             or glob.glob(str(tmp_path / "cut" / "checkpoints" / "ckpt-*.h5")), 120)
+    assert p.poll() is None, p.communicate()
     t0 = time.time()
     os.killpg(p.pid, signal.SIGTERM)
     out, err = p.communicate(timeout=60)
