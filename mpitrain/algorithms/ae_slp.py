@@ -33,7 +33,6 @@ one rank per layer layer 1 is bit-identical to sae-greedy's layer 1 at P = 1.
 import time
 
 import numpy as np
-from mpi4py import MPI
 
 from ..comm import ACTIVITY
 from ..config import Field

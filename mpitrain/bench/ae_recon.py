@@ -7,36 +7,21 @@ run computes on the same rows: the mean image, PCA with as many components as th
 (fitted on the training rows), and the floor (entropy of the targets, cross-entropy only).
 """
 import argparse
-import json
 import os
 
 from ..metrics import read
-from .common import mpirun, table, write_report
+from .common import job_file, mpirun, table, write_report
 
 
 def _job(a, out, algorithm, seed, layers):
-    text = f"""[job]
-algorithm = "{algorithm}"
-seed = {seed}
-[data]
-train = "{os.path.abspath(a.data)}"
-test = "{os.path.abspath(a.data)}"
-max_rows = {a.rows}
-[model]
-layers = {json.dumps(layers)}
-[solver]
-epochs = {a.epochs}
-lr = {a.lr}
-recon_finetune_epochs = {a.recon_epochs}
-eval_rows = {a.eval_rows}
-eval_every = {a.eval_every}
-[checkpoint]
-every = 0
-"""
-    job = os.path.join(out, f"{algorithm}-s{seed}.toml")
-    with open(job, "w") as fh:
-        fh.write(text)
-    return job
+    data = os.path.abspath(a.data)
+    return job_file(out, f"{algorithm}-s{seed}", {
+        "job": {"algorithm": algorithm, "seed": seed},
+        "data": {"train": data, "test": data, "max_rows": a.rows},
+        "model": {"layers": layers},
+        "solver": {"epochs": a.epochs, "lr": a.lr, "recon_finetune_epochs": a.recon_epochs,
+                   "eval_rows": a.eval_rows, "eval_every": a.eval_every},
+        "checkpoint": {"every": 0}})
 
 
 def main(argv):

@@ -10,45 +10,26 @@ reconstruction fine-tuning, and the test classification error after fine-tuning,
 over the seeds, on the 10,000 test rows.
 """
 import argparse
-import json
 import math
 import os
 import statistics
 
 from ..metrics import read
-from .common import mpirun, table, write_report
+from .common import job_file, mpirun, table, write_report
 
 
 def _job(path, out, name, size, seed, layers, updates, ft_updates, batch, lr, noise,
          recon_epochs):
     ft_epochs = max(1, math.ceil(ft_updates * batch / size))
-    text = f"""[job]
-algorithm = "{name}"
-seed = {seed}
-[data]
-train = "{os.path.abspath(path)}"
-test = "{os.path.abspath(path)}"
-max_rows = {size}
-[model]
-layers = {json.dumps(layers)}
-noise = "mask"
-noise_level = {noise}
-[solver]
-epochs = 1
-updates = {updates}
-batch = {batch}
-lr = {lr}
-recon_finetune_epochs = {recon_epochs}
-finetune_epochs = {ft_epochs}
-finetune_lr = 0.1
-eval_every = 0
-[checkpoint]
-every = 0
-"""
-    job = os.path.join(out, f"{name}-{size}-{seed}.toml")
-    with open(job, "w") as fh:
-        fh.write(text)
-    return job
+    data = os.path.abspath(path)
+    return job_file(out, f"{name}-{size}-{seed}", {
+        "job": {"algorithm": name, "seed": seed},
+        "data": {"train": data, "test": data, "max_rows": size},
+        "model": {"layers": layers, "noise": "mask", "noise_level": noise},
+        "solver": {"epochs": 1, "updates": updates, "batch": batch, "lr": lr,
+                   "recon_finetune_epochs": recon_epochs, "finetune_epochs": ft_epochs,
+                   "finetune_lr": 0.1, "eval_every": 0},
+        "checkpoint": {"every": 0}})
 
 
 def _ms(v):

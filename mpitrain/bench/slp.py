@@ -18,43 +18,26 @@ exchange = publishing the weights, wait = passive wait for the slowest rank, eva
 the algorithms' `rank_cpu` / `rank_t_*` records.
 """
 import argparse
-import json
 import os
 import statistics
 
 from ..algorithms.ae_slp import group_cost, layout, pipeline_ceiling
 from ..metrics import read
-from .common import mpirun, table, write_report
+from .common import job_file, mpirun, table, write_report
 
 PHASES = ("train", "allreduce", "regen", "exchange", "wait", "eval")
 
 
-def _job(a, out, algorithm, seed, layers, extra=""):
-    text = f"""[job]
-algorithm = "{algorithm}"
-seed = {seed}
-[data]
-train = "{os.path.abspath(a.data)}"
-test = "{os.path.abspath(a.data)}"
-max_rows = {a.rows}
-[model]
-layers = {json.dumps(layers)}
-[solver]
-epochs = {a.epochs}
-batch = {a.batch}
-lr = {a.lr}
-eval_rows = {a.eval_rows}
-eval_every = 1
-recon_finetune_epochs = 0
-finetune_epochs = 0
-{extra}
-[checkpoint]
-every = 0
-"""
-    job = os.path.join(out, f"{algorithm}-s{seed}.toml")
-    with open(job, "w") as fh:
-        fh.write(text)
-    return job
+def _job(a, out, algorithm, seed, layers, **extra):
+    data = os.path.abspath(a.data)
+    return job_file(out, f"{algorithm}-s{seed}", {
+        "job": {"algorithm": algorithm, "seed": seed},
+        "data": {"train": data, "test": data, "max_rows": a.rows},
+        "model": {"layers": layers},
+        "solver": dict({"epochs": a.epochs, "batch": a.batch, "lr": a.lr,
+                        "eval_rows": a.eval_rows, "eval_every": 1,
+                        "recon_finetune_epochs": 0, "finetune_epochs": 0}, **extra),
+        "checkpoint": {"every": 0}})
 
 
 def time_to(recs, K, target):
@@ -118,7 +101,7 @@ def main(argv):
         res["target"] = target
         res["agree"] = abs(res["greedy P=2"]["final"] - g1) / g1
         d = os.path.join(a.out, f"s{seed}-slp-P2")
-        sjob = _job(a, a.out, "slp", seed, layers, f"target_error = {target!r}")
+        sjob = _job(a, a.out, "slp", seed, layers, target_error=target)
         wall, rc = mpirun(2, sjob, d)
         if rc:
             return rc
