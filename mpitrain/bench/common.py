@@ -59,6 +59,15 @@ def mpiexec():
     return here if os.path.exists(here) else "mpiexec"
 
 
+def job_file(out, name, sections):
+    """Write the job OUT/NAME.toml from {section: {key: value}}; returns its path."""
+    from ..config import dump_toml
+    path = os.path.join(out, f"{name}.toml")
+    with open(path, "w") as fh:
+        fh.write(dump_toml(sections))
+    return path
+
+
 def median_time(fn, repeats=3):
     times = []
     for _ in range(repeats):
