@@ -43,6 +43,9 @@ def test_loss_table_derivatives_smoothness_conjugates_and_kernels(name):
         h = 1e-6
         fd = (L.value(yy, m + h) - L.value(yy, m - h)) / (2 * h)
         np.testing.assert_allclose(L.deriv(yy, m), fd, rtol=1e-6, atol=1e-8)
+        fd2 = (L.deriv(yy, m + h) - L.deriv(yy, m - h)) / (2 * h)
+        np.testing.assert_allclose(L.curv(yy, m), fd2, rtol=1e-5, atol=1e-7)
+        assert L.curv(yy, m).max() <= L.smooth
         # L is the Lipschitz constant of dℓ/dm, and it is attained (sup of the slopes)
         slopes = np.abs(np.diff(L.deriv(yy, m)) / np.diff(m))
         assert slopes.max() <= L.smooth * (1 + 1e-9)

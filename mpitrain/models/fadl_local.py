@@ -32,9 +32,7 @@ from scipy.optimize import minimize
 from .._kernels import fadl_sgd as S
 from .._kernels import linear as K
 from .linear import LinearShard
-
-# Lipschitz constants of dℓ/dm (per unit ‖x‖²)
-_CURV = {0: 0.25, 1: 2.0, 2: 1.0}
+from .losses import BY_CODE
 
 
 class LocalProblem:
@@ -95,7 +93,7 @@ class LocalProblem:
     # -- solvers ---------------------------------------------------------------------
     def eta_bound(self):
         """1/L_max: the inverse of the largest per-sample curvature."""
-        L = self.rho * _CURV[self.lm.code] * self.max_sq + self.l2 + self.kappa
+        L = self.rho * BY_CODE[self.lm.code].smooth * self.max_sq + self.l2 + self.kappa
         return 1.0 / L if L > 0 else 1.0
 
     def sgd(self, w0, eta, orders):
@@ -137,6 +135,52 @@ class LocalProblem:
             return eta, w, self.value(w)
         return best[1], best[2], best[0]
 
+    def hess_vec(self, curv, v):
+        """∇²f̂_p·v = (l2 + κ)·v + σ·Xᵀ(curv ∘ Xv), curv = ℓ''(yᵢ, mᵢ) at the current w."""
+        return (self.l2 + self.kappa) * v + self.sigma * self.lm.rmatvec(curv * self.lm.margins(v))
+
+    def newton(self, w0, rel_tol, max_iter, cg_iters=50):
+        """Truncated Newton on f̂_p from w0 (the local solver of the FADL paper, TRON's model:
+        Newton-CG; here with an Armijo backtracking line search instead of a trust region).
+        Each Newton step solves ∇²f̂_p·s = −∇f̂_p by conjugate gradients to a residual
+        ≤ 0.1·‖∇f̂_p‖ (at most cg_iters Hessian-vector products, two passes over the shard
+        each); trials along s reuse the margins Xw + t·Xs. Stops when
+        ‖∇f̂_p(w)‖ ≤ rel_tol·‖∇f̂_p(w0)‖ or after max_iter Newton steps: the local problem is
+        solved to a relative accuracy, not for a fixed amount of work.
+        Returns (w, f̂_p(w), Newton steps, Hessian-vector products)."""
+        L = BY_CODE[self.lm.code]
+        y = self.lm.y
+        w = np.array(w0, dtype=np.float64, copy=True)
+        f, g = self.value_grad(w)
+        target = rel_tol * float(np.linalg.norm(g))
+        steps = hvs = 0
+        while steps < max_iter and float(np.linalg.norm(g)) > target:
+            m = self._m.copy()
+            curv = L.curv(y, m)
+            s, k = _cg(lambda v: self.hess_vec(curv, v), -g, 0.1 * float(np.linalg.norm(g)),
+                       cg_iters)
+            hvs += k
+            xs = self.lm.margins(s)
+            gs = float(g @ s)
+            if not gs < 0:
+                break
+            t, accepted = 1.0, False
+            for _ in range(30):
+                wt = w + t * s
+                dw = wt - self.wr
+                ft = (0.5 * self.l2 * float(wt @ wt) + 0.5 * self.kappa * float(dw @ dw)
+                      + self.sigma * self.lm.loss_sum(m + t * xs) + float(self.c @ dw))
+                if ft <= f + 1e-4 * t * gs:
+                    accepted = True
+                    break
+                t *= 0.5
+            if not accepted:
+                break
+            w = wt
+            f, g = self.value_grad(w)
+            steps += 1
+        return w, f, steps, hvs
+
     def lbfgs(self, w0, iters, memory=10):
         """A few L-BFGS iterations on f̂_p (scipy, deterministic)."""
         res = minimize(self.value_grad, np.array(w0, copy=True), jac=True, method="L-BFGS-B",
@@ -145,19 +189,30 @@ class LocalProblem:
         return np.ascontiguousarray(res.x), float(res.fun), int(res.nit)
 
 
+def _cg(hv, b, tol, max_iter):
+    """Conjugate gradients for H x = b (H symmetric positive definite via hv), from x = 0,
+    until ‖b − Hx‖ ≤ tol or max_iter products. Returns (x, products)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    p = r.copy()
+    rr = float(r @ r)
+    k = 0
+    while k < max_iter and rr ** 0.5 > tol:
+        hp = hv(p)
+        k += 1
+        php = float(p @ hp)
+        if php <= 0:
+            break
+        a = rr / php
+        x += a * p
+        r -= a * hp
+        rr_new = float(r @ r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, k
+
+
 def orders_for(rng, rows, epochs):
     """Row orders of `epochs` SGD passes: one random permutation per epoch."""
     return [rng.permutation(rows).astype(np.int64) for _ in range(epochs)]
 
-
-def line_search_phi(world, lm, margins, delta, w, d, l2, n):
-    """φ(t) = f(w + t·d) and φ'(t) from cached margins a = Xw, δ = Xd: one Allreduce of two
-    scalars per call."""
-    ww, wd, dd = float(w @ w), float(w @ d), float(d @ d)
-
-    def phi(t):
-        lf, lg = K.line_phi(lm.code, lm.y, margins, delta, t)
-        lf, lg = world.allreduce_scalars(lf, lg)
-        f = lf / n + 0.5 * l2 * (ww + 2.0 * t * wd + t * t * dd)
-        return f, lg / n + l2 * (wd + t * dd), None
-    return phi

@@ -5,6 +5,7 @@ Every linear algorithm, benchmark and test looks a loss up here by name:
     LOSSES[name].code        the kernels' integer code (kernels/losses.pxd)
     LOSSES[name].value(y, m)  ℓ(y, m)           (NumPy reference, vectorised)
     LOSSES[name].deriv(y, m)  dℓ/dm(y, m)
+    LOSSES[name].curv(y, m)   d²ℓ/dm² (the generalised one, 2·[y m < 1], for squared_hinge)
     LOSSES[name].smooth       L: |dℓ/dm(y, a) − dℓ/dm(y, b)| ≤ L·|a − b| for y ∈ {−1, +1}
     LOSSES[name].conj(y, u)   the convex conjugate ℓ*(y, u) = sup_m (u·m − ℓ(y, m)), +inf
                               outside its domain (for duality-gap certificates)
@@ -35,6 +36,11 @@ def _logistic_d(y, m):
     return -y * np.exp(-np.logaddexp(0.0, y * m))
 
 
+def _logistic_c(y, m):
+    s = np.exp(-np.logaddexp(0.0, y * m))   # σ(−y m)
+    return s * (1.0 - s)
+
+
 def _sqhinge(y, m):
     r = np.maximum(0.0, 1.0 - y * m)
     return r * r
@@ -54,6 +60,10 @@ def _logistic_conj(y, u):
     return np.where(ok, _xlogx(np.clip(v, 0, 1)) + _xlogx(np.clip(1 - v, 0, 1)), np.inf)
 
 
+def _sqhinge_c(y, m):
+    return np.where(y * m < 1.0, 2.0, 0.0)
+
+
 def _sqhinge_conj(y, u):
     v = -y * u
     return np.where(v >= 0, 0.25 * v * v - v, np.inf)
@@ -71,6 +81,10 @@ def _squared_d(y, m):
     return m - y
 
 
+def _squared_c(y, m):
+    return np.ones_like(np.asarray(m, dtype=np.float64))
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
@@ -79,15 +93,16 @@ class Loss:
     deriv: Callable
     smooth: float
     conj: Callable
+    curv: Callable
 
 
 LOSSES = {
     "logistic": Loss("logistic", K.LOSS_CODES["logistic"], _logistic, _logistic_d, 0.25,
-                     _logistic_conj),
+                     _logistic_conj, _logistic_c),
     "squared_hinge": Loss("squared_hinge", K.LOSS_CODES["squared_hinge"], _sqhinge,
-                          _sqhinge_d, 2.0, _sqhinge_conj),
+                          _sqhinge_d, 2.0, _sqhinge_conj, _sqhinge_c),
     "squared": Loss("squared", K.LOSS_CODES["squared"], _squared, _squared_d, 1.0,
-                    _squared_conj),
+                    _squared_conj, _squared_c),
 }
 BY_CODE = {v.code: v for v in LOSSES.values()}
 
