@@ -1,0 +1,310 @@
+"""every method's time per iteration at P = 1, 2, over shared memory and an emulated network
+
+For each method (fadl, lbfgs, dasvrda, sae-greedy: the data-parallel autoencoder, slp,
+parmac-ba) the same small job runs at P = 1 and 2 over shared memory and at P = 2 over the
+emulated network of mpitrain/netem.py (two namespaces, MPI over OFI/TCP, one-way latency α
+and bandwidth 1/β as set) at several (α, β). From each run's metrics.jsonl: time per
+iteration, split into compute (wall − time in MPI calls), communication (the α–β model's
+share) and waiting (the rest of the time in MPI calls), with the calls and bytes per iteration.
+
+The model (no free parameter per method): a collective of n bytes over the link costs
+    c_α·α + c_β·n·β,
+with c_α, c_β read off the probe's Allreduce of 8 B and of 1 MiB (measure()), so a method's
+time per iteration over the network is predicted as
+    T_net = T_shm(P=2) + m·c_α·α + b·c_β·β        (m calls, b bytes per iteration, rank 0)
+and compared with the measured T_net (the model's error on runs it was not fitted to).
+Projections to P = 64 … 1024 use Rabenseifner's Allreduce (2⌈log₂P⌉α + 2n(P−1)/P·β) for
+the Allreduce methods and the ring for ParMAC (P hops of M/P submodels per epoch), with the
+compute part T_c(P) = a + b/P fitted on P = 1, 2 (strong scaling, this data) and kept per
+rank (weak scaling, cluster-sized data).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from .common import mpiexec, table, write_report
+
+METHODS = {
+    "lbfgs": ("rt-polarity", {"job": {"algorithm": "lbfgs"},
+                              "model": {"l2": 1e-5}, "solver": {"max_iter": 15}}),
+    "fadl": ("rt-polarity", {"job": {"algorithm": "fadl"},
+                             "model": {"l2": 1e-5}, "solver": {"max_iter": 8}}),
+    "dasvrda": ("rt-polarity", {"job": {"algorithm": "dasvrda"},
+                                "data": {"normalize": "unit_rows"},
+                                "model": {"l2": 1e-5, "l1": 1e-5},
+                                "solver": {"max_stages": 2}}),
+    "sae-greedy": ("mnist", {"job": {"algorithm": "sae-greedy"},
+                             "data": {"max_rows": 3000},
+                             "model": {"layers": [256, 64]},
+                             "solver": {"epochs": 1, "recon_finetune_epochs": 0,
+                                        "eval_every": 0, "eval_rows": 500}}),
+    "slp": ("mnist", {"job": {"algorithm": "slp"}, "data": {"max_rows": 3000},
+                      "model": {"layers": [256, 64]},
+                      "solver": {"epochs": 2, "recon_finetune_epochs": 0, "eval_every": 0,
+                                 "eval_rows": 500}}),
+    "parmac-ba": ("digits", {"job": {"algorithm": "parmac-ba"}, "model": {"bits": 8},
+                             "solver": {"mu_steps": 6}}),
+}
+NETS = [(0.0005, "1gbit"), (0.002, "1gbit"), (0.002, "200mbit")]
+TAG = 0
+
+
+def _data(name, ddir):
+    from mpitrain import datasets
+    path = os.path.join(ddir, f"{name}.h5")
+    if not os.path.exists(path):
+        datasets.prepare(name, path)
+    return path
+
+
+def _job(path, method, train, solver=None):
+    from mpitrain.config import dump_toml
+    from mpitrain.fileio import atomic_write
+    _, sections = METHODS[method]
+    job = {s: dict(v) for s, v in sections.items()}
+    job["solver"] = dict(job.get("solver", {}), **(solver or {}))
+    job.setdefault("data", {})["train"] = train
+    job.setdefault("checkpoint", {})["every"] = 0
+    atomic_write(path, dump_toml(job), makedirs=True)
+    return path
+
+
+def _run(argv_prefix, job, out, timeout=1800):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = argv_prefix + [sys.executable, "-m", "mpitrain", "run", job, "--out", out, "--fresh"]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr[-2000:]}")
+    recs = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl")) if x.strip()]
+    first, last = recs[0], recs[-1]  # deltas from the end of step 1: set-up excluded
+    steps = last["step"] - first["step"]
+    if steps < 1:
+        raise RuntimeError(f"{out}: fewer than 2 steps, nothing to time")
+
+    def per_step(key):
+        return (last.get(key, 0) - first.get(key, 0)) / steps
+    per = {"steps": last["step"], "launch_wall": wall, "t_iter": per_step("time"),
+           "t_mpi": per_step("comm_seconds"), "calls": per_step("comm_calls"),
+           "bytes": per_step("comm_bytes")}
+    per["t_compute"] = per["t_iter"] - per["t_mpi"]
+    return per
+
+
+def _proj_allreduce(P, m, b, a_c, b_c, alpha, beta):
+    """Time per iteration at P ranks: T_c(P) + m Allreduces of b/m bytes (Rabenseifner)."""
+    lg = math.ceil(math.log2(P)) if P > 1 else 0
+    n = b / max(m, 1.0)
+    return a_c + b_c / P + m * (2 * lg * alpha + 2 * n * (P - 1) / P * beta)
+
+
+def _proj_ring(P, m2, b, a_c, b_c, alpha, beta):
+    """ParMAC: the submodels go round the ring; at 2 ranks m2 messages per iteration, each
+    epoch's P hops carry M/P submodels each: messages ∝ P, bytes per rank constant."""
+    return a_c + b_c / P + (m2 * P / 2) * alpha + b * beta
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="mpitrain bench scaling", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench-out/scaling", help="report directory")
+    ap.add_argument("--data-dir", default="bench-out/data", help="prepared datasets")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated subset of " + ", ".join(METHODS))
+    ap.add_argument("--nets", default=";".join(f"{a},{r}" for a, r in NETS),
+                    help="emulated links 'alpha_seconds,rate;...' (rate as tc says it)")
+    ap.add_argument("--no-net", action="store_true", help="shared memory only")
+    args = ap.parse_args(argv)
+    from mpitrain import netem
+    methods = [m for m in args.methods.split(",") if m]
+    nets = [] if args.no_net else [(float(a), r) for a, r in
+                                   (x.split(",") for x in args.nets.split(";") if x)]
+    note = ""
+    if nets:
+        try:
+            netem.check()
+        except netem.Unavailable as exc:
+            note = f"No emulated network on this machine ({exc}): shared memory only."
+            nets = []
+    load0 = os.getloadavg()
+    res = {"methods": {}, "nets": [], "load_before": load0}
+    jobs = {}
+    for m in [m for m in ("fadl", "lbfgs") if m in methods]:  # iterations to converge
+        train = _data(METHODS[m][0], args.data_dir)
+        job = _job(os.path.join(args.out, "jobs", f"{m}-solve.toml"), m, train,
+                   solver={"max_iter": 500})
+        r = _run([mpiexec(), "-n", "2"], job, os.path.join(args.out, "runs", f"{m}-solve"))
+        res.setdefault("solve", {})[m] = r["steps"]
+        print(f"{m} P=2 solve: {r['steps']} iterations", flush=True)
+    for m in methods:
+        train = _data(METHODS[m][0], args.data_dir)
+        jobs[m] = _job(os.path.join(args.out, "jobs", f"{m}.toml"), m, train)
+        res["methods"][m] = {"shm": {}}
+        for P in (1, 2):
+            out = os.path.join(args.out, "runs", f"{m}-P{P}")
+            res["methods"][m]["shm"][P] = _run([mpiexec(), "-n", str(P)], jobs[m], out)
+            print(f"{m} P={P} shm: {res['methods'][m]['shm'][P]['t_iter']:.4g} s/iter",
+                  flush=True)
+    for i, (alpha, rate) in enumerate(nets):
+        netem.up(alpha, rate, TAG)
+        try:
+            probe = netem.measure(TAG)
+            c_a = probe["allreduce_8"] / probe["alpha"]
+            c_b = ((probe["allreduce_1048576"] - probe["allreduce_8"])
+                   / (1 << 20) / probe["beta"])
+            res["nets"].append({"alpha_set": alpha, "rate": rate,
+                                "beta_set": 1 / netem._rate_bps(rate), **probe,
+                                "c_alpha": c_a, "c_beta": c_b})
+            print(f"link {alpha * 1e3:g} ms {rate}: alpha {probe['alpha'] * 1e3:.3g} ms, "
+                  f"beta {probe['beta']:.3g} s/B", flush=True)
+            for m in methods:
+                out = os.path.join(args.out, "runs", f"{m}-net{i}")
+                r = _run(netem.mpiexec_argv(TAG, 2, []), jobs[m], out)
+                shm = res["methods"][m]["shm"][2]
+                model_comm = r["calls"] * c_a * probe["alpha"] + r["bytes"] * c_b * probe["beta"]
+                r["predicted"] = shm["t_iter"] + model_comm
+                r["model_comm"] = model_comm
+                r["wait"] = max(0.0, r["t_mpi"] - model_comm)
+                r["error"] = r["predicted"] / r["t_iter"] - 1.0
+                res["methods"][m][f"net{i}"] = r
+                print(f"{m} P=2 net{i}: {r['t_iter']:.4g} s/iter (model {r['predicted']:.4g})",
+                      flush=True)
+        finally:
+            netem.down(TAG)
+    res["load_after"] = os.getloadavg()
+    return _report(args, res, methods, note)
+
+
+def _report(args, res, methods, note):
+    sections = [f"Command: `mpitrain bench scaling {' '.join(sys.argv[3:])}`".rstrip(),
+                f"Load average before / after: {res['load_before'][0]:.2f} / "
+                f"{res['load_after'][0]:.2f} (a 2-core machine; other work may have been "
+                "running, see the load).", __doc__.split("\n", 1)[1].strip()]
+    if note:
+        sections.append(note)
+    if res["nets"]:
+        rows = [[f"{n['alpha_set'] * 1e3:g} ms", n["rate"], n["alpha"] * 1e3,
+                 n["beta_set"] * 1e9, n["beta"] * 1e9, n["allreduce_8"] * 1e3,
+                 n["allreduce_1048576"] * 1e3, n["c_alpha"], n["c_beta"]]
+                for n in res["nets"]]
+        sections.append("## The links: set and measured (2 ranks, medians)\n\n" + table(
+            ["α set", "rate", "α measured (ms)", "β set (ns/B)", "β measured (ns/B)",
+             "Allreduce 8 B (ms)", "Allreduce 1 MiB (ms)", "c_α", "c_β"], rows))
+    rows = []
+    for m in methods:
+        r = res["methods"][m]
+        for key, run in sorted(r.items(), key=lambda kv: str(kv[0])):
+            if key == "shm":
+                for P, x in sorted(run.items()):
+                    rows.append([m, P, "shared memory", x["steps"], x["t_iter"],
+                                 x["t_compute"], "", x["t_mpi"], x["calls"],
+                                 x["bytes"] / 1e3, "", ""])
+            else:
+                i = int(key[3:])
+                n = res["nets"][i]
+                rows.append([m, 2, f"{n['alpha_set'] * 1e3:g} ms, {n['rate']}", run["steps"],
+                             run["t_iter"], run["t_compute"], run["model_comm"], run["wait"],
+                             run["calls"], run["bytes"] / 1e3, run["predicted"],
+                             f"{100 * run['error']:+.0f}%"])
+    sections.append("## Time per iteration (seconds; rank 0)\n\n" + table(
+        ["method", "P", "network", "iterations", "time/iter", "compute", "comm (model)",
+         "wait (MPI − model)" if res["nets"] else "in MPI", "calls/iter", "kB/iter",
+         "model time/iter", "model error"], rows))
+    if res["nets"]:
+        sections.append(_projection(res, methods))
+        sections.append(_claims(res, methods))
+    write_report(args.out, "Scaling: every method at P = 1, 2, shared memory and an emulated "
+                 "network", sections, res)
+    print(open(os.path.join(args.out, "report.md")).read())
+    return 0
+
+
+def _projection(res, methods):
+    n = res["nets"][-1]
+    alpha, beta = n["alpha"], n["beta"]
+    rows = []
+    for m in methods:
+        a_c, b_c, calls, nbytes = _fit(res, m)
+        t1 = a_c + b_c
+        fn = _proj_ring if m == "parmac-ba" else _proj_allreduce
+        strong = [fn(P, calls, nbytes, a_c, b_c, alpha, beta) for P in (64, 256, 1024)]
+        weak = [fn(P, calls, nbytes, a_c + b_c / 2, 0.0, alpha, beta) for P in (64, 256, 1024)]
+        rows.append([m, a_c, b_c] + [t1 / s for s in strong] + weak)
+    return ("## Projections (model above, α and β of the last link)\n\n"
+            "Strong scaling keeps this data (speed-up T(1)/T(P)); weak scaling keeps each "
+            "rank's share of the P = 2 run (time per iteration, seconds). T_c(P) = a + b/P is "
+            "fitted on the P = 1 and P = 2 compute times.\n\n" + table(
+                ["method", "a (s)", "b (s)", "speed-up P=64", "P=256", "P=1024",
+                 "weak s/iter P=64", "P=256", "P=1024"], rows))
+
+
+def _fit(res, m):
+    """(a, b, calls, bytes) of method m: T_c(P) = a + b/P from the P = 1, 2 compute times."""
+    r = res["methods"][m]["shm"]
+    t1, t2 = r[1]["t_compute"], r[2]["t_compute"]
+    b_c = max(0.0, 2 * (t1 - t2))
+    return max(0.0, t1 - b_c), b_c, r[2]["calls"], r[2]["bytes"]
+
+
+def _claims(res, methods):
+    n = res["nets"][-1]
+    beta = n["beta"]
+    out = ["## The papers' claims placed on the model"]
+    if {"fadl", "lbfgs"} <= set(methods) and "solve" in res:
+        it_f, it_l = res["solve"]["fadl"], res["solve"]["lbfgs"]
+        rows = []
+        for alpha in (1e-5, 1e-4, 1e-3, 1e-2):
+            row = [f"{alpha * 1e3:g} ms"]
+            for P in (2, 64, 1024):
+                tf = it_f * _proj_allreduce(P, *_reorder(_fit(res, "fadl")), alpha, beta)
+                tl = it_l * _proj_allreduce(P, *_reorder(_fit(res, "lbfgs")), alpha, beta)
+                row.append(tf / tl)
+            rows.append(row)
+        out.append(f"FADL vs SQM-style L-BFGS (Mahajan et al.: FADL wins when communication is "
+                   f"expensive): time to converge = iterations × time per iteration; "
+                   f"iterations at P = 2 with the default tolerance: FADL {it_f}, L-BFGS "
+                   f"{it_l} (assumed independent of P). Ratio FADL / L-BFGS (< 1: FADL "
+                   f"faster), β = {beta * 1e9:.3g} ns/B:\n\n"
+                   + table(["α", "P=2", "P=64", "P=1024"], rows))
+    if "parmac-ba" in methods:
+        a_c, b_c, calls, nbytes = _fit(res, "parmac-ba")
+        N = 1500.0  # digits training rows in this run
+        rows = []
+        for Nbig in (1e6, 1e8):
+            scale = Nbig / N
+            t1 = a_c + b_c * scale
+            row = [f"{Nbig:.0e}"]
+            for P in (16, 128, 1024):
+                row.append(t1 / _proj_ring(P, calls, nbytes, a_c, b_c * scale, n["alpha"],
+                                           beta))
+            rows.append(row)
+        out.append("ParMAC (Carreira-Perpiñán & Alizadeh: nearly perfect speed-up on 128 "
+                   "processors for 100M points): the compute part scaled to N points, the ring "
+                   f"at α = {n['alpha'] * 1e3:.3g} ms, β = {beta * 1e9:.3g} ns/B. Speed-up "
+                   "T(1)/T(P):\n\n" + table(["N", "P=16", "P=128", "P=1024"], rows))
+    if {"sae-greedy", "slp"} <= set(methods):
+        rows = []
+        for P in (2, 4, 16, 64):
+            tg = _proj_allreduce(P, *_reorder(_fit(res, "sae-greedy")), n["alpha"], beta)
+            ts = _proj_allreduce(P, *_reorder(_fit(res, "slp")), n["alpha"], beta)
+            rows.append([P, tg, ts])
+        out.append("SLP vs data-parallel greedy (Santara et al.) as P grows past the number "
+                   "of layers: seconds per iteration (greedy: one epoch of one layer; SLP: one "
+                   "round), the Allreduce model applied to each one's measured calls and bytes "
+                   "(SLP's per-round Bcasts treated as Allreduces of the same size: an upper "
+                   "bound):\n\n" + table(["P", "greedy s/iter", "SLP s/iter"], rows))
+    return "\n\n".join(out)
+
+
+def _reorder(fit):
+    a, b, calls, nbytes = fit
+    return calls, nbytes, a, b
+
+
+if __name__ == "__main__":
+    sys.exit(main())
