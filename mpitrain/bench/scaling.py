@@ -218,6 +218,10 @@ def _report(args, res, methods, note):
     if res["nets"]:
         sections.append(_projection(res, methods))
         sections.append(_claims(res, methods))
+    pngs = _plots(args.out, res, methods)
+    if pngs:
+        sections.append("Plots: " + ", ".join(f"`{os.path.basename(p)}`" for p in pngs)
+                        + " (beside this report).")
     write_report(args.out, "Scaling: every method at P = 1, 2, shared memory and an emulated "
                  "network", sections, res)
     print(open(os.path.join(args.out, "report.md")).read())
@@ -241,6 +245,62 @@ def _projection(res, methods):
             "fitted on the P = 1 and P = 2 compute times.\n\n" + table(
                 ["method", "a (s)", "b (s)", "speed-up P=64", "P=256", "P=1024",
                  "weak s/iter P=64", "P=256", "P=1024"], rows))
+
+
+def _plots(outdir, res, methods):
+    """time_per_iteration.png (measured and modelled, per link) and projection.png
+    (projected strong-scaling speed-up to 1024 ranks); [] when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    os.makedirs(outdir, exist_ok=True)
+    paths = []
+    if res["nets"]:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels = ["shm P=1", "shm P=2"] + [f"{n['alpha_set'] * 1e3:g} ms {n['rate']}"
+                                           for n in res["nets"]]
+        width = 0.8 / max(1, len(methods))
+        for j, m in enumerate(methods):
+            r = res["methods"][m]
+            meas = [r["shm"][1]["t_iter"], r["shm"][2]["t_iter"]] + \
+                [r[f"net{i}"]["t_iter"] for i in range(len(res["nets"]))]
+            xs = [i + j * width for i in range(len(labels))]
+            ax.bar(xs, meas, width, label=m)
+            ax.plot(xs[2:], [r[f"net{i}"]["predicted"] for i in range(len(res["nets"]))],
+                    "k_", markersize=12)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels)
+        ax.set_yscale("log")
+        ax.set_ylabel("seconds per iteration (bars: measured, dashes: model)")
+        ax.set_title("Time per iteration, P = 2 over shared memory and emulated links")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(os.path.join(outdir, "time_per_iteration.png"))
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+        n = res["nets"][-1]
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        Ps = [2 ** k for k in range(0, 11)]
+        for m in methods:
+            a_c, b_c, calls, nbytes = _fit(res, m)
+            fn = _proj_ring if m == "parmac-ba" else _proj_allreduce
+            t1 = a_c + b_c
+            ax.plot(Ps, [t1 / fn(P, calls, nbytes, a_c, b_c, n["alpha"], n["beta"])
+                         for P in Ps], marker=".", label=m)
+        ax.plot(Ps, Ps, "k:", label="ideal")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("ranks P")
+        ax.set_ylabel("projected speed-up T(1)/T(P), this data")
+        ax.set_title(f"α = {n['alpha'] * 1e3:.3g} ms, β = {n['beta'] * 1e9:.3g} ns/B")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(os.path.join(outdir, "projection.png"))
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
 
 
 def _fit(res, m):
