@@ -353,6 +353,36 @@ def test_csr_input_equals_dense_mpi(world, digits_h5, shared_tmp, name):
     test_csr_input_equals_dense_bit_for_bit(world, digits_h5, pathlib.Path(shared_tmp), name)
 
 
+@pytest.mark.timeout(120)
+def test_validation_split_and_early_stopping(world, digits_h5):
+    """The last val_fraction of the training rows are never trained on (pre-training equals
+    a run on the other rows alone, bit for bit); each fine-tuning phase stops after
+    `patience` epochs without a better validation score and keeps the best epoch."""
+    solver = {"epochs": 2, "val_fraction": 0.2, "patience": 2, "recon_finetune_epochs": 40,
+              "recon_finetune_lr": 0.02, "finetune_epochs": 40, "finetune_lr": 0.5}
+    alg, infos = run_inproc(world, "sae-greedy", digits_h5, solver=solver)
+    assert alg.ntrain == 1200 and alg.nval == 300
+    ref, _ = run_inproc(world, "sae-greedy", digits_h5, max_rows=1200,
+                        solver={"epochs": 2})
+    end = next(i for i, r in enumerate(infos) if "recon_pretrain" in r)
+    pre, _ = run_inproc(world, "sae-greedy", digits_h5,
+                        solver=dict(solver, recon_finetune_epochs=0, finetune_epochs=0))
+    for n in ref.P:
+        np.testing.assert_array_equal(pre.P[n], ref.P[n])
+    for phase, key in (("recon-finetune", "val_recon"), ("finetune", "val_error")):
+        recs = [r for r in infos[end + 1:] if r["phase"] == phase]
+        scores = [r[key] for r in recs]
+        best = int(np.argmin(scores)) + 1  # 1-based epoch of the first best score
+        assert recs[-1]["best_epoch"] == best
+        assert len(recs) == 40 or len(recs) == best + 2  # stopped after patience epochs
+    assert any(len([r for r in infos if r.get("phase") == p]) < 40
+               for p in ("recon-finetune", "finetune"))
+    # the kept parameters are the best epoch's: re-validating gives the best score
+    ft = [r for r in infos if r.get("phase") == "finetune"]
+    assert alg.validate(alg.ft_net, classify=True) == min(r["val_error"] for r in ft)
+    assert alg.ft_epoch == 40 and alg.done
+
+
 def test_slp_layouts():
     dims = [784, 1000, 500, 250, 30]
     assert layout(dims, 4) == [(0, 1, [1]), (1, 1, [2]), (2, 1, [3]), (3, 1, [4])]
@@ -523,7 +553,8 @@ def test_sigterm_during_recon_finetune_resumes_bit_identical(tmp_path, digits_h5
         "job": {"algorithm": "sae-greedy", "seed": 5, "out": str(tmp_path / "x")},
         "data": {"train": digits_h5, "test": digits_h5},
         "model": {"layers": [24, 12]},
-        "solver": {"epochs": 2, "batch": 50, "recon_finetune_epochs": 5},
+        "solver": {"epochs": 2, "batch": 50, "recon_finetune_epochs": 5,
+                   "val_fraction": 0.2, "patience": 5},  # best-epoch copies in the state
         "checkpoint": {"every": 0}})
     ref, out = str(tmp_path / "ref"), str(tmp_path / "run")
     r = cli(["run", job, "--out", ref], nranks=2, timeout=150)

@@ -11,6 +11,7 @@
 - `AEBase`: schema, setup, evaluation (unrolled reconstruction error, fine-tuned test error),
   fine-tuning phase, checkpoint helpers.
 """
+import collections
 import math
 import time
 
@@ -21,7 +22,7 @@ from ..config import Field
 from ..errors import JobError
 from ..models import autoencoder as AE
 from .._kernels import ae_fast as K
-from ..state import Array, Int, Str
+from ..state import Array, Float, Int, Str
 from .base import Algorithm
 
 F32 = np.float32
@@ -60,6 +61,13 @@ SOLVER_SCHEMA = {
     "recon_finetune_optimizer": Field(str, "adam", "optimizer of the reconstruction "
                                       "fine-tuning: Adam (β 0.9, 0.999) or heavy-ball momentum "
                                       "([solver] momentum)", choices=["adam", "momentum"]),
+    "val_fraction": Field(float, 0.0, "hold out this fraction of the training rows (the last "
+                          "ones) as a validation split: no phase trains on them, and both "
+                          "fine-tuning phases stop early on it (0 = no split: fine-tuning "
+                          "runs all its epochs)", min=0.0),
+    "patience": Field(int, 3, "with a validation split, a fine-tuning phase stops after this "
+                      "many epochs without a better validation score and keeps the best "
+                      "epoch's parameters", min=1),
     "finetune_epochs": Field(int, 0, "supervised fine-tuning epochs (softmax on the top code) "
                              "after pre-training; 0 = none", min=0),
     "finetune_lr": Field(float, 0.1, "fine-tuning learning rate", min=0.0),
@@ -197,6 +205,10 @@ class AEBase(Algorithm):
                            "for masking noise")
         if m["loss"] == "xent" and m["activation"] == "relu" and len(m["layers"]) > 1:
             pass  # upper layers use squared error on relu codes (layer_loss)
+        if job["solver"]["val_fraction"] >= 0.5:
+            raise JobError(f"{source}: [solver] val_fraction = {job['solver']['val_fraction']}"
+                           " must be < 0.5 (the validation split is taken from the training "
+                           "rows)")
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self):
@@ -204,6 +216,13 @@ class AEBase(Algorithm):
         m = ctx.model
         self.act, self.loss, self.tied = m["activation"], m["loss"], m["tied"]
         self.X = AE.as_input(ctx.train.X)  # CSR stays CSR, densified per minibatch
+        # validation split: the last nval global training rows, never trained on
+        self.nval = int(round(ctx.solver["val_fraction"] * ctx.train.n))
+        if ctx.solver["val_fraction"] > 0:
+            self.nval = max(1, self.nval)
+        self.ntrain = ctx.train.n - self.nval
+        self.best_score, self.bad_epochs = math.inf, 0  # early stopping of a fine-tuning phase
+        self.best = collections.defaultdict(lambda: None)  # block key -> best epoch's copy
         self.dims = [ctx.train.d] + list(m["layers"])
         self.K = len(m["layers"])
         self.P = {}
@@ -274,6 +293,39 @@ class AEBase(Algorithm):
             s, _ = net.loss_sum(self.P, X)
             return world.allreduce_scalars(s) / n
 
+    # -- validation split and early stopping ---------------------------------------------
+    def validate(self, net, classify=False):
+        """Mean reconstruction loss (or classification error) of `net` on the validation
+        rows (the last nval global training rows; one Allreduce)."""
+        lo = min(self.X.shape[0], max(0, self.ntrain - self.ctx.train.start))
+        lab = None
+        if classify:
+            lab = np.ascontiguousarray(self.ctx.train.y[lo:], dtype=np.int32)
+        with self.ctx.phase("eval"):
+            s, c = net.loss_sum(self.P, self.X[lo:], labels=lab)
+            s, c = self.world.allreduce_scalars(s, float(c))
+        return 1.0 - c / self.nval if classify else s / self.nval
+
+    def early_stop(self, score):
+        """Record a fine-tuning epoch's validation score: a better one keeps a copy of every
+        parameter block (self.best); True after `patience` epochs without improvement."""
+        if score < self.best_score:
+            self.best_score, self.bad_epochs = score, 0
+            self.best = {k: b.flat.copy() for k, b in self.blocks.items()}
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.ctx.solver["patience"]
+
+    def restore_best(self, epoch):
+        """End of a fine-tuning phase with a validation split: back to the best epoch's
+        parameters; reset the bookkeeping for the next phase. Returns the best epoch."""
+        best = epoch - self.bad_epochs
+        for k, b in self.blocks.items():
+            b.flat[...] = self.best[k]
+        self.best_score, self.bad_epochs = math.inf, 0
+        self.best = collections.defaultdict(lambda: None)
+        return best
+
     def rank_times(self, extra=None):
         """Where every rank's time went: per-rank CPU seconds since setup (process time, so
         a busy-wait counts and a passive wait does not) and phase seconds (RANK_PHASES),
@@ -310,14 +362,19 @@ class AEBase(Algorithm):
         if self.rft is None:
             net = self.eval_net_for(self.P, self.K, ctx.model)
             self.rft = Trainer(self, (RFT_KEY,), net, AE.net_params(net), self.world, self.X,
-                               ctx.train.start, ctx.train.n, lr=s["recon_finetune_lr"],
+                               ctx.train.start, self.ntrain, lr=s["recon_finetune_lr"],
                                noise=False, mom="rft",
                                adam=s["recon_finetune_optimizer"] == "adam")
         with ctx.phase("train"):
-            loss = self.rft.run(self.rft_epoch, 0, self.rft.batches) / ctx.train.n
+            loss = self.rft.run(self.rft_epoch, 0, self.rft.batches) / self.ntrain
         self.rft_epoch += 1
         last = self.rft_epoch >= s["recon_finetune_epochs"]
         info = {"phase": "recon-finetune", "epoch": self.rft_epoch, "loss": loss}
+        if self.nval:
+            info["val_recon"] = self.validate(self.rft.net)
+            if self.early_stop(info["val_recon"]) or last:
+                last = True
+                info["best_epoch"] = self.restore_best(self.rft_epoch)
         ev = s["eval_every"]
         if last or (ev and self.rft_epoch % ev == 0):
             info["recon"] = self.recon_error(self.rft.net)
@@ -344,18 +401,24 @@ class AEBase(Algorithm):
         names = [n for k in range(1, self.K + 1) for n in (f"W{k}", f"b{k}")] + ["S", "s"]
         lab = np.ascontiguousarray(y, dtype=np.int32)
         self.ft = Trainer(self, (FT_KEY,), self.ft_net, names, self.world, self.X,
-                          ctx.train.start, ctx.train.n, labels=lab,
+                          ctx.train.start, self.ntrain, labels=lab,
                           lr=ctx.solver["finetune_lr"], noise=False, mom="ft")
 
     def finetune_step(self):
         if self.ft is None:
             self._ft_setup()
         with self.ctx.phase("train"):
-            loss = self.ft.run(self.ft_epoch, 0, self.ft.batches) / self.ctx.train.n
+            loss = self.ft.run(self.ft_epoch, 0, self.ft.batches) / self.ntrain
         self.ft_epoch += 1
+        E = self.ctx.solver["finetune_epochs"]
         info = {"phase": "finetune", "epoch": self.ft_epoch, "loss": loss}
+        if self.nval:
+            info["val_error"] = self.validate(self.ft_net, classify=True)
+            if self.early_stop(info["val_error"]) or self.ft_epoch >= E:
+                info["best_epoch"] = self.restore_best(self.ft_epoch)
+                self.ft_epoch = E  # the phase is over (a resume must not reopen it)
         info.update(self.classify())
-        if self.ft_epoch >= self.ctx.solver["finetune_epochs"]:
+        if self.ft_epoch >= E:
             self.phase_name = "done"
         self.last.update(info)
         return info
@@ -383,7 +446,8 @@ class AEBase(Algorithm):
                            "finetune" if s["finetune_epochs"] > 0 else "done")
 
     # -- checkpoint -------------------------------------------------------------------------
-    STATE = {"phase_name": Str(), "ft_epoch": Int(), "rft_epoch": Int(), "classes": Int()}
+    STATE = {"phase_name": Str(), "ft_epoch": Int(), "rft_epoch": Int(), "classes": Int(),
+             "best_score": Float(), "bad_epochs": Int()}
 
     def momentum_keys(self):
         """Names of the momentum buffers a checkpoint may hold (AEBase.momentum)."""
@@ -393,6 +457,7 @@ class AEBase(Algorithm):
         out = super().state_fields()
         for key in sorted(self.blocks):  # every block exists from setup on
             out[f"blocks/{key}/flat"] = Array(inplace=True)
+            out[f"best/{key}"] = Array(optional=True)  # early stopping's best epoch
         for key in self.momentum_keys():
             out[f"mom/{key}"] = Array(optional=True)
         return out

@@ -47,7 +47,7 @@ class Greedy(AEBase):
             H = AE.encode(self.P, self.X, list(range(1, k)), self.act)
         net = AE.layer_net(k, self.act, self.loss, self.tied)
         self.tr = Trainer(self, (k,), net, self.layer_names(k), self.world, H,
-                          self.ctx.train.start, self.ctx.train.n, mom="layer")
+                          self.ctx.train.start, self.ntrain, mom="layer")
 
     def eval_net(self, k):
         return AE.stack_net(k, self.act, self.loss, self.tied)
@@ -58,7 +58,7 @@ class Greedy(AEBase):
         if self.tr is None:
             self._make_trainer()
         s = self.ctx.solver
-        k, n, B = self.layer, self.ctx.train.n, s["batch"]
+        k, n, B = self.layer, self.ntrain, s["batch"]
         nb = self.tr.batches
         budget = self._budget()
         b1 = nb if not budget else min(nb, self.pos + budget - self.updates)
@@ -177,7 +177,7 @@ class Gradual(Greedy):
             for j in range(k, 0, -1):
                 names += ([] if self.tied else [f"V{j}"]) + [f"c{j}"]
         self.tr = Trainer(self, (k,), self.eval_net(k), names, self.world, self.X,
-                          self.ctx.train.start, self.ctx.train.n, mom="layer")
+                          self.ctx.train.start, self.ntrain, mom="layer")
 
     def setup(self):
         super().setup()

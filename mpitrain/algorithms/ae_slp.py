@@ -148,7 +148,7 @@ class SLP(AEBase):
         if tr is None:
             net = AE.layer_net(k, self.act, self.loss, self.tied)
             tr = Trainer(self, (k,), net, self.layer_names(k), self.gworld, self.H[k],
-                         self.glo, self.ctx.train.n, mom=f"L{k}")
+                         self.glo, self.ntrain, mom=f"L{k}")
             self.trainers[k] = tr
         tr.X = self.H[k]
         return tr
@@ -180,7 +180,7 @@ class SLP(AEBase):
             for k in mine:
                 tr = self._trainer(k)
                 for e in range(todo[k]):
-                    loss = tr.run(self.epochs[k - 1] + e, 0, tr.batches) / self.ctx.train.n
+                    loss = tr.run(self.epochs[k - 1] + e, 0, tr.batches) / self.ntrain
                 if self.gworld.rank == 0:
                     self.summary_buf[k - 1] = self.epochs[k - 1] + todo[k]
                     self.summary_buf[self.K + k - 1] = loss
