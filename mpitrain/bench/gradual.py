@@ -4,10 +4,11 @@ For each training-set size and seed, dae-stacked and dae-gradual (direct decoder
 run with the same network, noise, learning rate and budget: U weight updates (global batches)
 per stage, then both fine-tuned the same way: R epochs of end-to-end reconstruction
 fine-tuning of their deep DAE (stacked: the unrolled enc₁..enc_K, dec_K..dec₁; gradual:
-enc₁..enc_K then its decoder to x), then the same number of softmax fine-tuning updates (all
-layers). Reported: test reconstruction cross-entropy after pre-training and after the
-reconstruction fine-tuning, and the test classification error after fine-tuning, mean ± std
-over the seeds, on the 10,000 test rows.
+enc₁..enc_K then its decoder to x), then at most the same number of softmax fine-tuning
+updates (all layers); both fine-tuning phases stop early on a validation split of the
+training rows (never the test set). Reported: test reconstruction cross-entropy after
+pre-training and after the reconstruction fine-tuning, and the test classification error
+after fine-tuning, mean ± 95 % confidence half-width over the seeds, on the 10,000 test rows.
 """
 import argparse
 import math
@@ -19,7 +20,7 @@ from .common import job_file, mpirun, table, write_report
 
 
 def _job(path, out, name, size, seed, layers, updates, ft_updates, batch, lr, noise,
-         recon_epochs):
+         recon_epochs, val_fraction, patience):
     ft_epochs = max(1, math.ceil(ft_updates * batch / size))
     data = os.path.abspath(path)
     return job_file(out, f"{name}-{size}-{seed}", {
@@ -28,12 +29,17 @@ def _job(path, out, name, size, seed, layers, updates, ft_updates, batch, lr, no
         "model": {"layers": layers, "noise": "mask", "noise_level": noise},
         "solver": {"epochs": 1, "updates": updates, "batch": batch, "lr": lr,
                    "recon_finetune_epochs": recon_epochs, "finetune_epochs": ft_epochs,
-                   "finetune_lr": 0.1, "eval_every": 0},
+                   "finetune_lr": 0.1, "eval_every": 0, "val_fraction": val_fraction,
+                   "patience": patience},
         "checkpoint": {"every": 0}})
 
 
 def _ms(v):
-    return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+    """(mean, half-width of the 95 % confidence interval of the mean: Student t)."""
+    if len(v) < 2:
+        return (statistics.mean(v), 0.0)
+    from scipy.stats import t
+    return (statistics.mean(v), t.ppf(0.975, len(v) - 1) * statistics.stdev(v) / len(v) ** 0.5)
 
 
 def main(argv):
@@ -41,7 +47,11 @@ def main(argv):
     ap.add_argument("--data", default="data/mnist.h5")
     ap.add_argument("--out", default="bench-out/gradual")
     ap.add_argument("--sizes", default="1000,5000,10000,20000,60000")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--val-fraction", type=float, default=0.1,
+                    help="validation split of the training rows for early stopping of both "
+                    "fine-tuning phases (both methods)")
+    ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--layers", default="1000,1000,1000")
     ap.add_argument("--updates", type=int, default=3000, help="weight updates per stage")
     ap.add_argument("--ft-updates", type=int, default=3000)
@@ -64,7 +74,8 @@ def main(argv):
         for name in ("dae-stacked", "dae-gradual"):
             for seed in range(a.seeds):
                 job = _job(a.data, a.out, name, size, seed, layers, a.updates, a.ft_updates,
-                           a.batch, a.lr, a.noise, a.recon_epochs)
+                           a.batch, a.lr, a.noise, a.recon_epochs, a.val_fraction,
+                           a.patience)
                 d = os.path.join(a.out, f"{name}-{size}-{seed}")
                 wall, rc = mpirun(a.ranks, job, d)
                 if rc:
@@ -92,7 +103,9 @@ def main(argv):
     secs = [f"MNIST, 784-{'-'.join(map(str, layers))} sigmoid, masking noise "
             f"{a.noise}, batch {a.batch}, lr {a.lr}, momentum 0.9, {a.updates} updates per "
             f"stage, then {a.recon_epochs} epochs of reconstruction fine-tuning (Adam, lr "
-            f"0.001) and {a.ft_updates} softmax fine-tuning updates (lr 0.1); {a.seeds} seeds; "
+            f"0.001) and at most {a.ft_updates} softmax fine-tuning updates (lr 0.1), both "
+            f"phases stopped early on a {a.val_fraction} validation split of the training rows "
+            f"(patience {a.patience}); {a.seeds} seeds, mean ± 95 % confidence half-width; "
             f"{a.ranks} ranks data-parallel; test = the 10,000 MNIST test rows. Load "
             f"average at the end: {os.getloadavg()}.",
             table(["train rows", "pre-trained recon stacked", "pre-trained recon gradual",
