@@ -48,8 +48,8 @@ MAGIC = b"MPITRAIN-CHECKPOINT 2\n"
 
 
 def _gather_sharded(world, value, name):
-    counts = np.array(world.comm.allgather(value.local.shape[0]), dtype=np.int64)
-    starts = np.array(world.comm.allgather(value.start), dtype=np.int64)
+    counts = np.array(world.gather_obj(value.local.shape[0]), dtype=np.int64)
+    starts = np.array(world.gather_obj(value.start), dtype=np.int64)
     if world.rank == 0 and (int(counts.sum()) != value.total
                             or np.any(starts != np.concatenate([[0], np.cumsum(counts)[:-1]]))):
         raise RuntimeError(f"checkpoint: sharded state {name!r} is not a row partition")

@@ -27,12 +27,6 @@ def block_range(n, size, rank):
     return start, start + q + (1 if rank < r else 0)
 
 
-def block_counts(n, size):
-    """Row counts of every block of `block_range`."""
-    q, r = divmod(n, size)
-    return np.array([q + (1 if p < r else 0) for p in range(size)], dtype=np.int64)
-
-
 _MPI_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
 
 
@@ -97,10 +91,6 @@ class World:
 
     def restore_counters(self, calls, nbytes):
         self.calls, self.bytes = int(calls), int(nbytes)
-
-    @property
-    def is_root(self):
-        return self.rank == 0
 
     # -- collectives on numpy buffers ------------------------------------------------
     @_tracked("Allreduce")
@@ -231,31 +221,41 @@ class World:
         for s in range(0, flat.size, step):
             self.comm.Recv(flat[s:s + step], source=source, tag=7)
 
-    @_tracked("Barrier")
-    def barrier(self):
-        t0 = time.perf_counter()
-        self.comm.Barrier()
-        self._account(0, t0)
-
-    # -- small control messages (not counted: they are bookkeeping, not algorithm data) ---
+    # -- small control messages: counted like the rest (calls, seconds; bytes where known) --
     @_tracked("the iteration-boundary agreement")
     def agree(self, codes):
         """Element-wise maximum over the ranks of a few non-negative ints (one Allreduce MAX):
         the iteration-boundary agreement on stop, stop reason and divergence."""
+        t0 = time.perf_counter()
         buf = np.array(codes, dtype=np.int64)
         if self.size > 1:
             self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        self._account(buf.nbytes, t0)
         return buf
 
     @_tracked("allreduce")
     def reduce_obj(self, value, op="sum"):
         """Allreduce of a small Python number (control messages)."""
-        return self.comm.allreduce(value, op=_MPI_OPS[op]) if self.size > 1 else value
+        t0 = time.perf_counter()
+        out = self.comm.allreduce(value, op=_MPI_OPS[op]) if self.size > 1 else value
+        self._account(8, t0)
+        return out
+
+    @_tracked("allgather")
+    def gather_obj(self, value):
+        """Allgather of a small Python object (per-rank counts, offsets): a list by rank."""
+        t0 = time.perf_counter()
+        out = self.comm.allgather(value) if self.size > 1 else [value]
+        self._account(8, t0)
+        return out
 
     @_tracked("bcast")
     def bcast_obj(self, obj, root=0):
         """Broadcast a small Python object (messages, manifests); not for arrays."""
-        return self.comm.bcast(obj, root=root) if self.size > 1 else obj
+        t0 = time.perf_counter()
+        out = self.comm.bcast(obj, root=root) if self.size > 1 else obj
+        self._account(0, t0)
+        return out
 
     def split(self, color, key=None):
         """A sub-World of the ranks with the same color (e.g. ranks sharing a layer)."""

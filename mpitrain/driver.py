@@ -279,11 +279,11 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
         model, attrs = model_file.contents(world, cls, job, train, model,
                                            dict(manifest, step=step, world_size=world.size))
         _write_final(world, out, model, attrs)
-        totals = np.array([world.calls, world.bytes], dtype=np.float64)
-        world.comm.Allreduce(totals.copy(), totals)
+        calls = world.calls
+        total_bytes = world.reduce_obj(int(world.bytes))
         summary = {"algorithm": cls.name, "steps": step, "time": clock.elapsed(),
                    "world_size": world.size, "threads": threads,
-                   "comm_calls_rank0": world.calls, "comm_bytes_all_ranks": int(totals[1]),
+                   "comm_calls_rank0": calls, "comm_bytes_all_ranks": int(total_bytes),
                    "final_checkpoint": path}
         summary.update(alg.summary_info())
         _write_rank0(world, os.path.join(out, "summary.json"),
@@ -339,7 +339,7 @@ def _limit_blas(n):
 
 
 def _global_nnz(world, shard):
-    return int(world.comm.allreduce(shard.nnz)) if world.size > 1 else shard.nnz
+    return int(world.reduce_obj(shard.nnz))
 
 
 read_model = model_file.read_arrays  # arrays of a final.h5 (path → array); None: a checkpoint

@@ -203,8 +203,6 @@ class AEBase(Algorithm):
         if m["noise"] != "none" and m["noise"] == "mask" and m["noise_level"] >= 1.0:
             raise JobError(f"{source}: [model] noise_level = {m['noise_level']} must be < 1 "
                            "for masking noise")
-        if m["loss"] == "xent" and m["activation"] == "relu" and len(m["layers"]) > 1:
-            pass  # upper layers use squared error on relu codes (layer_loss)
         if job["solver"]["val_fraction"] >= 0.5:
             raise JobError(f"{source}: [solver] val_fraction = {job['solver']['val_fraction']}"
                            " must be < 0.5 (the validation split is taken from the training "

@@ -1,6 +1,6 @@
 """Greedy layer-wise autoencoders (sae-greedy, dae-stacked) and the gradual DAE (dae-gradual).
 
-Objectives (x in [0,1]^d, hₖ = act(hₖ₋₁Wₖ + bₖ), h₀ = x, x̃ = corrupt(x), ℓ from [model] loss):
+Objectives (x in [0,1]^d, hₖ = act(hₖ₋₁Wₖ + bₖ), h₀ = x, x̃ = x with [model] noise, ℓ from [model] loss):
 
 sae-greedy / dae-stacked, layer k = 1..K in turn, lower layers frozen:
     min_{Wₖ,bₖ,Vₖ,cₖ} (1/n)Σᵢ ℓₖ( out(act(h̃ₖ₋₁,ᵢWₖ + bₖ)Vₖ + cₖ), hₖ₋₁,ᵢ )

@@ -199,11 +199,6 @@ def stack_net(K_, act, loss, tied):
     return Net(layers, loss)
 
 
-def encoder_net(K_, act):
-    """enc₁..enc_K only (codes); the last layer's activation is applied by `encode`."""
-    return [enc(k, act) for k in range(1, K_ + 1)]
-
-
 def direct_net(k, act, loss):
     """Gradual DAE stage k as printed: enc₁..enc_k, then one decoder D_k from h_k to x."""
     return Net([enc(j, act) for j in range(1, k + 1)]
@@ -268,19 +263,6 @@ def baseline_loss_sums(X, mu, U, loss, eps, chunk=4096):
 def glorot(rng, din, dout, act):
     r = np.sqrt(6.0 / (din + dout)) * (4.0 if act == "sigmoid" else 1.0)
     return rng.uniform(-r, r, size=(din, dout)).astype(F32)
-
-
-def corrupt(X, kind, level, rng, out=None):
-    """Input noise: masking (each entry zeroed with probability level) or Gaussian
-    (X + level·N(0,1)). Random numbers come from `rng` (a numpy Generator)."""
-    if kind == "none" or level == 0.0:
-        return X
-    out = np.empty_like(X) if out is None else out
-    if kind == "mask":
-        K.mask_noise(X, rng.random(X.shape, dtype=F32), F32(level), out)
-    else:
-        K.gauss_noise(X, rng.standard_normal(X.shape, dtype=F32), F32(level), out)
-    return out
 
 
 # -- plain-NumPy references (tests) ---------------------------------------------------------
