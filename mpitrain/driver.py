@@ -301,7 +301,7 @@ def run(world, job_path, *, out=None, resume=None, overrides=(), fresh=False, si
             rundir.release(out)
 
 
-FINITE_KEYS = ("objective", "loss", "grad_norm")
+FINITE_KEYS = ("objective", "loss", "grad_norm", "recon")  # what a step may report
 
 
 def _nonfinite(info):
