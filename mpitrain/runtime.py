@@ -191,7 +191,7 @@ class StopSignals:
         """Ask every peer what it is doing; the lowest waiting rank prints one line naming
         those that did not arrive and aborts the job with `code`."""
         since = act.since
-        ask = max(2.0, min(10.0, limit / 2))
+        ask = max(3.0, min(10.0, limit / 2))
         peers = [r for r in range(self.size) if r != self.rank]
         self._qid += 1
         for r in peers:

@@ -625,7 +625,7 @@ def test_stalled_rank_is_named_and_ends_the_job(dense_h5, ops_dir, tmp_path):
     assert rc == 69, (rc, err)
     line = one_line_error(err, "stalled job")
     assert "rank 1 (no answer" in line, line
-    assert waited < 30  # 3 s timeout + up to 2 s asking + abort (≈ 5.3 s on an idle machine)
+    assert waited < 30  # 3 s timeout + up to 3 s asking + abort (≈ 6.3 s on an idle machine)
     assert_checkpoints_intact(out, at_least=3)
     p2, _ = run(["run", job, "--resume", "auto"], 2)
     assert p2.returncode == 0, p2.stderr
