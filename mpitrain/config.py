@@ -10,6 +10,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import os
 
 try:
@@ -30,13 +31,14 @@ class Field:
     (iteration caps, tolerances, logging, output), so they are left out of the job hash."""
 
     def __init__(self, type, default=REQUIRED, help="", choices=None, min=None,
-                 affects_result=True):
+                 affects_result=True, max=None):
         self.type = type
         self.default = default
         self.help = help
         self.choices = choices
         self.min = min
         self.affects_result = affects_result
+        self.max = max
 
     def type_name(self):
         return self.type if isinstance(self.type, str) else self.type.__name__
@@ -54,15 +56,27 @@ class Field:
                            + ", ".join(repr(c) for c in self.choices))
         if self.min is not None and value < self.min:
             raise JobError(f"{where} = {value!r} must be >= {self.min}")
+        if self.max is not None and value > self.max:
+            raise JobError(f"{where} = {value!r} must be at most {self.max}")
         return value
+
+
+INT_RANGE = (-2**63, 2**63 - 1)  # what checkpoints, manifests and numpy can hold
 
 
 def _coerce(t, value, where):
     if t is float and isinstance(value, int) and not isinstance(value, bool):
+        if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise JobError(f"{where} = {value} is out of range")
         return float(value)
     if t is int and isinstance(value, bool) or not isinstance(value, t):
         raise JobError(f"{where} must be of type {t.__name__}, got {type(value).__name__} "
                        f"{value!r}")
+    if t is float and not math.isfinite(value):
+        raise JobError(f"{where} = {value!r} must be a finite number")
+    if t is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise JobError(f"{where} = {value} is out of range (at most {INT_RANGE[1]}, a 64-bit "
+                       "integer)")
     return value
 
 
@@ -71,7 +85,7 @@ JOB_SCHEMA = {
     "seed": Field(int, 0, "seed of every random stream (numpy SeedSequence)"),
     "out": Field(str, "", "run directory (default runs/<job file name>)", affects_result=False),
     "threads": Field(int, 0, "OpenMP/BLAS threads per rank; 0 = CPUs on the node / local "
-                     "ranks", min=0, affects_result=False),
+                     "ranks", min=0, affects_result=False, max=4096),
     "log_every": Field(int, 1, "print a progress line every N iterations", min=1,
                        affects_result=False),
     "time_limit": Field(float, 0.0, "seconds; checkpoint and exit 75 when exceeded (0 = none)",
@@ -127,6 +141,9 @@ def read_toml(path):
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise JobError(f"{path}: not valid TOML: {exc}")
+    except UnicodeDecodeError as exc:
+        raise JobError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.object[exc.start]:#04x}"
+                       f" at offset {exc.start})")
     except OSError as exc:
         raise InputMissing(f"{path}: cannot read job file: {exc.strerror}")
 

@@ -133,9 +133,9 @@ def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
         shard = reader(world, path, zero_based=zero_based, max_rows=max_rows)
     else:
         shard = collectively(world, reader, world, path, group=group, max_rows=max_rows)
-    collectively(world, _finish, world, shard, features=features, positive=positive,
-                 binary=binary, normalize=normalize, dtype=dtype, width_from=width_from,
-                 what=what)
+    collectively(world, _finish, world, shard, features=features, normalize=normalize,
+                 dtype=dtype, width_from=width_from, what=what)
+    collectively(world, _labels, world, shard, positive=positive, binary=binary)
     return shard
 
 
@@ -152,15 +152,43 @@ def _open_h5(path):
         raise DataError(f"{path}: not a readable HDF5 file ({exc})")
 
 
+def _numeric(where, dtype, what, integer=False):
+    """Refuse arrays that would be silently reinterpreted: complex, strings, objects, and
+    (with `integer`) non-integer indices."""
+    kind = np.dtype(dtype).kind
+    if kind == "c":
+        raise DataError(f"{where}: {what} has complex dtype {dtype}; mpitrain needs real "
+                        "values")
+    if kind in "SUOV":
+        raise DataError(f"{where}: {what} holds strings or objects (dtype {dtype}); "
+                        "mpitrain needs numbers")
+    if integer and kind not in "iu":
+        raise DataError(f"{where}: {what} has dtype {dtype}; feature indices must be "
+                        "integers")
+    if kind not in "iufb":
+        raise DataError(f"{where}: {what} has non-numeric dtype {dtype}")
+
+
 def _read_h5(world, path, group=None, max_rows=0):
+    import h5py
     with _open_h5(path) as f:
         g = f[group] if group and group in f else f
         where = f"{path}:{g.name}"
+        if isinstance(g, h5py.Dataset):
+            raise DataError(f"{path}: '{group}' is a dataset, not a group: store the rows as "
+                            f"datasets X (or indptr/indices/data) and y inside a group "
+                            f"'{group}'")
         if "y" not in g:
             raise DataError(f"{where}: dataset 'y' (labels) is missing")
         y_ds = g["y"]
+        if not isinstance(y_ds, h5py.Dataset):
+            raise DataError(f"{where}/y: is a group, not a dataset of labels")
         if y_ds.ndim != 1:
             raise DataError(f"{where}/y: expected 1-D labels, got shape {y_ds.shape}")
+        if y_ds.dtype.kind in "SUOV":
+            raise DataError(f"{where}/y: labels stored as strings (dtype {y_ds.dtype}) are "
+                            "not supported; store numeric labels")
+        _numeric(f"{where}/y", y_ds.dtype, "the label dataset")
         n = y_ds.shape[0]
         if max_rows:
             n = min(n, max_rows)
@@ -168,9 +196,13 @@ def _read_h5(world, path, group=None, max_rows=0):
         start, stop = block_range(n, world.size, world.rank)
         if "X" in g:
             X_ds = g["X"]
-            if X_ds.ndim != 2 or X_ds.shape[0] < n:
-                raise DataError(f"{where}/X: shape {X_ds.shape} does not match {y_ds.shape[0]} "
-                                "labels")
+            if not isinstance(X_ds, h5py.Dataset) or X_ds.ndim != 2:
+                raise DataError(f"{where}/X: expected a 2-D dataset (rows x features), got "
+                                f"{getattr(X_ds, 'shape', 'a group')}")
+            if X_ds.shape[0] != y_ds.shape[0]:
+                raise DataError(f"{where}/X: shape {X_ds.shape}: {X_ds.shape[0]} rows but y "
+                                f"has {y_ds.shape[0]} labels")
+            _numeric(f"{where}/X", X_ds.dtype, "the feature matrix")
             d = X_ds.shape[1]
             X = np.ascontiguousarray(X_ds[start:stop])
         elif all(k in g for k in ("indptr", "indices", "data")):
@@ -179,6 +211,9 @@ def _read_h5(world, path, group=None, max_rows=0):
                 raise DataError(f"{where}: CSR group needs attribute 'shape' = (n, d)")
             d = int(shape[1])
             indptr = g["indptr"]
+            for name in ("indptr", "indices"):
+                _numeric(f"{where}/{name}", g[name].dtype, name, integer=True)
+            _numeric(f"{where}/data", g["data"].dtype, "the CSR values")
             if indptr.shape[0] < n + 1 or int(shape[0]) != y_ds.shape[0]:
                 raise DataError(f"{where}: indptr has {indptr.shape[0]} entries and shape is "
                                 f"{tuple(shape)}, but there are {y_ds.shape[0]} labels")
@@ -188,14 +223,15 @@ def _read_h5(world, path, group=None, max_rows=0):
             lo, hi = int(ptr[0]), int(ptr[-1])
             if hi > g["indices"].shape[0] or hi > g["data"].shape[0]:
                 raise DataError(f"{where}: indptr points past the end of indices/data")
-            indices = g["indices"][lo:hi].astype(np.int32)
+            indices = g["indices"][lo:hi]  # stored dtype: checked before narrowing to int32
             data = g["data"][lo:hi].astype(np.float64)
             if indices.size and (indices.min() < 0 or indices.max() >= d):
                 bad = int(np.flatnonzero((indices < 0) | (indices >= d))[0])
                 row = start + int(np.searchsorted(ptr, lo + bad, side="right")) - 1
                 raise DataError(f"{where}: row {row}: feature index {indices[bad]} outside "
                                 f"the declared width {d}")
-            X = sp.csr_matrix((data, indices, ptr - lo), shape=(stop - start, d))
+            X = sp.csr_matrix((data, indices.astype(np.int32), ptr - lo),
+                              shape=(stop - start, d))
         else:
             raise DataError(f"{where}: needs dataset 'X' (dense) or 'indptr', 'indices', "
                             "'data' (CSR)")
@@ -212,6 +248,7 @@ def _read_npy(world, path, group=None, max_rows=0):
     if a.ndim != 2 or a.shape[1] < 2:
         raise DataError(f"{path}: expected a 2-D array (label in column 0, features after), "
                         f"got shape {a.shape}")
+    _numeric(path, a.dtype, "the array")
     n = a.shape[0] if not max_rows else min(a.shape[0], max_rows)
     _check_rows(n, world.size, path)
     start, stop = block_range(n, world.size, world.rank)
@@ -306,7 +343,7 @@ def _check_counts(counts, n, path):
 
 
 # -- shared post-processing ----------------------------------------------------------------
-def _finish(world, s, *, features, positive, binary, normalize, dtype, width_from, what):
+def _finish(world, s, *, features, normalize, dtype, width_from, what):
     where = s.path
     if features:
         if s.d > features:
@@ -324,6 +361,8 @@ def _finish(world, s, *, features, positive, binary, normalize, dtype, width_fro
             raise DataError(f"{where}: {what} data has {s.d} features but the training data "
                             f"has {width_from.d} (train/test width mismatch)")
         s.d = width_from.d
+    if s.d == 0:
+        raise DataError(f"{where}: no features (every row is empty; 0 columns)")
     if s.sparse:
         X = s.X
         if X.shape[1] != s.d:
@@ -356,16 +395,6 @@ def _finish(world, s, *, features, positive, binary, normalize, dtype, width_fro
         raise DataError(f"{where}: row {s.start + int(np.flatnonzero(~np.isfinite(s.y))[0])}: "
                         "NaN or Inf label")
     s.label_values = np.unique(s.y)  # raw labels of this shard, for the model file
-    if positive:
-        s.y = np.where(np.isin(s.y, np.asarray(positive, dtype=np.float64)), 1.0, -1.0)
-    elif binary:
-        vals = np.unique(s.y)
-        if np.all(np.isin(vals, (0.0, 1.0))) and not np.any(s.y == -1):
-            s.y = np.where(s.y == 1.0, 1.0, -1.0)
-        elif not np.all(np.isin(vals, (-1.0, 1.0))):
-            badrow = int(np.flatnonzero(~np.isin(s.y, (-1.0, 1.0)))[0])
-            raise DataError(f"{where}: row {s.start + badrow}: label {s.y[badrow]:g} is not "
-                            "binary (need +1/-1 or 1/0; or set [data] positive = [...])")
     if normalize == "unit_rows":
         if s.sparse:
             norms = np.sqrt(np.asarray(s.X.multiply(s.X).sum(axis=1)).ravel())
@@ -375,3 +404,33 @@ def _finish(world, s, *, features, positive, binary, normalize, dtype, width_fro
             norms = np.linalg.norm(s.X, axis=1)
             norms[norms == 0] = 1.0
             s.X = np.ascontiguousarray(s.X / norms[:, None].astype(s.X.dtype))
+
+
+def _labels(world, s, *, positive, binary):
+    """Map the labels to ±1 for binary algorithms, deciding on the encoding over ALL ranks
+    (three small Allreduce MIN): the first global row of a label 0, of a label −1 and of a
+    label outside {−1, 0, 1}. So a 0/1 shard and a ±1 shard are refused together at any P, as
+    they would be in one file at P = 1. Collective: every rank reaches the reductions."""
+    if positive:
+        s.y = np.where(np.isin(s.y, np.asarray(positive, dtype=np.float64)), 1.0, -1.0)
+        return
+    if not binary:
+        return
+
+    def first(mask):
+        rows = np.flatnonzero(mask)
+        return int(world.reduce_obj(s.start + int(rows[0]) if rows.size else s.n, op="min"))
+
+    other = first(~np.isin(s.y, (-1.0, 0.0, 1.0)))
+    zero, minus = first(s.y == 0.0), first(s.y == -1.0)
+    if other < s.n:
+        if s.start <= other < s.stop:
+            raise DataError(f"{s.path}: row {other}: label {s.y[other - s.start]:g} is not "
+                            "binary (need +1/-1 or 1/0; or set [data] positive = [...])")
+        return  # the rank holding that row raises; collectively() reports it on every rank
+    if zero < s.n and minus < s.n:
+        raise DataError(f"{s.path}: row {minus}: label -1, but row {zero} has label 0: the "
+                        "labels mix the 1/0 and +1/-1 encodings (or set [data] positive = "
+                        "[...])")
+    if zero < s.n:
+        s.y = np.where(s.y == 1.0, 1.0, -1.0)
