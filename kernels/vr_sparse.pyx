@@ -23,6 +23,7 @@ Catching a coordinate up costs O(log m), independent of how many steps it missed
 import numpy as np
 
 from cython.parallel cimport prange
+from libc.math cimport sqrt
 
 from losses cimport dloss_at
 
@@ -164,36 +165,53 @@ cdef inline bint holds(double A, double C, int sgn, long long i) noexcept nogil:
     return f < 0.0
 
 
+cdef inline long long last_true(double A, double C, int sgn, long long lo,
+                                long long hi) noexcept nogil:
+    """Given that the condition differs at lo and hi, the last i in [lo, hi) where it equals
+    its value at lo. First a guess from
+    the root of A − C·i(i+1) = 0, checked (and moved by at most 2) with the exact test; if that
+    fails, bisection. Either way the same index (the condition is monotone in i, also in
+    floating point), so results do not depend on which path found it."""
+    cdef bint first = holds(A, C, sgn, lo)
+    cdef double r = A / C, t
+    cdef long long e = lo, L = lo, R = hi, mid
+    cdef int moves = 0
+    if r > 0.0:
+        t = (sqrt(1.0 + 4.0 * r) - 1.0) * 0.5
+        if t >= <double>(hi - 1):
+            e = hi - 1
+        elif t > <double>lo:
+            e = <long long>t
+    while e > lo and holds(A, C, sgn, e) != first and moves < 2:
+        e -= 1
+        moves += 1
+    while e + 1 < hi and holds(A, C, sgn, e + 1) == first and moves < 4:
+        e += 1
+        moves += 1
+    if holds(A, C, sgn, e) == first and holds(A, C, sgn, e + 1) != first:
+        return e
+    while R - L > 1:  # invariant: holds(L) == first, holds(R) != first
+        mid = L + (R - L) // 2
+        if holds(A, C, sgn, mid) == first:
+            L = mid
+        else:
+            R = mid
+    return L
+
+
 cdef inline double interval_sum(double A, double C, int sgn, long long lo, long long hi,
                                 const double[::1] S0, const double[::1] S1) noexcept nogil:
     """Σ over i ∈ [lo, hi] where the condition holds of i(A − C pᵢ)/(1 + G pᵢ). The condition is
     monotone in i, so it holds on a prefix or a suffix of [lo, hi]."""
     cdef bint a = holds(A, C, sgn, lo), b = holds(A, C, sgn, hi)
-    cdef long long L, R, mid
     if a and b:
         pass
     elif not a and not b:
         return 0.0
-    elif a:  # prefix [lo, R]: largest R with the condition
-        L = lo
-        R = hi
-        while R - L > 1:  # invariant: holds(L), not holds(R)
-            mid = L + (R - L) // 2
-            if holds(A, C, sgn, mid):
-                L = mid
-            else:
-                R = mid
-        hi = L
-    else:  # suffix [L, hi]
-        L = lo
-        R = hi
-        while R - L > 1:  # invariant: not holds(L), holds(R)
-            mid = L + (R - L) // 2
-            if holds(A, C, sgn, mid):
-                R = mid
-            else:
-                L = mid
-        lo = R
+    elif a:  # prefix [lo, last_true]
+        hi = last_true(A, C, sgn, lo, hi)
+    else:  # suffix [last false + 1, hi]
+        lo = last_true(A, C, sgn, lo, hi) + 1
     return A * (S0[hi] - S0[lo - 1]) - C * (S1[hi] - S1[lo - 1])
 
 
@@ -215,22 +233,31 @@ def lazy_margins(const long long[::1] indptr, const int[::1] indices, const doub
                  const long long[::1] rows, long long k, const double[::1] x,
                  const long long[::1] last, const double[::1] H, const double[::1] z0,
                  const double[::1] mu, const double[::1] S0, const double[::1] S1,
-                 double eta, double l1, double l2, double[::1] out):
+                 double eta, double l1, double l2, double[::1] out, long long tick,
+                 long long[::1] stamp, double[::1] yval):
     """out[t] = x_{rows[t]}ᵀyₖ with yₖ = (1 − 1/θₖ)xₖ₋₁ + (1/θₖ)zₖ₋₁ evaluated just in time on
-    the row's columns (read-only: the stored state is not changed)."""
+    the row's columns (read-only: the stored state is not changed). A column shared by several
+    sampled rows is evaluated once: yval[j] caches yₖ[j] for this call, valid where
+    stamp[j] == tick (scratch arrays of length d; tick > 0 must differ between calls)."""
     cdef Py_ssize_t nt = rows.shape[0], t
     cdef long long q, r, j
-    cdef double s, xv, zv, wa = (<double>k - 1.0) / (<double>k + 1.0), wb = 2.0 / (<double>k + 1.0)
-    cdef double pprev = pk(k - 1)
+    cdef double s, xv, zv, yv, wa = (<double>k - 1.0) / (<double>k + 1.0)
+    cdef double wb = 2.0 / (<double>k + 1.0), pprev = pk(k - 1)
     with nogil:  # O(nnz of the batch · log m): serial
       for t in range(nt):
         r = rows[t]
         s = 0.0
         for q in range(indptr[r], indptr[r + 1]):
             j = indices[q]
-            xv = caught_up(x[j], last[j], k - 1, z0[j], mu[j], H[j], eta, l1, l2, S0, S1)
-            zv = zval(z0[j], mu[j], H[j], pprev, eta, l1, l2)
-            s = s + data[q] * (wa * xv + wb * zv)
+            if stamp[j] == tick:
+                yv = yval[j]
+            else:
+                xv = caught_up(x[j], last[j], k - 1, z0[j], mu[j], H[j], eta, l1, l2, S0, S1)
+                zv = zval(z0[j], mu[j], H[j], pprev, eta, l1, l2)
+                yv = wa * xv + wb * zv
+                yval[j] = yv
+                stamp[j] = tick
+            s = s + data[q] * yv
         out[t] = s
 
 

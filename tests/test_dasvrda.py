@@ -188,13 +188,14 @@ def test_lazy_stage_equals_dense_recursion(l1, l2):
     V.prefix_sums(m, eta, l2, S0, S1)
     vbuf = np.zeros(d)
     supp = np.empty(d, dtype=np.int64)
+    stamp, yval = np.zeros(d, dtype=np.int64), np.empty(d)
     for k in range(1, m + 1):
         th = (k + 1) / 2
         yk = (1 - 1 / th) * x + z / th
         rows = rng.integers(0, n, 5).astype(np.int64)
         ml = np.empty(5)
         V.lazy_margins(S.indptr, S.indices, S.data, rows, k, xl, last, H, z0, mu, S0, S1,
-                       eta, l1, l2, ml)
+                       eta, l1, l2, ml, k, stamp, yval)   # shared columns: evaluated once
         np.testing.assert_allclose(ml, S[rows] @ yk, rtol=1e-11, atol=1e-12)
         coef = np.tanh(ml)  # any function of the margins
         v = S[rows].T @ coef

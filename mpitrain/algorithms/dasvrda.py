@@ -372,6 +372,10 @@ class DASVRDA(_VR):
         self.S0 = np.empty(self.m + 1)
         self.S1 = np.empty(self.m + 1)
         V.prefix_sums(self.m, self.eta, self.l2, self.S0, self.S1)
+        if self.lazy:   # scratch of lazy_margins (not state: any values are valid on resume)
+            self.tick = 0
+            self.stamp = np.zeros(d, dtype=np.int64)
+            self.yval = np.empty(d)
 
     def begin_stage(self):
         """ỹₛ from the outer momentum (with the restart rules); inner state from ỹₛ."""
@@ -407,8 +411,10 @@ class DASVRDA(_VR):
         if self.lazy:
             rows = self.local_rows(batch)
             mb = self.mb[:rows.shape[0]]
+            self.tick += 1
             V.lazy_margins(self.indptr, self.indices, self.data, rows, k, self.x, self.last,
-                           self.H, self.z0, self.mu, self.S0, self.S1, eta, l1, l2, mb)
+                           self.H, self.z0, self.mu, self.S0, self.S1, eta, l1, l2, mb,
+                           self.tick, self.stamp, self.yval)
             coef = self.coefs(rows, mb)
             if self.sparse_comm:   # O(nnz of the batch), one Allgatherv
                 cnt = self.exchange(batch, rows, coef)
