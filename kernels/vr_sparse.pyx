@@ -5,7 +5,8 @@ Python allocates every buffer; kernels fill them in place. Parallel loops write 
 outputs; sums are taken in a fixed order, so results do not depend on the thread count.
 
 Sampled rows: `rows` holds LOCAL row numbers of this rank's shard (a mini-batch may repeat a
-row). Dense X is C-contiguous float64; CSR has int64 indptr, int32 indices, float64 data.
+row); `batch` (the sparse exchange) holds the GLOBAL rows in draw order. Dense X is
+C-contiguous float64; CSR has int64 indptr, int32 indices, float64 data.
 
 Lazy ("just-in-time") DASVRDA inner loop on sparse data (see mpitrain/algorithms/dasvrda.py):
 inside a stage with anchor z₀ = ỹ, full gradient μ, step η and θₖ = (k+1)/2, write
@@ -18,7 +19,8 @@ for a coordinate whose H did not change in steps a+1..k. With A = z₀ − ηH/2
 E = η l1/4, G = η l2/4: zᵢ = (A − (B±E)pᵢ)/(1 + G pᵢ) on two index intervals (found by
 bisection: the sign conditions are linear in pᵢ) and 0 elsewhere, so the sum is two
 differences of the per-stage prefix sums S0[i] = Σ r/(1+G p_r), S1[i] = Σ r·p_r/(1+G p_r).
-Catching a coordinate up costs O(log m), independent of how many steps it missed.
+Catching a coordinate up costs O(1) (a root, checked exactly; O(log m) bisection as the
+fallback), independent of how many steps it missed.
 """
 import numpy as np
 

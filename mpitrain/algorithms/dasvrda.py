@@ -19,19 +19,24 @@ DASVRDA (outer acceleration, θ̃ indexing "(s+2)/2": θ̃ₛ = (1 − 1/γ)(s +
     (x̃ₛ, z̃ₛ) = (xₘ, zₘ)
 Restarts: "adaptive" resets the outer momentum (x̃ₛ₋₂ = z̃ₛ₋₁ = x̃ₛ₋₁, s = 1) when
 (ỹₛ₋₁ − x̃ₛ₋₁)ᵀ(ỹₛ − x̃ₛ₋₁) > 0; "fixed" resets every `restart_every` stages.
-Defaults: b = ⌊√n⌋, m = ⌊n/b⌋, η = 1/((1 + γ(m+1)/b)·L) with L = max Lᵢ (uniform sampling).
+Defaults: b = ⌊√n⌋, m = ⌊n/b⌋, η = PRACTICAL_C/L (`step = "theory"`: η = 1/((1 + γ(m+1)/b)·L)),
+L = max Lᵢ under uniform sampling, L̄ = mean Lᵢ under importance sampling (qᵢ = Lᵢ/ΣLⱼ, each
+sampled difference weighted by 1/(n qᵢ), so E[gₖ] = ∇F(yₖ)).
 
 Distribution: data-parallel, every iterate replicated. The mini-batch of every inner step is
 drawn from one RNG stream that all ranks share; a rank evaluates the sampled rows it owns and
-ONE Allreduce(d) per inner step sums the correction Σ[∇fᵢ(y) − ∇fᵢ(x̃)]; one Allreduce(d+1)
-per stage gives ∇F(x̃) and F(x̃). The margins at x̃ are cached per stage, so ∇fᵢ(x̃) costs
-O(1). Iterates therefore depend on P only through the summation order of the Allreduce.
+ONE collective per inner step sums the correction Σ[∇fᵢ(y) − ∇fᵢ(x̃)]: for CSR data an
+Allgatherv of every rank's (column, value) pairs merged in draw order (`exchange`: the same
+floating-point sum as one rank's serial scatter, so the inner step does not depend on P), or
+an Allreduce(d) (`communication = "dense"`, and always for dense data). One Allreduce(d+1) per
+stage gives ∇F(x̃) and F(x̃). The margins at x̃ are cached per stage, so ∇fᵢ(x̃) costs O(1).
+Iterates therefore depend on P only through summation orders of these Allreduces.
 
 Sparse data ("lazy" updates, the default for CSR): the dense O(d) parts of an inner step are
-done just in time (kernels/vr_sparse.pyx explains the closed form): a step costs the non-zeros
-of the sampled rows, plus, at P > 1, the O(d) Allreduce buffer and an O(d) scan for its
-support. The stored lazy state changes only on that support, which is the same on every
-rank, so replicas stay bit-identical.
+done just in time (kernels/vr_sparse.pyx explains the closed form): with the sparse exchange a
+step costs O(nnz of the sampled rows) at any P (the dense exchange adds the O(d) buffer and an
+O(d) scan for its support). The stored lazy state changes only on that support, which is the
+same on every rank, so replicas stay bit-identical.
 
 One driver step = `inner_per_step` inner iterations (0 = a whole stage); a checkpoint holds
 every iterate, the θ/stage/inner counters, the lazy bookkeeping and the RNG state.
@@ -324,7 +329,7 @@ class DASVRDA(_VR):
              "z": Array(), "gbar": Array(), "H": Array(), "last": Array(), "s_loc": Int(),
              "restarts": Int()}
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
-    summary = "doubly accelerated SVRDA: √n mini-batches, one Allreduce per inner step"
+    summary = "doubly accelerated SVRDA: √n mini-batches, one collective per inner step"
     SOLVER_SCHEMA = dict(
         _common_solver("step η (0 = the rule `step`)"),
         step=Field(str, "practical", "the step when eta = 0: practical η = PRACTICAL_C/L "
