@@ -371,3 +371,30 @@ def test_sigterm_resume_bit_identical(tmp_path, rt_h5):
     fa = json.load(open(os.path.join(out3, "summary.json")))["objective"]
     fb = json.load(open(os.path.join(ref_out, "summary.json")))["objective"]
     assert abs(fa - fb) <= 1e-6 * abs(fb)
+
+
+# ------------------------------------------------------------- the shipped job files
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("name,fixture", [("fadl-digits-2vr", "digits2_h5"),
+                                          ("fadl-rt-polarity", "rt_h5"),
+                                          ("lbfgs-digits-2vr", "digits2_h5"),
+                                          ("lbfgs-rt-polarity", "rt_h5")])
+def test_shipped_jobs_stop_cleanly_without_fallback_storms(tmp_path, request, name, fixture):
+    """jobs/*.toml as shipped (data path aside) at P = 2: a certified stop reason printed on
+    the console's last line, no line-search failure, at most a few step-rule fallbacks."""
+    import json
+    from util import ROOT
+    path = request.getfixturevalue(fixture)
+    out = str(tmp_path / "run")
+    r = cli(["run", os.path.join(ROOT, "jobs", f"{name}.toml"), "--out", out,
+             "--set", f'data.train="{path}"', "--set", f'data.test="{path}"',
+             "--set", "checkpoint.every=0"], nranks=2, timeout=200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summ = json.load(open(os.path.join(out, "summary.json")))
+    assert summ["stop_reason"] in ("certified gap", "gradient tolerance",
+                                   "converged: floating-point floor"), summ["stop_reason"]
+    assert "zoom found no acceptable step" not in r.stdout + r.stderr
+    assert summ["stop_reason"] in r.stdout.strip().splitlines()[-1]
+    assert summ["cert_gap"] <= 1e-8 * summ["objective"]
+    assert summ.get("fallbacks", 0) <= 3
