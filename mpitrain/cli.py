@@ -65,12 +65,13 @@ def _parser():
                          "feature frequencies, written straight to HDF5")
     sy.add_argument("output", help="HDF5 file to write")
     sy.add_argument("--n", type=int, default=200000, help="rows in all, train and test "
-                    "together (default 200000)")
+                    "together: the last 10%% form the test group (default 200000)")
     sy.add_argument("--d", type=int, default=2**20, help="features (default 2^20)")
     sy.add_argument("--nnz", type=int, default=75, help="non-zeros per row")
     sy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     de = dsub.add_parser("describe", help="summary of a dataset file")
-    de.add_argument("path", help="dataset file (HDF5, LIBSVM or .npy)")
+    de.add_argument("path", help="dataset file (HDF5, LIBSVM, CSV, .npy or .npz) or a glob "
+                    "of parts")
 
     i = sub.add_parser("inspect", help="print a checkpoint's or final model's manifest and "
                        "arrays", description="Print the manifest (algorithm, job hash, model "
@@ -345,13 +346,13 @@ def _data(args):
     if args.data_verb == "synth":
         info = datasets.synth(args.output, n=args.n, d=args.d, nnz_per_row=args.nnz,
                               seed=args.seed)
-        print(f"wrote {args.output}: {info}")
+        print(f"wrote {args.output}: {info['n_train']} training rows (group train) + "
+              f"{info['n_test']} test rows (group test) = {args.n} rows x {info['d']} "
+              f"features, {info['nnz']} non-zeros")
         return 0
     if args.data_verb == "describe":
-        if not os.path.exists(args.path):
-            from .errors import InputMissing
-            raise InputMissing(f"{args.path}: not found")
-        print(datasets.describe(args.path))
+        from .data import describe
+        print(describe(args.path))
         return 0
     return EX_USAGE
 

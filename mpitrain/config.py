@@ -96,9 +96,14 @@ JOB_SCHEMA = {
 }
 
 DATA_SCHEMA = {
-    "train": Field(str, help="training data: .h5 (dense X or CSR), LIBSVM text, or .npy"),
+    "train": Field(str, help="training data: .h5 (dense X or CSR), LIBSVM text, CSV, .npy "
+                   "or .npz; a glob pattern (data/part-*) reads the matches as one dataset; "
+                   "a relative path is relative to the job file"),
     "test": Field(str, "", "test data (same formats); optional"),
-    "format": Field(str, "auto", "file format", choices=["auto", "h5", "libsvm", "npy"]),
+    "format": Field(str, "auto", "file format (auto: from the extension; LIBSVM otherwise)",
+                    choices=["auto", "h5", "libsvm", "csv", "npy", "npz"]),
+    "label_column": Field(str, "0", "CSV: the label column, by header name or 0-based index "
+                          "(a header line is detected when a field is not a number)"),
     "train_group": Field(str, "train", "HDF5 group of the training rows (root if absent)"),
     "test_group": Field(str, "test", "HDF5 group of the test rows (root if absent)"),
     "features": Field(int, 0, "number of features; 0 = from the data", min=0),
@@ -229,6 +234,9 @@ def job_hash(job, algo_cls):
     keep = {s: {k: v for k, v in job[s].items() if schema[s][k].affects_result}
             for s in job}
     # Data paths: the file's name, not its directory, so a moved run directory still resumes.
+    for key in ("train", "test"):
+        if key in keep.get("data", {}):
+            keep["data"][key] = os.path.basename(keep["data"][key])
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -13,6 +13,7 @@ Rows are split in contiguous blocks (`comm.block_range`) for HDF5/npy, and by by
 LIBSVM, so a shard's global row range is known (`Shard.start`, `Shard.stop`).
 Every problem with the data is a `DataError` (exit 65) naming the file and the line or row.
 """
+import glob
 import os
 
 import numpy as np
@@ -100,6 +101,42 @@ def dense_rows(shard, idx):
     return np.ascontiguousarray(X.toarray() if sp.issparse(X) else X)
 
 
+def describe(path, fmt="auto"):
+    """`mpitrain data describe`: a summary of a dataset in any format (HDF5 files through
+    datasets.describe, with their provenance; other formats are read serially)."""
+    if not _exists(path):
+        raise InputMissing(f"{os.path.abspath(path)}: not found")
+    fmt = detect_format(path, fmt)
+    if fmt == "h5" and not glob.has_magic(path):
+        from . import datasets
+        try:
+            return datasets.describe(path)
+        except OSError as exc:
+            raise DataError(f"{path}: not a readable HDF5 file ({exc})")
+    from mpi4py import MPI
+
+    from .comm import World
+    s = load(World(MPI.COMM_SELF), path, fmt=fmt, group="train")
+    lines = [f"{path}  ({fmt}, {_size(path) / 2**20:.1f} MiB)"]
+    if s.sparse:
+        lines.append(f"  csr {s.n}x{s.d} nnz={s.nnz} ({s.nnz / max(s.n, 1):.1f}/row, density "
+                     f"{s.nnz / max(s.n * s.d, 1):.2e})")
+    else:
+        lines.append(f"  dense {s.n}x{s.d} {s.X.dtype}")
+    vals, cnts = np.unique(s.y, return_counts=True)
+    names = getattr(s, "classes", None)
+    lab = ", ".join(f"{names[int(v)] if names is not None else format(v, 'g')}:{c}"
+                    for v, c in zip(vals, cnts)) if vals.size <= 20 \
+        else f"{vals.size} distinct values"
+    lines.append(f"  labels {{{lab}}}")
+    return "\n".join(lines)
+
+
+def _size(path):
+    return sum(os.path.getsize(p) for p in (sorted(glob.glob(path)) if glob.has_magic(path)
+                                            else [path]))
+
+
 def _csr64(m):
     """CSR with int64 indptr and int32 indices (the kernels' layout)."""
     m.indptr = m.indptr.astype(np.int64, copy=False)
@@ -107,32 +144,74 @@ def _csr64(m):
     return m
 
 
+def resolve_path(path, job_path):
+    """Where a data path of job file `job_path` points: `~` expanded; an absolute path as
+    given; a relative one against the job file's directory, or against the working
+    directory when the file (or, for a glob pattern, a match) is only there (job files
+    written before paths were relative to the job file). Returns an absolute path."""
+    if not path:
+        return path
+    p = os.path.expanduser(path)
+    if os.path.isabs(p):
+        return p
+    beside = os.path.join(os.path.dirname(os.path.abspath(job_path)), p)
+    if _exists(beside) or not _exists(p):
+        return os.path.normpath(beside)
+    return os.path.abspath(p)
+
+
+def _exists(path):
+    return bool(glob.glob(path)) if glob.has_magic(path) else os.path.exists(path)
+
+
 def detect_format(path, fmt="auto"):
+    """The format of `path` (a file or a glob pattern): `fmt` unless "auto", else from the
+    extension: .h5/.hdf5 HDF5, .npy, .npz, .csv/.tsv CSV, anything else LIBSVM text."""
     if fmt != "auto":
         return fmt
     ext = os.path.splitext(path)[1].lower()
     if ext in (".h5", ".hdf5", ".he5"):
         return "h5"
-    if ext == ".npy":
-        return "npy"
+    if ext in (".npy", ".npz"):
+        return ext[1:]
+    if ext in (".csv", ".tsv"):
+        return "csv"
     return "libsvm"
+
+
+def expand(path):
+    """The files of a data path: a glob pattern (`part-*`) is every match in sorted order,
+    read as one dataset; a plain path is itself."""
+    if glob.has_magic(path):
+        return sorted(p for p in glob.glob(path) if os.path.isfile(p))
+    return [path]
 
 
 def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
          positive=(), binary=False, normalize="none", max_rows=0, dtype=np.float64,
-         width_from=None, what="train"):
+         width_from=None, what="train", label_column="0"):
     """Load this rank's shard of `path` collectively (a DataError on any rank is raised on
-    every rank). `binary`: labels must be ±1 (or 1/0, mapped to ±1) after `positive`.
-    `width_from`: a training Shard whose width the test data must fit."""
-    if not os.path.exists(path):
-        err = InputMissing(f"{path}: {what} data file not found")
+    every rank). `path` may be a glob pattern: the matching files in sorted order form one
+    dataset, split by rows (HDF5, .npy, .npz) or bytes (LIBSVM, CSV) so that a rank reads
+    only the files, and the parts of files, that hold its rows. `binary`: labels must be ±1
+    (or 1/0, mapped to ±1) after `positive`. `width_from`: a training Shard whose width the
+    test data must fit. String labels (CSV, HDF5, .npy, .npz) become class indices 0..K-1
+    in sorted order over all ranks; the names are `Shard.classes`."""
+    paths = expand(path)
+    if not paths or not os.path.exists(paths[0]):
+        err = InputMissing(f"{os.path.abspath(path)}: {what} data "
+                           + ("file not found" if not glob.has_magic(path) else
+                              "pattern matches no file"))
         collectively(world, _raise, err)
     fmt = detect_format(path, fmt)
-    reader = {"h5": _read_h5, "npy": _read_npy, "libsvm": _read_libsvm}[fmt]
-    if fmt == "libsvm":
-        shard = reader(world, path, zero_based=zero_based, max_rows=max_rows)
+    if fmt in ("libsvm", "csv"):
+        shard = _read_text(world, path, paths, fmt, zero_based=zero_based,
+                           label_column=label_column)
+        if max_rows:
+            shard = collectively(world, _cap_rows, world, shard, max_rows)
     else:
-        shard = collectively(world, reader, world, path, group=group, max_rows=max_rows)
+        shard = collectively(world, _read_rows, world, path, paths, fmt, group, max_rows)
+    collectively(world, _class_labels, world, shard)
     collectively(world, _finish, world, shard, features=features, normalize=normalize,
                  dtype=dtype, width_from=width_from, what=what)
     collectively(world, _labels, world, shard, positive=positive, binary=binary)
@@ -169,15 +248,62 @@ def _numeric(where, dtype, what, integer=False):
         raise DataError(f"{where}: {what} has non-numeric dtype {dtype}")
 
 
-def _read_h5(world, path, group=None, max_rows=0):
+
+# -- row-indexed formats: HDF5, .npy, .npz --------------------------------------------------
+def _read_rows(world, path, paths, fmt, group, max_rows):
+    """This rank's block of rows of one or several files: every rank reads every file's
+    header (row count and width), then only the slices of the files its block covers."""
+    meta, read = {"h5": (_h5_meta, _h5_slice), "npy": (_npy_meta, _npy_slice),
+                  "npz": (_npz_meta, _npz_slice)}[fmt]
+    metas = [meta(p, group) for p in paths]
+    sizes = np.array([m[0] for m in metas], dtype=np.int64)
+    n = int(sizes.sum())
+    where = metas[0][2] if len(paths) == 1 else f"{path} ({len(paths)} files)"
+    if max_rows:
+        n = min(n, max_rows)
+    _check_rows(n, world.size, where)
+    dense = [m[3] for m in metas]
+    if len(set(dense)) > 1:
+        raise DataError(f"{path}: the files mix dense and CSR layouts "
+                        f"({paths[dense.index(True)]} is dense, "
+                        f"{paths[dense.index(False)]} is CSR)")
+    widths = [m[1] for m in metas]
+    if dense[0] and len(set(widths)) > 1:
+        i = widths.index(max(widths))
+        raise DataError(f"{paths[i]}: {widths[i]} columns, but {paths[0]} has {widths[0]}")
+    d = max(widths)
+    start, stop = block_range(n, world.size, world.rank)
+    Xs, ys = [], []
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    for i, p in enumerate(paths):
+        a, b = max(start, offsets[i]), min(stop, offsets[i + 1])
+        if a < b:
+            X, y = read(p, group, int(a - offsets[i]), int(b - offsets[i]), int(offsets[i]))
+            Xs.append(X if dense[0] else sp.csr_matrix(X, shape=(X.shape[0], d)))
+            ys.append(y)
+    if len({y.dtype.kind for y in ys}) > 1:
+        raise DataError(f"{where}: the labels are numbers in some rows and strings in "
+                        "others; use one kind")
+    X = np.concatenate(Xs) if dense[0] else sp.vstack(Xs, format="csr")
+    if not dense[0]:
+        X.indices = X.indices.astype(np.int32, copy=False)
+    return Shard(X, np.concatenate(ys), start, stop, n, d, where)
+
+
+def _h5_group(f, path, group):
+    import h5py
+    g = f[group] if group and group in f else f
+    if isinstance(g, h5py.Dataset):
+        raise DataError(f"{path}: '{group}' is a dataset, not a group: store the rows as "
+                        f"datasets X (or indptr/indices/data) and y inside a group '{group}'")
+    return g, f"{path}:{g.name}"
+
+
+def _h5_meta(path, group):
+    """(rows, width, where, dense) of an HDF5 file's group, every layout check done."""
     import h5py
     with _open_h5(path) as f:
-        g = f[group] if group and group in f else f
-        where = f"{path}:{g.name}"
-        if isinstance(g, h5py.Dataset):
-            raise DataError(f"{path}: '{group}' is a dataset, not a group: store the rows as "
-                            f"datasets X (or indptr/indices/data) and y inside a group "
-                            f"'{group}'")
+        g, where = _h5_group(f, path, group)
         if "y" not in g:
             raise DataError(f"{where}: dataset 'y' (labels) is missing")
         y_ds = g["y"]
@@ -185,62 +311,80 @@ def _read_h5(world, path, group=None, max_rows=0):
             raise DataError(f"{where}/y: is a group, not a dataset of labels")
         if y_ds.ndim != 1:
             raise DataError(f"{where}/y: expected 1-D labels, got shape {y_ds.shape}")
-        if y_ds.dtype.kind in "SUOV":
-            raise DataError(f"{where}/y: labels stored as strings (dtype {y_ds.dtype}) are "
-                            "not supported; store numeric labels")
-        _numeric(f"{where}/y", y_ds.dtype, "the label dataset")
+        if y_ds.dtype.kind not in "SUO":  # strings are class names (_class_labels)
+            _numeric(f"{where}/y", y_ds.dtype, "the label dataset")
         n = y_ds.shape[0]
-        if max_rows:
-            n = min(n, max_rows)
-        _check_rows(n, world.size, where)
-        start, stop = block_range(n, world.size, world.rank)
         if "X" in g:
             X_ds = g["X"]
             if not isinstance(X_ds, h5py.Dataset) or X_ds.ndim != 2:
                 raise DataError(f"{where}/X: expected a 2-D dataset (rows x features), got "
                                 f"{getattr(X_ds, 'shape', 'a group')}")
-            if X_ds.shape[0] != y_ds.shape[0]:
+            if X_ds.shape[0] != n:
                 raise DataError(f"{where}/X: shape {X_ds.shape}: {X_ds.shape[0]} rows but y "
-                                f"has {y_ds.shape[0]} labels")
+                                f"has {n} labels")
             _numeric(f"{where}/X", X_ds.dtype, "the feature matrix")
-            d = X_ds.shape[1]
-            X = np.ascontiguousarray(X_ds[start:stop])
-        elif all(k in g for k in ("indptr", "indices", "data")):
+            return n, X_ds.shape[1], where, True
+        if all(k in g for k in ("indptr", "indices", "data")):
             shape = g.attrs.get("shape")
             if shape is None or len(shape) != 2:
                 raise DataError(f"{where}: CSR group needs attribute 'shape' = (n, d)")
-            d = int(shape[1])
-            indptr = g["indptr"]
             for name in ("indptr", "indices"):
                 _numeric(f"{where}/{name}", g[name].dtype, name, integer=True)
             _numeric(f"{where}/data", g["data"].dtype, "the CSR values")
-            if indptr.shape[0] < n + 1 or int(shape[0]) != y_ds.shape[0]:
-                raise DataError(f"{where}: indptr has {indptr.shape[0]} entries and shape is "
-                                f"{tuple(shape)}, but there are {y_ds.shape[0]} labels")
-            ptr = indptr[start:stop + 1].astype(np.int64)
-            if np.any(np.diff(ptr) < 0):
-                raise DataError(f"{where}/indptr: not monotone in rows {start}..{stop}")
-            lo, hi = int(ptr[0]), int(ptr[-1])
-            if hi > g["indices"].shape[0] or hi > g["data"].shape[0]:
-                raise DataError(f"{where}: indptr points past the end of indices/data")
-            indices = g["indices"][lo:hi]  # stored dtype: checked before narrowing to int32
-            data = g["data"][lo:hi].astype(np.float64)
-            if indices.size and (indices.min() < 0 or indices.max() >= d):
-                bad = int(np.flatnonzero((indices < 0) | (indices >= d))[0])
-                row = start + int(np.searchsorted(ptr, lo + bad, side="right")) - 1
-                raise DataError(f"{where}: row {row}: feature index {indices[bad]} outside "
-                                f"the declared width {d}")
-            X = sp.csr_matrix((data, indices.astype(np.int32), ptr - lo),
-                              shape=(stop - start, d))
-        else:
-            raise DataError(f"{where}: needs dataset 'X' (dense) or 'indptr', 'indices', "
-                            "'data' (CSR)")
-        y = np.asarray(y_ds[start:stop], dtype=np.float64)
-    return Shard(X, y, start, stop, n, d, where)
+            if g["indptr"].shape[0] != n + 1 or int(shape[0]) != n:
+                raise DataError(f"{where}: indptr has {g['indptr'].shape[0]} entries and shape "
+                                f"is {tuple(shape)}, but there are {n} labels")
+            return n, int(shape[1]), where, False
+        raise DataError(f"{where}: needs dataset 'X' (dense) or 'indptr', 'indices', "
+                        "'data' (CSR)")
 
 
-# -- .npy ----------------------------------------------------------------------------------
-def _read_npy(world, path, group=None, max_rows=0):
+def _h5_slice(path, group, start, stop, first):
+    """Rows [start, stop) of an HDF5 file (checked by _h5_meta); `first`: the global row of
+    the file's row 0 (for messages)."""
+    with _open_h5(path) as f:
+        g, where = _h5_group(f, path, group)
+        y = g["y"][start:stop]
+        if "X" in g:
+            return np.ascontiguousarray(g["X"][start:stop]), _label_array(y)
+        d = int(g.attrs["shape"][1])
+        ptr = g["indptr"][start:stop + 1].astype(np.int64)
+        if np.any(np.diff(ptr) < 0):
+            raise DataError(f"{where}/indptr: not monotone in rows {start}..{stop}")
+        lo, hi = int(ptr[0]), int(ptr[-1])
+        if lo < 0 or hi > g["indices"].shape[0] or hi > g["data"].shape[0]:
+            raise DataError(f"{where}: indptr points past the end of indices/data")
+        indices = g["indices"][lo:hi]  # stored dtype: checked before narrowing to int32
+        data = g["data"][lo:hi].astype(np.float64)
+        if indices.size and (indices.min() < 0 or indices.max() >= d):
+            bad = int(np.flatnonzero((indices < 0) | (indices >= d))[0])
+            row = first + start + int(np.searchsorted(ptr, lo + bad, side="right")) - 1
+            raise DataError(f"{where}: row {row}: feature index {indices[bad]} outside "
+                            f"the declared width {d}")
+        X = sp.csr_matrix((data, indices.astype(np.int32), ptr - lo),
+                          shape=(stop - start, d))
+        return X, _label_array(y)
+
+
+def _label_array(y):
+    """Labels as float64, or as str when they are strings (class names)."""
+    y = np.asarray(y)
+    if y.dtype.kind in "SO":
+        try:
+            return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in y])
+        except UnicodeDecodeError as exc:
+            raise DataError(f"labels are not UTF-8 text ({exc})")
+    if y.dtype.kind == "U":
+        return y
+    return y.astype(np.float64)
+
+
+def _npy_meta(path, group=None):
+    a = _npy(path)
+    return a.shape[0], a.shape[1] - 1, path, True
+
+
+def _npy(path):
     try:
         a = np.load(path, mmap_mode="r")
     except (ValueError, OSError) as exc:
@@ -248,77 +392,261 @@ def _read_npy(world, path, group=None, max_rows=0):
     if a.ndim != 2 or a.shape[1] < 2:
         raise DataError(f"{path}: expected a 2-D array (label in column 0, features after), "
                         f"got shape {a.shape}")
-    _numeric(path, a.dtype, "the array")
-    n = a.shape[0] if not max_rows else min(a.shape[0], max_rows)
-    _check_rows(n, world.size, path)
-    start, stop = block_range(n, world.size, world.rank)
-    block = np.array(a[start:stop])
-    return Shard(np.ascontiguousarray(block[:, 1:]), block[:, 0].astype(np.float64), start,
-                 stop, n, a.shape[1] - 1, path)
+    if a.dtype.kind not in "US":
+        _numeric(path, a.dtype, "the array")
+    return a
 
 
-# -- LIBSVM ------------------------------------------------------------------------------
-def _line_aligned_range(fh, size, size_p, rank):
-    """Byte range [a, b) of rank's part: each boundary moved to the next line start."""
-    def align(pos):
-        if pos <= 0:
-            return 0
-        if pos >= size:
-            return size
-        fh.seek(pos - 1)
-        fh.readline()
-        return fh.tell()
-    return align(size * rank // size_p), align(size * (rank + 1) // size_p)
+def _npy_slice(path, group, start, stop, first):
+    block = np.array(_npy(path)[start:stop])
+    X = block[:, 1:]
+    if block.dtype.kind in "US":  # string labels in column 0: the features must be numbers
+        try:
+            X = X.astype(np.float64)
+        except ValueError as exc:
+            raise DataError(f"{path}: rows {first + start}..{first + stop - 1}: a feature is "
+                            f"not a number ({exc})")
+    return np.ascontiguousarray(X), _label_array(block[:, 0])
 
 
-def _read_libsvm(world, path, zero_based=False, max_rows=0):
-    """Parse this rank's byte range; agree on rows, line numbers and width collectively."""
-    from ._kernels.libsvm import ParseError, parse
+def _npz(path):
+    """The arrays of an .npz: X (dense, 2-D) or CSR (indptr, indices, data, shape: the
+    layout of scipy.sparse.save_npz), and y."""
+    try:
+        z = np.load(path, allow_pickle=False)
+        arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})")
+    if "y" not in arrays:
+        raise DataError(f"{path}: array 'y' (labels) is missing (has: "
+                        f"{', '.join(sorted(arrays)) or 'nothing'})")
+    y = arrays["y"]
+    if y.ndim != 1:
+        raise DataError(f"{path}: y: expected 1-D labels, got shape {y.shape}")
+    if "X" in arrays:
+        X = arrays["X"]
+        if X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise DataError(f"{path}: X has shape {X.shape} but y has {y.shape[0]} labels")
+        _numeric(f"{path}: X", X.dtype, "the feature matrix")
+        return X, y
+    if all(k in arrays for k in ("indptr", "indices", "data", "shape")):
+        for k in ("indptr", "indices"):
+            _numeric(f"{path}: {k}", arrays[k].dtype, k, integer=True)
+        _numeric(f"{path}: data", arrays["data"].dtype, "the CSR values")
+        shape = tuple(int(s) for s in arrays["shape"])
+        if len(shape) != 2 or shape[0] != y.shape[0] or arrays["indptr"].shape != (shape[0] + 1,):
+            raise DataError(f"{path}: CSR shape {shape} and indptr do not match "
+                            f"{y.shape[0]} labels")
+        ind = arrays["indices"]
+        if ind.size and (ind.min() < 0 or ind.max() >= shape[1]):
+            raise DataError(f"{path}: a feature index is outside the width {shape[1]}")
+        X = sp.csr_matrix((arrays["data"].astype(np.float64), ind.astype(np.int32),
+                           arrays["indptr"].astype(np.int64)), shape=shape)
+        return X, y
+    raise DataError(f"{path}: needs arrays X and y (dense) or indptr, indices, data, shape "
+                    "and y (CSR)")
 
+
+def _npz_meta(path, group=None):
+    X, _ = _npz(path)
+    return X.shape[0], X.shape[1], path, not sp.issparse(X)
+
+
+def _npz_slice(path, group, start, stop, first):
+    X, y = _npz(path)  # an .npz is read whole (zip members cannot be sliced)
+    X = X[start:stop]
+    return (np.ascontiguousarray(X) if not sp.issparse(X) else X), _label_array(y[start:stop])
+
+
+# -- text formats: LIBSVM, CSV ---------------------------------------------------------------
+def _text_share(world, paths):
+    """This rank's share of the files read as one byte stream, split at line starts:
+    [(file index, bytes, newlines before it in its file)]. A file that does not end in a
+    newline gets one. The line offsets come from one allgather of the segments' newline
+    counts: no rank reads bytes of another's share."""
     def local():
         try:
-            size = os.path.getsize(path)
-            with open(path, "rb") as fh:
-                a, b = _line_aligned_range(fh, size, world.size, world.rank)
-                fh.seek(a)
-                text = fh.read(b - a)
+            sizes = [os.path.getsize(p) for p in paths]
+            total = sum(sizes)
+            lo, hi = total * world.rank // world.size, total * (world.rank + 1) // world.size
+            segs, off = [], 0
+            for i, (p, size) in enumerate(zip(paths, sizes)):
+                a, b = min(max(lo - off, 0), size), min(max(hi - off, 0), size)
+                off += size
+                if a >= b:
+                    continue
+                with open(p, "rb") as fh:
+                    a, b = _align(fh, size, a), _align(fh, size, b)
+                    if a >= b:
+                        continue
+                    fh.seek(a)
+                    text = fh.read(b - a)
+                if not text.endswith(b"\n"):
+                    text += b"\n"
+                segs.append((i, a, text))
+            return segs
         except OSError as exc:
-            raise DataError(f"{path}: cannot read ({exc.strerror})")
-        return text
+            raise DataError(f"{exc.filename or paths[0]}: cannot read ({exc.strerror})")
 
-    text = collectively(world, local)
-    lines_before = world.comm.exscan(text.count(b"\n")) if world.size > 1 else 0
-    lines_before = lines_before or 0
+    segs = collectively(world, local)
+    mine = [(i, a, t.count(b"\n")) for i, a, t in segs]
+    every = world.comm.allgather(mine) if world.size > 1 else [mine]
+    flat = [s for part in every for s in part]
+    out = []
+    for i, a, text in segs:
+        before = sum(c for j, b, c in flat if j == i and b < a)
+        out.append((i, text, before))
+    return out
 
-    def parse_local():
-        try:
-            return parse(text, zero_based)
-        except ParseError as exc:
-            raise DataError(f"{path}: line {lines_before + exc.line + 1}: {exc.reason}")
-        except UnicodeDecodeError as exc:  # pragma: no cover - parse works on bytes
-            raise DataError(f"{path}: undecodable bytes ({exc})")
 
-    y, indptr, indices, data, max_index, _ = collectively(world, parse_local)
-    counts = np.array(world.comm.allgather(len(y)), dtype=np.int64)
+def _align(fh, size, pos):
+    """`pos` moved to the next line start of the open file (0 and `size` stay)."""
+    if pos <= 0 or pos >= size:
+        return min(max(pos, 0), size)
+    fh.seek(pos - 1)
+    fh.readline()
+    return fh.tell()
+
+
+def _read_text(world, path, paths, fmt, *, zero_based, label_column):
+    """LIBSVM or CSV text, one file or several, split by bytes; the ranks agree on the row
+    counts and the width. Errors name the file and its line."""
+    segs = _text_share(world, paths)
+    if fmt == "csv":
+        header = collectively(world, _csv_header, paths, label_column)
+        parts = collectively(world, _parse_csv_segments, paths, segs, header)
+    else:
+        parts = collectively(world, _parse_libsvm_segments, paths, segs, zero_based)
+    ys = [p[0] for p in parts]
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    counts = np.array(world.comm.allgather(len(y)) if world.size > 1 else [len(y)],
+                      dtype=np.int64)
     n = int(counts.sum())
     start = int(counts[:world.rank].sum())
-    if max_rows and n > max_rows:
-        keep = max(0, min(len(y), max_rows - start))
-        y, indptr = y[:keep], indptr[:keep + 1]
-        indices, data = indices[:indptr[-1]], data[:indptr[-1]]
-        counts = np.minimum(counts, np.maximum(0, max_rows - np.concatenate(
-            [[0], np.cumsum(counts)[:-1]])))
-        n = max_rows
-    d = int(world.comm.allreduce(int(max_index) + 1, op=_max())) if world.size > 1 \
-        else int(max_index) + 1
-    collectively(world, _check_counts, counts, n, path)
-    X = sp.csr_matrix((data, indices, indptr), shape=(len(y), max(d, 0)))
-    return Shard(X, y, start, start + len(y), n, d, path)
+    where = path if len(paths) == 1 else f"{path} ({len(paths)} files)"
+    if fmt == "csv":
+        d = int(world.reduce_obj(max([p[1].shape[1] for p in parts], default=-1), op="max"))
+        collectively(world, _check_width, paths, segs, parts, d)
+        X = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, max(d, 0)))
+    else:
+        d = int(world.reduce_obj(max([p[1] for p in parts], default=-1), op="max")) + 1
+        X = sp.vstack([sp.csr_matrix(p[2], shape=(p[2].shape[0], max(d, 0))) for p in parts],
+                      format="csr") if parts else sp.csr_matrix((0, max(d, 0)))
+        X.indptr = X.indptr.astype(np.int64)
+        X.indices = X.indices.astype(np.int32)
+    collectively(world, _check_counts, counts, n, where)
+    return Shard(X, y, start, start + len(y), n, max(d, 0), where)
 
 
-def _max():
-    from mpi4py import MPI
-    return MPI.MAX
+def _parse_libsvm_segments(paths, segs, zero_based):
+    from ._kernels.libsvm import ParseError, parse
+    out = []
+    for i, text, before in segs:
+        try:
+            y, indptr, indices, data, max_index, _ = parse(text, zero_based)
+        except ParseError as exc:
+            raise DataError(f"{paths[i]}: line {before + exc.line + 1}: {exc.reason}")
+        X = sp.csr_matrix((data, indices, indptr), shape=(len(y), int(max_index) + 1))
+        out.append((y, int(max_index), X))
+    return out
+
+
+def _check_width(paths, segs, parts, d):
+    for (i, _, _), (_, X) in zip(segs, parts):
+        if X.shape[1] != d:
+            raise DataError(f"{paths[i]}: {X.shape[1] + 1} columns, but other files have "
+                            f"{d + 1}")
+
+
+def _csv_dialect(line):
+    return "\t" if b"\t" in line and b"," not in line else ","
+
+
+def _csv_header(paths, label_column):
+    """Per file: (delimiter, has a header line, label column index, feature names). A
+    first line is a header when one of its fields (other than the label) is not a number."""
+    out = []
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                first = fh.readline()
+        except OSError as exc:
+            raise DataError(f"{p}: cannot read ({exc.strerror})")
+        delim = _csv_dialect(first)
+        try:
+            fields = [f.strip() for f in first.decode("utf-8").rstrip("\r\n").split(delim)]
+        except UnicodeDecodeError:
+            raise DataError(f"{p}: line 1: not UTF-8 text")
+        label = str(label_column).strip()
+        has_header = label in fields and not label.lstrip("-").isdigit() or any(
+            not _is_number(f) for j, f in enumerate(fields) if j != _col(label, fields, p))
+        if has_header and not label.lstrip("-").isdigit() and label not in fields:
+            raise DataError(f"{p}: line 1: no column named {label!r} (columns: "
+                            f"{', '.join(fields)}); set [data] label_column")
+        col = _col(label, fields, p) if has_header or label.lstrip("-").isdigit() else None
+        if col is None:
+            raise DataError(f"{p}: [data] label_column = {label!r} names a column, but the "
+                            "file has no header line")
+        out.append((delim, has_header, col, len(fields)))
+    return out
+
+
+def _col(label, fields, path):
+    if label.lstrip("-").isdigit():
+        j = int(label)
+        if not -len(fields) <= j < len(fields):
+            raise DataError(f"{path}: [data] label_column = {j} but the rows have "
+                            f"{len(fields)} columns")
+        return j % len(fields)
+    return fields.index(label) if label in fields else -1
+
+
+def _is_number(s):
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_csv_segments(paths, segs, header):
+    out = []
+    for i, text, before in segs:
+        delim, has_header, col, width = header[i]
+        lines = text.decode("utf-8", errors="replace").splitlines()
+        first_line = before + 1
+        if has_header and before == 0:
+            lines, first_line = lines[1:], 2
+        labels, rows = [], []
+        for k, line in enumerate(lines):
+            if not line.strip():
+                continue
+            fields = line.split(delim)
+            if len(fields) != width:
+                raise DataError(f"{paths[i]}: line {first_line + k}: {len(fields)} fields, "
+                                f"expected {width}")
+            labels.append(fields[col].strip())
+            rows.append(fields[:col] + fields[col + 1:])
+        try:
+            X = np.array(rows, dtype=np.float64).reshape(len(rows), width - 1)
+        except ValueError:
+            for k, r in enumerate(rows):
+                for f in r:
+                    if not _is_number(f):
+                        raise DataError(f"{paths[i]}: line {first_line + k}: feature {f!r} "
+                                        "is not a number")
+            raise
+        out.append((np.array(labels, dtype=str), X))  # numbers or names: _class_labels
+    return out
+
+
+def _cap_rows(world, s, max_rows):
+    """The first `max_rows` rows of a text shard (every rank keeps its part of them)."""
+    if s.n <= max_rows:
+        return s
+    keep = max(0, min(s.rows, max_rows - s.start))
+    X = s.X[:keep]
+    return Shard(X, s.y[:keep], s.start, s.start + keep, max_rows, s.d, s.path)
 
 
 def _check_rows(n, size, where):
@@ -340,6 +668,31 @@ def _check_counts(counts, n, path):
         raise DataError(f"{path}: splitting the text by bytes left rank {p} with an empty shard"
                         f" ({n} rows of very uneven length); convert it to HDF5 with `mpitrain "
                         "data convert` (split by rows) or use fewer ranks")
+
+
+def _class_labels(world, s):
+    """Labels read as text: numbers when every label on every rank is one, else class
+    names → class indices 0..K−1 in sorted order of the names over all ranks (one
+    allgather of the names), the names kept as `s.classes` (for the model file). Collective:
+    every rank takes the same branch (no rank raises before a reduction another skips)."""
+    text = s.y.dtype.kind == "U"
+    any_text = world.reduce_obj(int(text and s.rows > 0), op="max")
+    if not any_text:
+        if text:
+            s.y = np.zeros(0)
+        return
+    any_num = world.reduce_obj(int(not text and s.rows > 0), op="max")
+    numeric = world.reduce_obj(int(not text or all(map(_is_number, s.y.tolist()))), op="min")
+    if any_num:
+        raise DataError(f"{s.path}: the labels are numbers in some rows and strings in "
+                        "others; use one kind")
+    if numeric:
+        s.y = s.y.astype(np.float64)
+        return
+    mine = sorted(set(s.y.tolist()))
+    names = sorted(set().union(*world.comm.allgather(mine))) if world.size > 1 else mine
+    s.classes = names
+    s.y = np.searchsorted(np.array(names), s.y).astype(np.float64)
 
 
 # -- shared post-processing ----------------------------------------------------------------

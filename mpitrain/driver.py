@@ -27,8 +27,13 @@ from .runtime import Clock, collectively, fault_point
 
 
 def load_job(world, path, overrides=()):
+    """The resolved job; its data paths resolved once (data.resolve_path: relative to the job
+    file), so the run's job.toml records where the data was found."""
     raw = collectively(world, config.read_toml, path)
-    return collectively(world, resolve_job, raw, path, overrides)
+    job = collectively(world, resolve_job, raw, path, overrides)
+    for key in ("train", "test"):
+        job["data"][key] = data.resolve_path(job["data"][key], path)
+    return job
 
 
 def run_dir(job, job_path, out=None):
@@ -45,7 +50,8 @@ def load_data(world, job, cls, which=("train", "test")):
     spec = dict(getattr(cls, "DATA", {}))
     common = dict(fmt=d["format"], features=d["features"], zero_based=d["zero_based"],
                   positive=d["positive"], binary=spec.get("binary", True),
-                  normalize=d["normalize"], dtype=spec.get("dtype", np.float64))
+                  normalize=d["normalize"], dtype=spec.get("dtype", np.float64),
+                  label_column=d["label_column"])
     train = test = None
     if "train" in which:
         train = data.load(world, d["train"], group=d["train_group"], max_rows=d["max_rows"],

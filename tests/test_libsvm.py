@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from mpitrain._kernels.libsvm import ParseError, parse
-from mpitrain.data import _line_aligned_range
+from mpitrain.data import _align
 
 TEXT = (b"# a comment line\n"
         b"+1 3:0.5 1:1.25 7:2e-1  # trailing comment\r\n"
@@ -56,7 +56,8 @@ def test_byte_ranges_equal_serial_parse(tmp_path, P):
     ys, parts = [], []
     with open(path, "rb") as fh:
         for rank in range(P):
-            a, b = _line_aligned_range(fh, len(text), P, rank)
+            a = _align(fh, len(text), len(text) * rank // P)
+            b = _align(fh, len(text), len(text) * (rank + 1) // P)
             y, indptr, indices, data, _, _ = parse(text[a:b], False)
             ys.append(y)
             parts.append(_csr(y, indptr, indices, data, 40))
