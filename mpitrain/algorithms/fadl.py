@@ -35,16 +35,12 @@ from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int
-from .base import Algorithm
-from .linear_family import (MODEL_SCHEMA, LinearObjective, certified_gap, evaluate_linear,
-                            floor_tol)
+from .linear_family import LinearAlgorithm, LinearObjective, certified_gap, floor_tol
 
 
-class FADL(Algorithm):
+class FADL(LinearAlgorithm):
     name = "fadl"
-    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
-    MODEL_SCHEMA = MODEL_SCHEMA
     STATE = {"w": Array(), "g": Array(), "f": Float(), "g0": Float(), "it": Int(),
              "eta": Float(), "dvec": Int(), "ls_evals": Int()}
     CAPS = {"max_iter": ("it", "max_iter")}
@@ -230,9 +226,6 @@ class FADL(Algorithm):
         super().restored()
         self._sums_valid = False
 
-    def final_model(self):
-        return {"model/w": self.w}
-
     def summary_info(self):
         return {"objective": self.f, "grad_norm": float(np.linalg.norm(self.g)),
                 "iterations": self.it, "dvec_allreduces": self.dvec,
@@ -240,10 +233,6 @@ class FADL(Algorithm):
                 "fallbacks": self.fallbacks,
                 "cert_gap": certified_gap(self.g, self.w, 0.0, self.l2),
                 "stop_reason": self.reason}
-
-    @classmethod
-    def evaluate(cls, ctx, model):
-        return evaluate_linear(ctx, model["model/w"])
 
     @classmethod
     def memory_bytes(cls, job, train):

@@ -29,16 +29,12 @@ import numpy as np
 from ..config import Field
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int
-from .base import Algorithm
-from .linear_family import (MODEL_SCHEMA, LinearObjective, certified_gap, evaluate_linear,
-                            floor_tol)
+from .linear_family import LinearAlgorithm, LinearObjective, certified_gap, floor_tol
 
 
-class LBFGS(Algorithm):
+class LBFGS(LinearAlgorithm):
     name = "lbfgs"
-    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
-    MODEL_SCHEMA = MODEL_SCHEMA
     STATE = {"w": Array(), "f": Float(), "g": Array(), "g0": Float(), "S": Array(),
              "Y": Array(), "rho": Array(), "hist": Int(), "it": Int(), "evals": Int(),
              "ls_evals": Int()}
@@ -183,18 +179,11 @@ class LBFGS(Algorithm):
         return {"objective": self.f, "grad_norm": gnorm, "step_size": t, "cert_gap": gap,
                 "ls_evals": evals, "dvec_allreduces": self.evals}
 
-    def final_model(self):
-        return {"model/w": self.w}
-
     def summary_info(self):
         return {"objective": self.f, "grad_norm": float(np.linalg.norm(self.g)),
                 "cert_gap": certified_gap(self.g, self.w, 0.0, self.l2),
                 "iterations": self.it, "dvec_allreduces": self.evals,
                 "linesearch_evals": self.ls_evals, "stop_reason": self.reason}
-
-    @classmethod
-    def evaluate(cls, ctx, model):
-        return evaluate_linear(ctx, model["model/w"])
 
 
 ALGORITHMS = [LBFGS]

@@ -14,10 +14,13 @@ The objective (mean convention, no intercept; n = the GLOBAL number of rows):
   min(dist(0, ∂f(w))²/(2·l2), Fenchel duality gap). It needs no reference run.
 - floor_tol: the floating-point floor of f, below which a decrease means nothing.
 - evaluate_linear: objective and accuracy of a linear model on the test data (`mpitrain eval`).
+- LinearAlgorithm: the base class of the family's algorithms (schema, final model `model/w`,
+  evaluation).
 """
 import numpy as np
 
 from ..config import Field
+from .base import Algorithm
 from ..models.linear import LinearShard, regularized
 from ..models.losses import LOSSES
 
@@ -153,3 +156,17 @@ def evaluate_linear(ctx, w):
     return {"data": "test" if ctx.test is not None else "train", "rows": shard.n,
             "objective": regularized(loss / shard.n, w, ctx.model["l2"], l1),
             "mean_loss": loss / shard.n, "accuracy": correct / shard.n}
+
+
+class LinearAlgorithm(Algorithm):
+    """What every algorithm of the linear family shares: the [model] schema, the final model
+    (`model/w`, its iterate `self.w`) and `mpitrain eval`."""
+    FAMILY = "linear"  # what final.h5 describes (model_file.py)
+    MODEL_SCHEMA = MODEL_SCHEMA
+
+    def final_model(self):
+        return {"model/w": self.w}
+
+    @classmethod
+    def evaluate(cls, ctx, model):
+        return evaluate_linear(ctx, model["model/w"])

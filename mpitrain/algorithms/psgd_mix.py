@@ -20,15 +20,12 @@ from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models.linear import LinearShard, regularized
 from ..state import Array, Float, Int
-from .base import Algorithm
-from .linear_family import MODEL_SCHEMA, evaluate_linear
+from .linear_family import LinearAlgorithm
 
 
-class PSGDMix(Algorithm):
+class PSGDMix(LinearAlgorithm):
     name = "psgd-mix"
-    FAMILY = "linear"  # what final.h5 describes (model_file.py)
     SMOOTH_ONLY = True
-    MODEL_SCHEMA = MODEL_SCHEMA
     STATE = {"w": Array(), "it": Int(), "eta": Float(), "dvec": Int(),
              "f": Float(optional=True)}
     CAPS = {"max_iter": ("it", "max_iter")}
@@ -89,16 +86,9 @@ class PSGDMix(Algorithm):
         return {"objective": self.f, "eta": self.eta / (1.0 + sv["decay"] * (self.it - 1)),
                 "local_epochs": sv["epochs"], "dvec_allreduces": self.dvec}
 
-    def final_model(self):
-        return {"model/w": self.w}
-
     def summary_info(self):
         return {"objective": self.f, "rounds": self.it, "dvec_allreduces": self.dvec,
                 "step_size_sgd": self.eta}
-
-    @classmethod
-    def evaluate(cls, ctx, model):
-        return evaluate_linear(ctx, model["model/w"])
 
     @classmethod
     def memory_bytes(cls, job, train):
