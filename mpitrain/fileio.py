@@ -79,6 +79,33 @@ def _remove_quietly(path):
 
 
 @contextlib.contextmanager
+def _replacing(path, what=None, makedirs=False):
+    """The protocol of every whole-file write: yields the temporary name to write; when the
+    block ends cleanly, fsyncs the temporary, renames it over `path` and fsyncs the
+    directory. On any failure the temporary is removed; an OSError becomes OutputError."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = tmp_name(path)
+    try:
+        if makedirs:
+            os.makedirs(directory, exist_ok=True)
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(directory)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise output_error(path, exc, what) from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_open(path, mode="wb", *, what=None, makedirs=False):
     """``with atomic_open(path, "w") as fh: fh.write(...)`` writes `path` atomically.
 
@@ -88,32 +115,9 @@ def atomic_open(path, mode="wb", *, what=None, makedirs=False):
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = tmp_name(path)
-    created = False
-    try:
-        if makedirs:
-            os.makedirs(directory, exist_ok=True)
-        fh = open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {}))
-        created = True
-        try:
+    with _replacing(path, what, makedirs) as tmp:
+        with open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fh.close()
-        os.replace(tmp, path)
-        created = False
-        fsync_dir(directory)
-    except OSError as exc:
-        if created:
-            _remove_quietly(tmp)
-        raise output_error(path, exc, what) from None
-    except BaseException:
-        if created:
-            _remove_quietly(tmp)
-        raise
 
 
 def atomic_write(path, data, *, what=None, makedirs=False, midway=None):
@@ -159,19 +163,12 @@ def atomic_h5(path, reserve, *, what=None, makedirs=False):
     raises OutputError at once, and nothing is left behind. Small files: use
     :func:`write_h5`."""
     import h5py
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = tmp_name(path)
-    created = False
-    try:
-        if makedirs:
-            os.makedirs(directory, exist_ok=True)
+    with _replacing(path, what, makedirs) as tmp:
         reserve = int(reserve)
         _check_fsize_limit(reserve)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
-        created = True
         try:
-            _reserve(fd, directory, reserve)
+            _reserve(fd, os.path.dirname(os.path.abspath(tmp)), reserve)
         finally:
             os.close(fd)
         f = h5py.File(tmp, "w", locking=False)
@@ -179,22 +176,6 @@ def atomic_h5(path, reserve, *, what=None, makedirs=False):
             yield f
         finally:
             f.close()  # HDF5 truncates the file to its real size, releasing the reserve
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        created = False
-        fsync_dir(directory)
-    except OSError as exc:
-        if created:
-            _remove_quietly(tmp)
-        raise output_error(path, exc, what) from None
-    except BaseException:
-        if created:
-            _remove_quietly(tmp)
-        raise
 
 
 def _mib(nbytes):

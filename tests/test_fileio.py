@@ -131,25 +131,54 @@ def _fsize(nbytes):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
 
 
+# A launcher that makes the whole-file write of one named file fail as a full disk would:
+# the temporary is half written, then ENOSPC (fileio's own clean-up and error path run).
+FAIL_WRITE = """\
+import contextlib, errno, os, sys
+from mpitrain import fileio
+_orig = fileio._replacing
+@contextlib.contextmanager
+def _failing(path, what=None, makedirs=False):
+    with _orig(path, what, makedirs) as tmp:
+        if os.path.basename(os.fspath(path)) == os.environ["FAIL_WRITE"]:
+            with open(tmp, "wb") as fh:
+                fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        yield tmp
+fileio._replacing = _failing
+from mpitrain.cli import main
+sys.exit(main())
+"""
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name,nranks", [("job.toml", 1), ("metrics.jsonl", 1),
                                          ("final.h5", 1), ("summary.json", 1),
                                          ("metrics.jsonl", 2), ("summary.json", 2)])
 def test_run_output_write_failure(name, nranks, tmp_path):
-    """A run-directory file that cannot be written (a directory stands in its place: EISDIR,
-    fails even for root) ends the job with exit 73 and one line naming it, at every P."""
-    from test_faults import CASES, dense_h5 as _unused, make_dense, one_line_error  # noqa
-    from util import write_job
+    """A run-directory file whose write fails (ENOSPC half-way) ends the job with exit 73 and
+    one line naming it, at every P; no temporary file is left behind."""
+    import subprocess
+    import sys
+
+    from test_faults import CASES, make_dense, one_line_error
+    from util import env, mpiexec, write_job
     data = make_dense(str(tmp_path / "dense.h5"))
     out = tmp_path / "run"
-    (out / name).mkdir(parents=True)
     job = write_job(str(tmp_path / "job.toml"), CASES[0].build(data, str(out)))
-    p = _cli(["run", job, "--set", "solver.max_iter=3"], nranks)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(FAIL_WRITE)
+    cmd = [sys.executable, str(launcher), "run", job, "--set", "solver.max_iter=3"]
+    if nranks > 1:
+        cmd = [mpiexec(), "-n", str(nranks)] + cmd
+    p = subprocess.run(cmd, env=env(FAIL_WRITE=name), capture_output=True, text=True,
+                       timeout=100)
     assert p.returncode == 73, p.stderr
     line = one_line_error(p.stderr, "cannot write output")
-    assert str(out / name) in line, line
+    assert str(out / name) in line and "No space left" in line, line
     assert not [f for f in os.listdir(out) if ".tmp" in f]
+    assert not (out / name).exists()
 
 
 def _svm(tmp_path, rows=2000, name="a.svm", label=1):
