@@ -332,7 +332,7 @@ class DASVRDA(_VR):
     summary = "doubly accelerated SVRDA: √n mini-batches, one collective per inner step"
     SOLVER_SCHEMA = dict(
         _common_solver("step η (0 = the rule `step`)"),
-        step=Field(str, "practical", "the step when eta = 0: practical η = PRACTICAL_C/L "
+        step=Field(str, "practical", f"the step when eta = 0: practical η = {PRACTICAL_C:g}/L "
                    "(docs/dasvrda.md says how the constant was chosen), or theory "
                    "η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
                    choices=["practical", "theory"]),
