@@ -423,8 +423,10 @@ def test_rank_killed_on_one_node_ends_the_job(slurm, launch, dense_h5, tmp_path)
     need(CASE)
     wd = str(tmp_path)
     _job(wd, dense_h5)
+    # srun's --kill-on-bad-exit sends the other ranks SIGTERM (SIGKILL KillWait = 30 s later):
+    # a stop whose agreement a dead peer never joins ends after MPITRAIN_STOP_GRACE
     jid = slurm.submit("multi-node.sbatch", wd, *TWO_NODES, delay=0.5, JOB="job.toml",
-                       LAUNCH=launch)
+                       LAUNCH=launch, MPITRAIN_STOP_GRACE=5)
     _wait_checkpoint_or_step(slurm, jid, wd)
     survivor, victim = _rank_info(wd, 2)
     assert victim["SLURMD_NODENAME"] == "n2"
@@ -433,7 +435,7 @@ def test_rank_killed_on_one_node_ends_the_job(slurm, launch, dense_h5, tmp_path)
     while _alive(survivor["pid"]) and time.time() - t0 < 30:
         time.sleep(0.05)
     took = time.time() - t0
-    assert took < 15, f"rank 0 on n1 still runs {took:.1f}s after rank 1 on n2 died"
+    assert took < 20, f"rank 0 on n1 still runs {took:.1f}s after rank 1 on n2 died"
     # srun itself may linger up to KillWait + 2 s after its tasks are gone
     info = slurm.wait(jid, timeout=60)
     log = _log(wd)
