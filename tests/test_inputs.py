@@ -210,6 +210,14 @@ def test_describe_every_format_and_synth_says_what_it_writes(tmp_path):
     np.savez(tmp_path / "a.npz", X=X0, y=y)
     (tmp_path / "a.svm").write_text("1 1:0.5 3:1\n-1 2:2\n")
     files += [str(tmp_path / f"a.{e}") for e in ("npy", "npz", "svm")]
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "root.h5", "w") as f:  # no train/test groups: the root
+        f["X"], f["y"] = X0, y
+    files.append(str(tmp_path / "root.h5"))
+    (tmp_path / "fake.h5").write_text("not hdf5")
+    p = _run(["data", "describe", str(tmp_path / "fake.h5")], cwd=str(tmp_path))
+    assert p.returncode == 65 and "not a readable HDF5 file" in p.stderr
+    assert "Traceback" not in p.stderr
     for f in files:
         p = _run(["data", "describe", f], cwd=str(tmp_path))
         assert p.returncode == 0 and "Traceback" not in p.stderr, (f, p.stderr)
