@@ -606,3 +606,28 @@ def test_bench_slp_protocol(tmp_path, digits_h5):
                             {"recon_layers": 2, "recon": 4.0, "time": 4.0, "t_eval": 1.5}],
                            2, 4.5)
     assert t == 2.5 and rec["recon"] == 4.0
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_bench_gradual_fine_tunes_both_the_same_way(tmp_path, digits_h5):
+    """bench gradual gives stacked and gradual the same reconstruction and softmax
+    fine-tuning, early-stopped on a validation split, and reports 95 % intervals."""
+    import tomllib
+    from mpitrain.bench import gradual
+    out = str(tmp_path / "g")
+    assert gradual.main(["--data", digits_h5, "--out", out, "--sizes", "600", "--layers",
+                         "16,8", "--updates", "20", "--ft-updates", "200", "--seeds", "2",
+                         "--ranks", "1", "--recon-epochs", "2"]) == 0
+    jobs = {n: tomllib.load(open(os.path.join(out, f"{n}-600-0.toml"), "rb"))["solver"]
+            for n in ("dae-stacked", "dae-gradual")}
+    assert jobs["dae-stacked"] == jobs["dae-gradual"]
+    assert jobs["dae-stacked"]["recon_finetune_epochs"] == 2
+    assert jobs["dae-stacked"]["val_fraction"] > 0
+    res = json.load(open(os.path.join(out, "results.json")))["runs"]
+    for n in ("dae-stacked", "dae-gradual"):
+        assert len(res[f"{n}/600"]) == 2
+        for r in res[f"{n}/600"]:
+            assert r["recon"] < r["recon_pretrain"]  # the reconstruction fine-tuning ran
+    # mean ± Student-t 95 % half-width: sd √2, n 2, t(0.975, 1) = 12.706
+    assert gradual._ms([1.0, 3.0]) == pytest.approx((2.0, 12.706), rel=1e-3)
