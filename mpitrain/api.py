@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import model_file
+from .models import glm
 from .errors import DataError, UsageError
 
 
@@ -108,6 +109,9 @@ class LinearModel(Model):
             else float(meta.get("intercept", 0.0))
         self.classes = np.asarray(arrays["meta/classes"])
         self.loss = meta["loss"]
+        if self.coef.ndim == 2:  # K classes (models/glm.py): W is d × K, b has K values
+            self.intercept = np.zeros(self.coef.shape[1]) if b is None else \
+                np.asarray(b, dtype=np.float64).reshape(-1)
         self.positive = json.loads(meta.get("label_positive", "[]"))
 
     def decision_function(self, X):
@@ -116,6 +120,8 @@ class LinearModel(Model):
         same bits at any number of ranks)."""
         from ._kernels import linear as K
         X = self.prepare(X)
+        if self.coef.ndim == 2:  # n × K scores XW + b
+            return glm.scores(X, self.coef, self.intercept)
         out = np.empty(X.shape[0])
         if sp.issparse(X):
             X.sort_indices()
@@ -129,6 +135,8 @@ class LinearModel(Model):
     def _labels(self, score):
         if self.loss == "squared":  # regression
             return score
+        if score.ndim == 2:  # K classes: the highest score (multinomial and one-vs-rest)
+            return self.classes[np.argmax(score, axis=1)]
         return self.classes[(score > 0).astype(np.intp)]
 
     def predict(self, X):
@@ -138,7 +146,12 @@ class LinearModel(Model):
         if self.loss != "logistic":
             raise UsageError(f"predict_proba needs the logistic loss; this model's loss is "
                              f"{self.loss!r} (use decision_function)")
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        s = self.decision_function(X)
+        if s.ndim == 2:  # multinomial: softmax; one-vs-rest: σ(s_k) normalised (scikit-learn)
+            e = np.exp(s - s.max(axis=1, keepdims=True)) if self.meta.get(
+                "multiclass") == "multinomial" else 1.0 / (1.0 + np.exp(-s))
+            return e / e.sum(axis=1, keepdims=True)
+        p = 1.0 / (1.0 + np.exp(-s))
         return np.column_stack([1.0 - p, p])
 
     def outputs(self, X, reconstruct=False):

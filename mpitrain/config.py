@@ -223,6 +223,9 @@ def resolve(raw, source, overrides, registry):
         raise JobError(f"{source}: [model] l1 = {out['model']['l1']} is not supported by "
                        f"{name} (smooth objectives only); use dasvrda, prox-svrg or katyusha "
                        "for l1 > 0")
+    if "intercept" in out.get("model", {}):  # the linear family (models/glm.py)
+        from .models.glm import check_job
+        check_job(name, out, source)
     if hasattr(cls, "validate_job"):
         cls.validate_job(out, source)
     return out

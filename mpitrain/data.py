@@ -778,8 +778,11 @@ def _labels(world, s, *, positive, binary):
     zero, minus = first(s.y == 0.0), first(s.y == -1.0)
     if other < s.n:
         if s.start <= other < s.stop:
-            raise DataError(f"{s.path}: row {other}: label {s.y[other - s.start]:g} is not "
-                            "binary (need +1/-1 or 1/0; or set [data] positive = [...])")
+            v = s.y[other - s.start]
+            name = s.classes[int(v)] if getattr(s, "classes", None) else f"{v:g}"
+            raise DataError(f"{s.path}: row {other}: label {name} is not binary (need +1/-1 "
+                            "or 1/0, or set [data] positive = [...]; lbfgs fits more than two "
+                            "classes and real labels)")
         return  # the rank holding that row raises; collectively() reports it on every rank
     if zero < s.n and minus < s.n:
         raise DataError(f"{s.path}: row {minus}: label -1, but row {zero} has label 0: the "

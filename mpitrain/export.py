@@ -76,7 +76,13 @@ def sklearn_estimator(model):
     if l1 > 0 and model.loss == "logistic":  # C·Σℓ + ((1−ρ)/2)‖w‖² + ρ‖w‖₁, same optimum
         est.set_params(penalty="elasticnet", solver="saga", l1_ratio=l1 / (l1 + l2),
                        C=1.0 / (n * (l1 + l2)))
-    if model.loss == "squared":
+    if model.coef.ndim == 2:  # K classes (models/glm.py): coef_ is K × d
+        est.coef_ = model.coef.T.copy()
+        est.intercept_ = np.asarray(model.intercept, dtype=np.float64).copy()
+        est.classes_ = np.asarray(model.classes).copy()
+        if model.loss == "logistic" and m.get("multiclass") == "ovr":
+            est = _one_vs_rest(est, model)
+    elif model.loss == "squared":
         est.coef_ = model.coef.copy()
         est.intercept_ = float(model.intercept)
     else:
@@ -89,3 +95,21 @@ def sklearn_estimator(model):
         pipe[0].fit(np.zeros((1, model.features)))
         return pipe
     return est
+
+
+def _one_vs_rest(est, model):
+    """scikit-learn's one-vs-rest logistic model: K fitted binary LogisticRegressions (class k
+    against the rest) in a OneVsRestClassifier, predicting the class of the highest score."""
+    from sklearn.base import clone
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import LabelBinarizer
+    ovr = OneVsRestClassifier(clone(est))
+    ovr.label_binarizer_ = LabelBinarizer().fit(np.asarray(model.classes))
+    ovr.classes_ = ovr.label_binarizer_.classes_
+    ovr.estimators_ = []
+    for k in range(est.coef_.shape[0]):
+        e = clone(est)
+        e.coef_, e.intercept_ = est.coef_[k:k + 1].copy(), est.intercept_[k:k + 1].copy()
+        e.classes_, e.n_features_in_ = np.array([0, 1]), model.features
+        ovr.estimators_.append(e)
+    return ovr

@@ -13,7 +13,10 @@ and, as attributes of the group `manifest`, everything prediction needs:
     zero_based                LIBSVM index base of the training data (prediction inputs)
     mpitrain_version, job_hash, seed, step, world_size, job_toml (the resolved job's text)
   linear:
-    loss, l2, l1, fit_intercept (0: no intercept is fitted today), intercept (0.0)
+    loss, l2, l1, fit_intercept (1: `model/intercept` holds b, K values for K classes),
+                              intercept (b of a binary model; 0.0 for K classes)
+    multiclass                K classes: "multinomial" or "ovr"; `model/w` is then d × K and
+                              meta/classes holds the K class values, in sorted order
     label_rule                "binary": labels were ±1 or 1/0; "positive": [data] positive
                               listed the +1 labels (label_positive, JSON), every other value -1
     dataset meta/classes      the label values of class 0 (score ≤ 0) and class 1 (score > 0),
@@ -84,12 +87,14 @@ def contents(world, cls, job, train, model, base):
                  mpitrain_version=__version__, job_toml=config.dump_toml(job))
     if family == "linear":
         classes, rule = _label_classes(world, train, d["positive"])
-        arrays["meta/classes"] = classes
+        arrays.setdefault("meta/classes", classes)  # models/glm.py may have decided them
         b = model.get("model/intercept")
         attrs.update(loss=m["loss"], l2=float(m["l2"]), l1=float(m.get("l1", 0.0)),
                      fit_intercept=int(b is not None),
                      intercept=float(np.asarray(b).reshape(-1)[0]) if b is not None else 0.0,
                      label_rule=rule, label_positive=json.dumps(list(d["positive"])))
+        if np.ndim(model["model/w"]) == 2:  # K classes (models/glm.py): w is d × K
+            attrs.update(multiclass=m["multiclass"], intercept=0.0)
     elif family == "autoencoder":
         dims = [int(train.d)] + [int(k) for k in m["layers"]]
         decoder = m.get("decoder", "stack")

@@ -2,7 +2,10 @@
 baseline and reference solver.
 
 Minimises f(w) = (1/n)Σᵢ ℓ(yᵢ, wᵀxᵢ) + (l2/2)‖w‖²  (l1 must be 0: the objective must be smooth;
-ℓ from models/losses.py).
+ℓ from models/losses.py). With [model] intercept, more than two label values (multinomial or
+one-vs-rest) or real labels (loss = "squared"), f is models/glm.py's objective (θ = [W, b],
+one (d·K + K + 1)-vector Allreduce per evaluation) and the line search is the plain one (each
+trial a full evaluation); labels of any value are classes in sorted order (final.h5 `classes`).
 
 w and the L-BFGS history (m pairs s, y) are replicated on every rank; the two-loop recursion and
 the strong-Wolfe line search run identically everywhere, so all ranks take the same steps.
@@ -27,14 +30,16 @@ metrics.jsonl records cert_gap = ‖∇f‖²/(2·l2) at every iteration.
 import numpy as np
 
 from ..config import Field
+from ..models import glm
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int
-from .linear_family import LinearAlgorithm, LinearObjective, certified_gap, floor_tol
+from .linear_family import LinearAlgorithm, certified_gap, floor_tol
 
 
 class LBFGS(LinearAlgorithm):
     name = "lbfgs"
     SMOOTH_ONLY = True
+    DATA = {"binary": False, "dtype": np.float64}  # labels decided by models/glm.py
     STATE = {"w": Array(), "f": Float(), "g": Array(), "g0": Float(), "S": Array(),
              "Y": Array(), "rho": Array(), "hist": Int(), "it": Int(), "evals": Int(),
              "ls_evals": Int()}
@@ -60,10 +65,10 @@ class LBFGS(LinearAlgorithm):
 
     def setup(self):
         ctx = self.ctx
-        self.obj = LinearObjective(ctx.train, ctx.model["loss"], ctx.model["l2"])
+        self.obj = glm.objective(ctx, self.name)  # binary, multiclass or regression
         self.model = self.obj.lm
         self.l2 = ctx.model["l2"]
-        self.d = ctx.train.d
+        self.d = self.obj.d  # length of θ: d, or d·K (+ K intercepts)
         self.n = ctx.train.n
         m = ctx.solver["memory"]
         self.S = np.zeros((m, self.d))
@@ -115,7 +120,7 @@ class LBFGS(LinearAlgorithm):
                 self.hist = 0
         t1 = 1.0 if self.hist else min(1.0, 1.0 / max(np.linalg.norm(self.g), 1e-300))
         floor = floor_tol(self.f)
-        cached = solver["linesearch"] == "cached"
+        cached = solver["linesearch"] == "cached" and hasattr(obj, "line")  # glm: plain
         if cached:
             self.model.margins(p, self.delta)
             line = obj.line(self.margins, self.delta, self.w, p)
@@ -184,6 +189,13 @@ class LBFGS(LinearAlgorithm):
                 "cert_gap": certified_gap(self.g, self.w, 0.0, self.l2),
                 "iterations": self.it, "dvec_allreduces": self.evals,
                 "linesearch_evals": self.ls_evals, "stop_reason": self.reason}
+
+    def final_model(self):
+        return glm.final_model(self.obj, self.w)
+
+    @classmethod
+    def evaluate(cls, ctx, model):
+        return glm.evaluate(ctx, model)
 
 
 ALGORITHMS = [LBFGS]

@@ -30,6 +30,11 @@ MODEL_SCHEMA = {
                   choices=list(LOSSES)),
     "l2": Field(float, 1e-4, "L2 weight: (l2/2)‖w‖²", min=0.0),
     "l1": Field(float, 0.0, "L1 weight: l1‖w‖₁", min=0.0),
+    "intercept": Field(bool, False, "fit an unregularised intercept b (wᵀx + b); default "
+                       "false (models/glm.py says why); lbfgs only"),
+    "multiclass": Field(str, "multinomial", "more than two label values: one multinomial "
+                        "(softmax) model, or one-vs-rest binary models (lbfgs only)",
+                        choices=["multinomial", "ovr"]),
 }
 
 EPS = float(np.finfo(np.float64).eps)
