@@ -100,18 +100,18 @@ class Greedy(AEBase):
         """Peak bytes per rank, estimated before anything is allocated (driver.check_memory):
         every layer's parameters (float32) with their gradient and momentum buffers (the
         unrolled fine-tuning trains them all at once), a global minibatch's activations and
-        deltas through the unrolled stack, the evaluation pass over this rank's rows, the
-        data densified when it is CSR, and the PCA baseline (float64: d × d when d ≤
-        PCA_MAX_D) with about ten float64 temporaries of this rank's rows."""
+        deltas through the unrolled stack (CSR input stays CSR and is densified per
+        minibatch), the evaluation pass over this rank's rows, and the PCA baseline (float64:
+        d × d when d ≤ PCA_MAX_D) with float64 temporaries of this rank's rows (measured:
+        about ten copies of dense rows, two of CSR rows)."""
         m, s = job["model"], job["solver"]
         d, rows = int(train.d), int(train.rows)
         dims = [d] + [int(k) for k in m["layers"]]
         weights = sum(a * b for a, b in zip(dims, dims[1:])) * (1 if m["tied"] else 2)
         params = weights + 2 * sum(dims)
         units = 2 * sum(dims)  # encoder and decoder of the unrolled stack
-        f32 = 3 * params + 4 * int(s["batch"]) * units + rows * units \
-            + (rows * d if train.sparse else 0)
-        f64 = (3 * d * d if d <= PCA_MAX_D else 0) + 10 * rows * d
+        f32 = 3 * params + 4 * int(s["batch"]) * units + rows * units
+        f64 = (3 * d * d if d <= PCA_MAX_D else 0) + (2 if train.sparse else 10) * rows * d
         return 4 * f32 + 8 * f64
 
 
