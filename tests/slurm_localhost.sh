@@ -15,7 +15,9 @@
 # Knobs: MPITRAIN_SLURM_DIR, MPITRAIN_SLURM_PORT (slurmctld; node k's slurmd = +k; default
 # 17917), MPITRAIN_SLURM_NODES (default 2), MPITRAIN_SLURM_CPUS (CPUs each node advertises;
 # default: all of this machine's), MPITRAIN_SLURM_KILLWAIT (seconds from SIGTERM to SIGKILL
-# when a job is cancelled or reaches its limit; default 30, a common site value).
+# when a job is cancelled or reaches its limit; default 30, a common site value),
+# MPITRAIN_SLURM_FIRST_JOB_ID (default 1; distinct ranges keep two test Slurms on one machine
+# from reusing job ids, which MPICH puts in its /dev/shm segment names).
 #
 # Pitfalls handled here (Slurm 22.05 without systemd/cgroups):
 # - SlurmctldHost must be `hostname -s`; the address is given explicitly as 127.0.0.1.
@@ -122,6 +124,7 @@ MpiDefault=none
 ReturnToService=2
 MinJobAge=300
 KillWait=${MPITRAIN_SLURM_KILLWAIT:-30}
+FirstJobId=${MPITRAIN_SLURM_FIRST_JOB_ID:-1}
 InactiveLimit=0
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
