@@ -233,3 +233,20 @@ def test_describe_every_format_and_synth_says_what_it_writes(tmp_path):
         in p.stdout
     assert glob.glob(str(tmp_path / "s.h5*")) == [str(tmp_path / "s.h5")]
     assert os.path.getsize(tmp_path / "s.h5") > 0
+
+
+def test_glob_error_names_the_part_and_its_line(world, tmp_path):
+    pattern, _ = _parts(tmp_path, "svm")
+    part = tmp_path / "part-2.svm"
+    lines = part.read_text().splitlines()
+    lines[3] = "1 1:oops"
+    part.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"part-2\.svm: line 4: "):
+        data.load(world, pattern, binary=True)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_glob_error_names_the_part_and_its_line_mpi(world, tmp_path):
+    """The same at P ≥ 2 (each rank writes identical parts in its own tmp_path): the line
+    number is counted within the part, over the ranks' byte ranges."""
+    test_glob_error_names_the_part_and_its_line(world, tmp_path)
