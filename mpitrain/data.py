@@ -334,6 +334,7 @@ def _h5_meta(path, group):
             if g["indptr"].shape[0] != n + 1 or int(shape[0]) != n:
                 raise DataError(f"{where}: indptr has {g['indptr'].shape[0]} entries and shape "
                                 f"is {tuple(shape)}, but there are {n} labels")
+            _check_index_width(int(shape[1]), where)
             return n, int(shape[1]), where, False
         raise DataError(f"{where}: needs dataset 'X' (dense) or 'indptr', 'indices', "
                         "'data' (CSR)")
@@ -364,6 +365,13 @@ def _h5_slice(path, group, start, stop, first):
         X = sp.csr_matrix((data, indices.astype(np.int32), ptr - lo),
                           shape=(stop - start, d))
         return X, _label_array(y)
+
+
+def _check_index_width(d, where):
+    """CSR feature indices are int32 in the kernels: a wider declared shape cannot be held."""
+    if d > np.iinfo(np.int32).max:
+        raise DataError(f"{where}: CSR width {d} does not fit the int32 feature indices "
+                        f"(at most {np.iinfo(np.int32).max} features)")
 
 
 def _label_array(y):
@@ -437,6 +445,7 @@ def _npz(path):
         if len(shape) != 2 or shape[0] != y.shape[0] or arrays["indptr"].shape != (shape[0] + 1,):
             raise DataError(f"{path}: CSR shape {shape} and indptr do not match "
                             f"{y.shape[0]} labels")
+        _check_index_width(shape[1], path)
         ind = arrays["indices"]
         if ind.size and (ind.min() < 0 or ind.max() >= shape[1]):
             raise DataError(f"{path}: a feature index is outside the width {shape[1]}")

@@ -152,6 +152,9 @@ HOSTILE.update({
     "csr-index-int64-overflow": (_h5_case("ovf.h5", lambda f: _csr(
         f, np.array([1, 2**32 + 1, 3, 4], dtype=np.int64))), 65, "bad input data",
         ["ovf.h5", "row 1", "4294967297"]),
+    "csr-width-beyond-int32": (_h5_case("wide.h5", lambda f: _csr(
+        f, np.array([1, 2**32 + 1, 3, 4], dtype=np.int64), d=2**32 + 5)), 65, "bad input data",
+        ["wide.h5", "4294967301", "int32"]),
     "csr-index-not-integer": (_h5_case("fidx.h5", lambda f: _csr(
         f, np.array([1.0, 2.5, 3.0, 4.0]))), 65, "bad input data",
         ["fidx.h5", "indices", "float64", "integer"]),
