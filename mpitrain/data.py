@@ -94,13 +94,6 @@ def densify(shard, what="train"):
     return shard
 
 
-def dense_rows(shard, idx):
-    """Rows `idx` of a shard as a dense C-contiguous array (CSR densified per call: for
-    minibatches of algorithms that need dense rows)."""
-    X = shard.X[idx]
-    return np.ascontiguousarray(X.toarray() if sp.issparse(X) else X)
-
-
 def describe(path, fmt="auto"):
     """`mpitrain data describe`: a summary of a dataset in any format (HDF5 files through
     datasets.describe, with their provenance; other formats are read serially)."""
