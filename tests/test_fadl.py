@@ -259,9 +259,10 @@ def test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5):
     mix, objs = run_inproc(world, "psgd-mix", rt_h5, SPARSE["model"],
                            {"max_iter": fadl.dvec}, 4000)
     l2 = SPARSE["model"]["l2"]
-    # certified lower bound on f* from FADL's end point
-    f_f, g_f = _grad(X, y, fadl.w, l2)
-    f_low = f_f - (g_f @ g_f) / (2 * l2)
+    # certified lower bound on f*: a reference point w_ref and its bound ‖∇f‖²/(2·l2)
+    ref, _ = run_inproc(world, "lbfgs", rt_h5, SPARSE["model"], LB, 4000)
+    f_r, g_r = _grad(X, y, ref.w, l2)
+    f_low = f_r - (g_r @ g_r) / (2 * l2)
     gap_fadl = (fadl.f - f_low) / f_low
     gap_mix = (mix.f - f_low) / f_low
     assert gap_mix > 100 * max(gap_fadl, 1e-12), (gap_mix, gap_fadl)
@@ -338,7 +339,8 @@ def _job(tmp_path, path, name="fadl", out="run"):
         "job": {"algorithm": name, "seed": 5, "out": str(tmp_path / out)},
         "data": {"train": path, "max_rows": 6000},
         "model": {"l2": 1e-6},
-        "solver": {"max_iter": 120, "tol": 0.0, "epochs": 3, "variance": "plain"},
+        "solver": {"max_iter": 120, "tol": 0.0, "gap_tol": 0.0, "local_solver": "sgd",
+                   "epochs": 3, "variance": "plain"},
         "checkpoint": {"every": 0}})
 
 

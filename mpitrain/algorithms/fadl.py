@@ -1,7 +1,9 @@
 """FADL: parallel SGD with gradient-consistent local approximations
 (Mahajan, Keerthi, Sundararajan & Bottou, arXiv 1311.0636 / 1310.8418).
 
-Minimises f(w) = (1/n)Σᵢ ℓ(yᵢ wᵀxᵢ) + (l2/2)‖w‖²   (ℓ logistic or squared hinge, l1 = 0).
+Minimises f(w) = (1/n)Σᵢ ℓ(yᵢ wᵀxᵢ) + (l2/2)‖w‖²   (ℓ logistic or squared hinge, l1 = 0;
+or ℓ squared with real labels: regression). Labels: two values of any kind, the larger one
++1 (models/glm.py); no intercept and no multiclass (lbfgs fits those).
 
 Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the previous one):
  1. Local approximation of rank p, gradient consistent at wʳ (see models/fadl_local.py):
@@ -33,14 +35,16 @@ import numpy as np
 from ..config import Field
 from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
+from ..models import glm
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int
-from .linear_family import LinearAlgorithm, LinearObjective, certified_gap, floor_tol
+from .linear_family import LinearAlgorithm, certified_gap, floor_tol
 
 
 class FADL(LinearAlgorithm):
     name = "fadl"
     SMOOTH_ONLY = True
+    DATA = {"binary": False, "dtype": np.float64}  # labels decided by models/glm.py
     STATE = {"w": Array(), "g": Array(), "f": Float(), "g0": Float(), "it": Int(),
              "eta": Float(), "dvec": Int(), "ls_evals": Int()}
     CAPS = {"max_iter": ("it", "max_iter")}
@@ -52,12 +56,13 @@ class FADL(LinearAlgorithm):
                      affects_result=False),
         "gap_tol": Field(float, 1e-10, "stop when the certified gap ‖∇f‖²/(2·l2) ≤ "
                          "gap_tol·|f| (0 = off)", min=0.0, affects_result=False),
-        "local_solver": Field(str, "tron", "solver of the local approximation: 'tron' "
+        "local_solver": Field(str, "auto", "solver of the local approximation: 'tron' "
                               "(Newton-CG to local_tol), 'sgd' (epochs of SGD), 'lbfgs' "
-                              "(local_iters iterations)", choices=["tron", "sgd", "lbfgs"]),
+                              "(local_iters iterations), 'auto' (tron when P = 1 or rows per "
+                              "rank ≥ features, else sgd)", choices=["auto", "tron", "sgd", "lbfgs"]),
         "local_tol": Field(float, 1e-2, "tron: solve f̂_p until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖",
                            min=0.0),
-        "epochs": Field(int, 1, "SGD epochs over the local shard per outer iteration (s)",
+        "epochs": Field(int, 2, "SGD epochs over the local shard per outer iteration (s)",
                         min=1),
         "local_iters": Field(int, 10, "cap on Newton steps (tron) / L-BFGS iterations (lbfgs) "
                              "per outer iteration", min=1),
@@ -74,7 +79,7 @@ class FADL(LinearAlgorithm):
     @classmethod
     def validate_job(cls, job, source):
         s = job["solver"]
-        if s["local_solver"] == "sgd" and s["step_size"] > 0:
+        if s["local_solver"] in ("sgd", "auto") and s["step_size"] > 0:
             lam = job["model"]["l2"] + s["kappa"]
             if s["step_size"] * lam >= 1.0:
                 raise JobError(f"{source}: [solver] step_size = {s['step_size']} is too large:"
@@ -83,7 +88,7 @@ class FADL(LinearAlgorithm):
     def setup(self):
         ctx = self.ctx
         sv = ctx.solver
-        self.obj = LinearObjective(ctx.train, ctx.model["loss"], ctx.model["l2"])
+        self.obj = glm.objective(ctx, self.name)  # two classes → ±1, or real labels
         self.lm = self.obj.lm
         self.l2 = ctx.model["l2"]
         self.n, self.d = ctx.train.n, ctx.train.d
@@ -92,6 +97,14 @@ class FADL(LinearAlgorithm):
         self.w = np.zeros(self.d)
         self.buf = np.empty(self.d + 1)       # Allreduce buffer [Σ∇ℓ, Σℓ]
         self.mine = np.empty(self.d + 1)      # this rank's sums at w (for c)
+        # 'auto': an exact local solve pays where each shard sees enough rows to pin every
+        # feature down (n/P ≥ d), or at P = 1 (f̂_p is f); with far more features than rows per rank it fits the
+        # shard's own data and the averaged direction is poor, and a few SGD epochs (implicitly
+        # damped) do better (measured on digits-2vr, rt-polarity; docs/fadl.md)
+        self.solver = sv["local_solver"]
+        if self.solver == "auto":
+            P = self.world.size
+            self.solver = "tron" if P == 1 or self.n >= P * self.d else "sgd"
         self.dbuf = np.empty(self.d + 2)      # Allreduce buffer [d_p, halvings_p, fallback_p]
         self.dir = np.empty(self.d)
         self.local_work = 0      # epochs / Newton steps / L-BFGS iterations of the last solve
@@ -126,10 +139,10 @@ class FADL(LinearAlgorithm):
         sv, ctx = self.ctx.solver, self.ctx
         lp = self.local
         lp.center(self.w, c, self.mine[self.d], self.mine[:self.d], self.margins)
-        if sv["local_solver"] == "tron":
+        if self.solver == "tron":
             wp, fp, self.local_work, _ = lp.newton(self.w, sv["local_tol"], sv["local_iters"])
             return wp, fp, 0
-        if sv["local_solver"] == "lbfgs":
+        if self.solver == "lbfgs":
             wp, fp, self.local_work = lp.lbfgs(self.w, sv["local_iters"])
             return wp, fp, 0
         orders = orders_for(ctx.rng("fadl-sgd", self.it, ctx.train.start), ctx.train.rows,
