@@ -143,6 +143,7 @@ class _VR(Algorithm):
             sq = np.einsum("ij,ij->i", sh.X, sh.X) if sh.rows else np.zeros(0)
         counts = world.allgatherv(np.array([sh.rows], dtype=np.int64), [1] * world.size)
         self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        assert self.bounds[world.rank] == sh.start   # shards are consecutive row blocks
         Li = LOSSES[self.ctx.model["loss"]].smooth * world.allgatherv(sq, counts)
         self.importance = sampling == "importance" and Li.sum() > 0
         if self.importance:
