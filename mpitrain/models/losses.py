@@ -106,10 +106,3 @@ LOSSES = {
 }
 BY_CODE = {v.code: v for v in LOSSES.values()}
 
-
-def loss(name):
-    """The table entry of `name` (KeyError names the known losses)."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None
