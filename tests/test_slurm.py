@@ -36,6 +36,7 @@ import time
 
 import pytest
 
+from test_faults import SHIM as FAULTS_SHIM
 from test_faults import (CASES, ROOT, assert_checkpoints_intact, assert_same_model,
                          checkpoints, ckpt_step, dense_h5, final_model, need, ops_dir,
                          run)  # noqa: F401 (fixtures)
@@ -49,15 +50,15 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 ONE_NODE = ("-N", "1", "--ntasks-per-node=2", "-c", "1")
 TWO_NODES = ("-N", "2", "--ntasks-per-node=1", "-c", "1")
 
-# Slows every step by MPITRAIN_TEST_STEP_DELAY s (numerics untouched) so that a signal lands
-# mid-run, and has each rank write where it runs (MPITRAIN_TEST_RANK_INFO=DIR) at its first step.
+# test_faults.SHIM slows every step by MPITRAIN_TEST_STEP_DELAY s (numerics untouched) so that
+# a signal lands mid-run; before it, each rank writes where it runs (MPITRAIN_TEST_RANK_INFO=DIR)
+# at its first step.
 SHIM = """\
-import json, os, sys, time
+import json, os
 from mpitrain.algorithms import registry
-_delay = float(os.environ.get("MPITRAIN_TEST_STEP_DELAY", "0"))
 _info = [os.environ.get("MPITRAIN_TEST_RANK_INFO")]
 for _cls in registry().values():
-    def _slow(self, _orig=_cls.step):
+    def _where(self, _orig=_cls.step):
         if _info[0]:
             from mpi4py import MPI
             from mpitrain._kernels import omp
@@ -66,12 +67,9 @@ for _cls in registry().values():
                                                            "SLURM_JOB_ID")}
                           | {"threads": omp.get_max_threads(), "pid": os.getpid()}, fh)
             _info[0] = None
-        time.sleep(_delay)
         return _orig(self)
-    _cls.step = _slow
-from mpitrain.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+    _cls.step = _where
+""" + FAULTS_SHIM
 
 
 def _venv():
