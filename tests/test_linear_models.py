@@ -266,7 +266,7 @@ def test_refusals_name_the_label_and_the_algorithms(tmp_path):
     line = r.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert "label barolo" in line or "label barbera" in line or "label grignolino" in line
-    assert "not binary" in line and "lbfgs" in line
+    assert "third class" in line and "lbfgs" in line
     job = _job(tmp_path, path, "fadlb", {"l2": 1e-2, "intercept": True}, alg="fadl")
     r = cli(["run", job, "--out", str(tmp_path / "fb")], timeout=120)
     assert r.returncode == 78, r.stderr
@@ -308,3 +308,42 @@ def test_multiclass_across_ranks_agree(world, shared_tmp, digits_h5, which):
     # identical on every rank
     w0 = world.comm.bcast(got["w"], root=0)
     assert np.array_equal(w0, got["w"])
+
+
+# -- FADL: regression and labels of any value --------------------------------------------
+@pytest.mark.timeout(120)
+def test_fadl_squared_certified_ridge_and_label_values(tmp_path):
+    """FADL fits ridge regression on real labels (certified, equal to scikit-learn's Ridge
+    without intercept) and a binary model on labels {2, 5}, which predict returns."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+    X, y = load_diabetes(return_X_y=True)
+    y = y - y.mean()  # no intercept: centred labels (the columns are centred already)
+    path = _h5(str(tmp_path), "diab-c.h5", X, y)
+    l2 = 1e-3
+    job = _job(tmp_path, path, "fsq", {"l2": l2, "loss": "squared"}, alg="fadl",
+               solver={"max_iter": 200})
+    arrays, summ, _ = _run(World(), job, str(tmp_path / "fsq"))
+    w = arrays["w"]
+    f, gW, _ = _f(X, y[:, None], w[:, None], 0.0, l2, "squared")
+    gap = float(np.sum(gW * gW)) / (2 * l2)
+    assert gap <= 1e-9 * f, gap / f
+    sk = Ridge(alpha=len(y) * l2, fit_intercept=False, tol=1e-12).fit(X, y)
+    f_sk = _f(X, y[:, None], sk.coef_[:, None], 0.0, l2, "squared")[0]
+    assert f <= f_sk + gap and f_sk - f <= 1e-6 * f
+    # two label values of any kind: the larger is +1, predict returns the values themselves
+    lab = np.where(X[:, 2] > 0, 5.0, 2.0)
+    path = _h5(str(tmp_path), "diab-25.h5", X, lab)
+    job = _job(tmp_path, path, "f25", {"l2": 1e-3}, alg="fadl", solver={"max_iter": 100},
+               data={"test": path})
+    arrays, _, classes = _run(World(), job, str(tmp_path / "f25"))
+    assert list(classes) == [2.0, 5.0]
+    import mpitrain
+    m = mpitrain.load(str(tmp_path / "f25"))
+    pred = m.predict(X)
+    assert set(pred) <= {2.0, 5.0}
+    assert np.array_equal(pred, np.where(X @ arrays["w"] > 0, 5.0, 2.0))
+    r = cli(["eval", str(tmp_path / "f25")], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.split("accuracy:")[1].split()[0]) == pytest.approx(
+        np.mean(pred == lab), abs=1e-9)

@@ -190,12 +190,5 @@ class LBFGS(LinearAlgorithm):
                 "iterations": self.it, "dvec_allreduces": self.evals,
                 "linesearch_evals": self.ls_evals, "stop_reason": self.reason}
 
-    def final_model(self):
-        return glm.final_model(self.obj, self.w)
-
-    @classmethod
-    def evaluate(cls, ctx, model):
-        return glm.evaluate(ctx, model)
-
 
 ALGORITHMS = [LBFGS]

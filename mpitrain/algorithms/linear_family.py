@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config import Field
 from .base import Algorithm
+from ..models import glm
 from ..models.linear import LinearShard, regularized
 from ..models.losses import LOSSES
 
@@ -170,8 +171,11 @@ class LinearAlgorithm(Algorithm):
     MODEL_SCHEMA = MODEL_SCHEMA
 
     def final_model(self):
-        return {"model/w": self.w}
+        obj = getattr(self, "obj", None)  # labels decided by models/glm.py: its classes
+        return glm.final_model(obj, self.w) if hasattr(obj, "labels") else {"model/w": self.w}
 
     @classmethod
     def evaluate(cls, ctx, model):
+        if not cls.DATA.get("binary", True):  # raw labels: mapped by the model's classes
+            return glm.evaluate(ctx, model)
         return evaluate_linear(ctx, model["model/w"])
