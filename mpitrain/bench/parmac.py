@@ -205,7 +205,7 @@ def main(argv):
     runs_rows = [[r["L"], r["seed"], r["steps"], r["stop"], r["rejected"], r["val_precision"],
                   r["BA"], r["ITQ"], r["tPCA"], r["wall"]] for r in results["runs"]]
     sections = [
-        f"Machine: {common.machine()}. Load average before {load0[0]:.2f} {load0[1]:.2f} "
+        f"Load average before {load0[0]:.2f} {load0[1]:.2f} "
         f"{load0[2]:.2f}, after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (a 2-core machine "
         "shared with other engineers: timings are noisy). MNIST: the first "
         f"{rows} training rows (a subset), {Qn} held-out test rows as queries, precision at "
