@@ -783,8 +783,8 @@ def _labels(world, s, *, positive, binary):
             v = s.y[other - s.start]
             name = s.classes[int(v)] if getattr(s, "classes", None) else f"{v:g}"
             raise DataError(f"{s.path}: row {other}: label {name} is not binary (need +1/-1 "
-                            "or 1/0, or set [data] positive = [...]; lbfgs fits more than two "
-                            "classes and real labels)")
+                            "or 1/0, or set [data] positive = [...]; lbfgs and fadl fit more "
+                            "than two classes, and real labels with loss = \"squared\")")
         return  # the rank holding that row raises; collectively() reports it on every rank
     if zero < s.n and minus < s.n:
         raise DataError(f"{s.path}: row {minus}: label -1, but row {zero} has label 0: the "

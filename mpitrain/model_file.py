@@ -94,7 +94,8 @@ def contents(world, cls, job, train, model, base):
                      intercept=float(np.asarray(b).reshape(-1)[0]) if b is not None else 0.0,
                      label_rule=rule, label_positive=json.dumps(list(d["positive"])))
         if np.ndim(model["model/w"]) == 2:  # K classes (models/glm.py): w is d × K
-            attrs.update(multiclass=m["multiclass"], intercept=0.0)
+            from .models.glm import multiclass_kind
+            attrs.update(multiclass=multiclass_kind(cls.name, m), intercept=0.0)
     elif family == "autoencoder":
         dims = [int(train.d)] + [int(k) for k in m["layers"]]
         decoder = m.get("decoder", "stack")

@@ -15,7 +15,7 @@ def resolve(raw, overrides=()):
 def test_defaults_filled_and_types_kept():
     job = resolve(GOOD)
     assert job["model"] == {"loss": "logistic", "l2": 1e-4, "l1": 0.0, "intercept": False,
-                            "multiclass": "multinomial"}
+                            "multiclass": "auto"}
     assert job["solver"]["max_iter"] == 500 and job["checkpoint"]["every"] == 10
     assert resolve({**GOOD, "model": {"l2": 1}})["model"]["l2"] == 1.0  # int accepted as float
 

@@ -174,10 +174,10 @@ HOSTILE.update({
         f, np.zeros(0, dtype=np.int32), d=0)), 65, "bad input data", ["zcsr.h5", "no features"]),
     "libsvm-no-features": (_libsvm_case("1\n-1\n1\n-1\n"), 65, "bad input data",
                            ["train.svm", "no features"]),
-    # a binary-only method (lbfgs takes {-1, 0, 1} as three classes): rank 0 holds 0/1 rows,
-    # rank 1 +1/-1 rows at P = 2
+    # a binary-only method (lbfgs and fadl take {-1, 0, 1} as three classes): rank 0 holds
+    # 0/1 rows, rank 1 +1/-1 rows at P = 2
     "labels-mixed-across-shards": (lambda tmp: ([write_job(str(tmp / "job.toml"), {
-        "job": {"algorithm": "fadl", "seed": 1, "out": str(tmp / "run")},
+        "job": {"algorithm": "psgd-mix", "seed": 1, "out": str(tmp / "run")},
         "data": {"train": _h5(tmp, "mix.h5", lambda f: _dense(
             f, X=np.ones((8, 3)), y=np.array([0.0, 1.0, 0.0, 1.0, -1.0, 1.0, -1.0, 1.0])))},
         "solver": {"max_iter": 3}})], None), 65, "bad input data",

@@ -259,14 +259,20 @@ def test_squared_intercept_certified_ridge_r2(tmp_path):
 @pytest.mark.timeout(120)
 def test_refusals_name_the_label_and_the_algorithms(tmp_path):
     path, _, _ = _wine_csv(str(tmp_path))
-    job = _job(tmp_path, path, "fadl3", {"l2": 1e-2}, data={"label_column": "label"},
-               alg="fadl")
-    r = cli(["run", job, "--out", str(tmp_path / "f3")], timeout=120)
+    job = _job(tmp_path, path, "psgd3", {"l2": 1e-2}, data={"label_column": "label"},
+               alg="psgd-mix")
+    r = cli(["run", job, "--out", str(tmp_path / "p3")], timeout=120)
     assert r.returncode == 65, r.stderr
     line = r.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert "label barolo" in line or "label barbera" in line or "label grignolino" in line
-    assert "third class" in line and "lbfgs" in line
+    assert "not binary" in line and "lbfgs and fadl" in line
+    job = _job(tmp_path, path, "fadlmn", {"l2": 1e-2, "multiclass": "multinomial"},
+               data={"label_column": "label"}, alg="fadl")
+    r = cli(["run", job, "--out", str(tmp_path / "fm")], timeout=120)
+    assert r.returncode == 78, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "one-vs-rest" in r.stderr \
+        and "lbfgs" in r.stderr
     job = _job(tmp_path, path, "fadlb", {"l2": 1e-2, "intercept": True}, alg="fadl")
     r = cli(["run", job, "--out", str(tmp_path / "fb")], timeout=120)
     assert r.returncode == 78, r.stderr
@@ -347,3 +353,39 @@ def test_fadl_squared_certified_ridge_and_label_values(tmp_path):
     assert r.returncode == 0, r.stderr
     assert float(r.stdout.split("accuracy:")[1].split()[0]) == pytest.approx(
         np.mean(pred == lab), abs=1e-9)
+
+
+@pytest.mark.timeout(180)
+def test_fadl_one_vs_rest_certified_and_resumed(tmp_path):
+    """fadl, three string classes: K binary problems one after another (certified each, so
+    their sum), equal to lbfgs's one-vs-rest; stopped at a cap and resumed with the cap
+    raised, bit-identical to an uninterrupted run."""
+    l2 = 1e-2
+    path, X, names = _wine_csv(str(tmp_path))
+    data = {"label_column": "label", "test": path}
+    yi = np.searchsorted(np.array(sorted(NAMES)), names)
+    runs = {}
+    for alg in ("fadl", "lbfgs"):
+        job = _job(tmp_path, path, alg, {"l2": l2, "multiclass": "ovr"}, data=data, alg=alg,
+                   solver={"max_iter": 200})
+        runs[alg] = _run(World(), job, str(tmp_path / alg))
+    (fa, summ, classes), (lb, _, _) = runs["fadl"], runs["lbfgs"]
+    assert [c.decode() if isinstance(c, bytes) else c for c in classes] == sorted(NAMES)
+    assert summ["problems"] == 3 and fa["w"].shape == (13, 3)
+    fs = {}
+    for alg, (arr, _, _) in runs.items():
+        f, gW, _ = _f(X, _ovr(yi, 3), arr["w"], 0.0, l2, "ovr")
+        gap = float(np.sum(gW * gW)) / (2 * l2)
+        assert gap <= 1e-9 * f, (alg, gap / f)
+        fs[alg] = (f, gap)
+    assert abs(fs["fadl"][0] - fs["lbfgs"][0]) <= fs["fadl"][1] + fs["lbfgs"][1]
+    import mpitrain
+    m = mpitrain.load(str(tmp_path / "fadl"))
+    assert np.mean(m.predict(X) == names) > 0.95
+    # stop at a cap (every problem hits it), resume with the cap raised
+    job = _job(tmp_path, path, "cap", {"l2": l2, "multiclass": "ovr"}, data=data, alg="fadl",
+               solver={"max_iter": 2}, every=1)
+    _run(World(), job, str(tmp_path / "cap"))
+    got, s2, _ = _run(World(), job, str(tmp_path / "cap"), resume="auto",
+                      overrides=[("solver", "max_iter", 200)])
+    assert np.array_equal(got["w"], fa["w"]), s2

@@ -33,9 +33,10 @@ MODEL_SCHEMA = {
     "l1": Field(float, 0.0, "L1 weight: l1‖w‖₁", min=0.0),
     "intercept": Field(bool, False, "fit an unregularised intercept b (wᵀx + b); default "
                        "false (models/glm.py says why); lbfgs only"),
-    "multiclass": Field(str, "multinomial", "more than two label values: one multinomial "
-                        "(softmax) model, or one-vs-rest binary models (lbfgs only)",
-                        choices=["multinomial", "ovr"]),
+    "multiclass": Field(str, "auto", "more than two label values: one multinomial "
+                        "(softmax) model (lbfgs), or one-vs-rest binary models; auto = "
+                        "multinomial where the algorithm fits it, else ovr",
+                        choices=["auto", "multinomial", "ovr"]),
 }
 
 EPS = float(np.finfo(np.float64).eps)
@@ -169,6 +170,16 @@ class LinearAlgorithm(Algorithm):
     (`model/w`, its iterate `self.w`) and `mpitrain eval`."""
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     MODEL_SCHEMA = MODEL_SCHEMA
+
+    def __new__(cls, ctx=None):
+        """More than two classes for an algorithm that fits binary models (reading raw
+        labels): K one-vs-rest problems in one run (algorithms/multiclass.py). Collective."""
+        if ctx is not None and not cls.DATA.get("binary", True):
+            labels = glm.one_vs_rest_labels(ctx, cls.name)
+            if labels is not None:
+                from .multiclass import OneVsRest
+                return OneVsRest(cls, ctx, labels)
+        return super().__new__(cls)
 
     def final_model(self):
         obj = getattr(self, "obj", None)  # labels decided by models/glm.py: its classes

@@ -54,6 +54,25 @@ def check_job(name, job, source):
                        f"algorithms that fit an intercept: {capable('intercept')}")
 
 
+def multiclass_kind(name, model):
+    """"multinomial" or "ovr": [model] multiclass, where "auto" is multinomial for an
+    algorithm that fits it with the logistic loss, else one-vs-rest."""
+    kind = model.get("multiclass", "auto")
+    if kind == "auto":
+        kind = "multinomial" if "multiclass" in CAPABLE.get(name, set()) and \
+            model["loss"] == "logistic" else "ovr"
+    return kind
+
+
+def classes_array(classes):
+    """The class values as final.h5 stores them (names as variable-length UTF-8)."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind == "U":
+        import h5py
+        classes = np.array(classes.tolist(), dtype=h5py.string_dtype())
+    return classes
+
+
 @dataclass
 class Labels:
     kind: str            # "binary" | "regression" | "multinomial" | "ovr"
@@ -67,10 +86,11 @@ def _first_row(world, shard, mask):
                                 op="min"))
 
 
-def prepare(world, shard, job, name):
+def prepare(world, shard, job, name, ovr_ok=False):
     """Decide the model kind from the labels over all ranks and set shard.y to what the
     objective needs: ±1 (binary), class index (multiclass) or the real value (regression).
-    Collective: every rank takes the same branch and raises the same error."""
+    Collective: every rank takes the same branch and raises the same error. `ovr_ok`: the
+    caller fits K classes one-vs-rest (algorithms/multiclass.py)."""
     model, data = job["model"], job["data"]
     if model["loss"] == "squared":
         return Labels("regression", 1, None)
@@ -92,13 +112,14 @@ def prepare(world, shard, job, name):
     if vals.size == 2:
         shard.y = np.where(shard.y == vals[1], 1.0, -1.0)
         return Labels("binary", 1, classes)
-    if "multiclass" not in CAPABLE.get(name, set()):
+    kind = multiclass_kind(name, model)
+    if "multiclass" not in CAPABLE.get(name, set()) and not (kind == "ovr" and ovr_ok):
         row = _first_row(world, shard, shard.y == vals[2])
         raise DataError(f"{shard.path}: row {row}: label {shown[2]} is a third class (labels "
                         f"{', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''}); {name} "
-                        "fits two classes; algorithms that fit more: "
-                        f"{capable('multiclass')} (or set [data] positive = [...])")
-    kind = model.get("multiclass", "multinomial")
+                        "fits two classes (one-vs-rest: multiclass = \"ovr\"); algorithms "
+                        f"that fit more: {capable('multiclass')} (or set [data] positive = "
+                        "[...])")
     if kind == "multinomial" and model["loss"] != "logistic":
         raise JobError(f"[model] multiclass = \"multinomial\" needs loss = \"logistic\" (the "
                        f"loss is {model['loss']!r}); use multiclass = \"ovr\"")
@@ -191,6 +212,30 @@ def objective(ctx, name):
     return obj
 
 
+def one_vs_rest_labels(ctx, name):
+    """Labels("ovr", K, classes) when the training labels hold more than two classes and
+    `name` fits binary models only (LinearAlgorithm then builds algorithms/multiclass.py's
+    OneVsRest, with ctx.train.y the class indices); None otherwise. Collective."""
+    from ..runtime import collectively
+    if "multiclass" in CAPABLE.get(name, set()) or ctx.model["loss"] == "squared" \
+            or ctx.job["data"]["positive"]:
+        return None
+    return collectively(ctx.world, _one_vs_rest, ctx, name)
+
+
+def _one_vs_rest(ctx, name):
+    world, shard = ctx.world, ctx.train
+    mine = np.unique(shard.y)
+    vals = np.unique(np.concatenate(world.comm.allgather(mine))) if world.size > 1 else mine
+    if vals.size <= 2:
+        return None
+    if multiclass_kind(name, ctx.model) == "multinomial":
+        raise JobError(f"[model] multiclass = \"multinomial\": {name} fits one-vs-rest only "
+                       f"(multiclass = \"ovr\" or \"auto\"); algorithms that fit a "
+                       f"multinomial model: {capable('multiclass')}")
+    return prepare(world, shard, ctx.job, name, ovr_ok=True)
+
+
 def final_model(obj, theta):
     """final.h5 arrays: `model/w` (d, or d × K), `model/intercept` (K) when fitted, and
     `meta/classes` (the class values in order) when the labels decided them."""
@@ -203,11 +248,7 @@ def final_model(obj, theta):
     else:
         out = {"model/w": theta}
     if labels.classes is not None:
-        classes = np.asarray(labels.classes)
-        if classes.dtype.kind == "U":  # names: HDF5 variable-length UTF-8 strings
-            import h5py
-            classes = np.array(classes.tolist(), dtype=h5py.string_dtype())
-        out["meta/classes"] = classes
+        out["meta/classes"] = classes_array(labels.classes)
     return out
 
 
@@ -232,7 +273,7 @@ def evaluate(ctx, model):
         if K == 1:
             kind, y = "binary", np.where(idx == 1, 1.0, -1.0)
         else:
-            kind, y = m.get("multiclass", "multinomial"), idx
+            kind, y = multiclass_kind(ctx.job["job"]["algorithm"], m), idx
     labels = Labels(kind, K, classes)
     view = _View(shard, y)
     obj = GLMObjective(view, labels, m["loss"], m["l2"], b is not None)
