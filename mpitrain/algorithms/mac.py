@@ -12,6 +12,16 @@ one iteration per μ:
 Z starts from a forward pass of the initial network. Stops after mu_steps, or when the
 constraint violation (1/N)Σₙ Σₖ‖zₖ − fₖ(z_{k−1})‖² falls below `tol`.
 
+Two layouts ([solver] layout), the same objective and iterations:
+  ring    (default) shards and Z stay put, unit submodels circulate (above); for large N.
+  layers  rank g owns a block of layers: their weights and the coordinates of ALL rows
+      (mac_layers.Layers; at most one rank per layer). W-step: each rank's units do the SGD
+      passes the ring does at P = 1, with the input block Z_{lo−1} received from rank g−1
+      (Sendrecv); Z-step: nested.zstep by blocks, exchanging boundary blocks up and gradient
+      terms down (Sendrecv) and the per-point E_Q terms (Allgatherv), so its results equal
+      the ring layout's at P = 1. For nets too wide for one rank's memory. Per-step test
+      error is not computed in this layout (`mpitrain eval` evaluates the final model).
+
 `backprop` minimises the nested error E(W) = Σₙ ½‖xₙ − f(xₙ)‖² directly: data-parallel
 minibatch SGD with momentum; each global minibatch is spread over the ranks (each rank's share
 of the same number of minibatches per epoch), one Allreduce(SUM) of the gradient per minibatch.
@@ -22,11 +32,12 @@ import time
 
 import numpy as np
 
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models import nested
-from ..state import Array, Int, Rows
+from ..state import Array, Int, Owned, Rows
 from .base import Algorithm
+from .mac_layers import Layers
 from .mac_ring import Ring
 
 NET_SCHEMA = {
@@ -69,9 +80,14 @@ class MAC(Algorithm):
     CAPS = {"mu schedule ended": ("it", "mu_steps")}
     FAMILY = "nested"  # what final.h5 describes (model_file.py)
     BLAS_THREADS = True  # GEMM-bound: bit-identical for the same thread count
-    summary = "method of auxiliary coordinates, deep sigmoidal autoencoder, units on a ring"
+    summary = "method of auxiliary coordinates, deep sigmoidal autoencoder, units on a ring " \
+              "or layers owned by ranks"
     MODEL_SCHEMA = NET_SCHEMA
     SOLVER_SCHEMA = {
+        "layout": Field(str, "ring", "ring: shards and Z stay, units circulate (large N); "
+                        "layers: ranks own layers and their Z blocks, exchange boundary "
+                        "blocks (wide nets; at most one rank per layer)",
+                        choices=["ring", "layers"]),
         "mu0": Field(float, 0.5, "first penalty parameter μ", min=0.0),
         "mu_factor": Field(float, 1.5, "geometric factor of the μ schedule", min=1.0),
         "mu_steps": Field(int, 20, "length of the μ schedule (iteration cap)", min=1,
@@ -99,16 +115,39 @@ class MAC(Algorithm):
         self.sizes = [self.D] + list(ctx.model["hidden"]) + [self.D]
         self.layers = nested.init_layers(self.sizes, ctx.rng("mac-init"),
                                          ctx.model["init_scale"])
-        self.Z = nested.forward(self.X, self.layers)[:-1]
         nl = len(self.layers)
         self.counters = {f"L{k}": np.zeros(self.sizes[k + 1], dtype=np.int64)
                          for k in range(nl)}
-        self.ring = Ring(world, {f"L{k}": (self.sizes[k + 1], self.sizes[k] + 1)
-                                 for k in range(nl)})
+        self.lay = self.ring = None
+        if ctx.solver["layout"] == "layers":
+            self._setup_layers()
+        else:
+            self.Z = nested.forward(self.X, self.layers)[:-1]
+            self.ring = Ring(world, {f"L{k}": (self.sizes[k + 1], self.sizes[k] + 1)
+                                     for k in range(nl)})
         self.it = 0
         self.finished = False
         self.reason = ""
         self.last = {}
+
+    def _setup_layers(self):
+        """Layer ownership: gather every shard's rows (Allgatherv), keep X where layer 0 or
+        the last layer is owned, the owned layers, their counters and Z blocks."""
+        world = self.world
+        counts = np.array(world.gather_obj(self.X.shape[0]), dtype=np.int64)
+        X = world.allgatherv(np.ascontiguousarray(self.X), counts)
+        lay = self.lay = Layers(world, self.sizes, X.shape[0])
+        K = lay.K
+        self.Z, z = [None] * K, X
+        for k in range(min(lay.hi, K)):
+            z = nested.layer(self.layers[k], z, False)
+            if lay.owns(k):
+                self.Z[k] = z
+        for k in range(lay.nl):
+            if not lay.owns(k):
+                self.layers[k] = None
+                self.counters[f"L{k}"] = None
+        self.X = X if lay.owns(0) or lay.owns(K) else None
 
     @property
     def mu(self):
@@ -128,6 +167,8 @@ class MAC(Algorithm):
         self._t_compute += time.perf_counter() - t0
 
     def step(self):
+        if self.lay is not None:
+            return self._step_layers()
         ctx, world, s = self.ctx, self.world, self.ctx.solver
         mu = self.mu
         params = {f"L{k}": Wb for k, Wb in enumerate(self.layers)}
@@ -153,12 +194,16 @@ class MAC(Algorithm):
             nest = nested.nested_error(self.X, self.layers)
             rec, viol, nest, acc = world.allreduce_scalars(float(rec.sum()), float(viol.sum()),
                                                            nest, float(acc))
-        self.it += 1
-        info = {"mu": mu, "objective": rec + 0.5 * mu * viol, "nested_error": nest / self.N,
-                "violation": viol / self.N, "zstep_accepted": int(acc),
-                "ring_hops": self.ring.hops}
+        info = {"ring_hops": self.ring.hops}
         if ctx.test is not None:
             info["test_nested_error"] = _nested_eval(ctx, self.layers)["nested_error"]
+        return self._end_step(mu, rec, viol, nest, acc, info)
+
+    def _end_step(self, mu, rec, viol, nest, acc, extra):
+        s = self.ctx.solver
+        self.it += 1
+        info = {"mu": mu, "objective": rec + 0.5 * mu * viol, "nested_error": nest / self.N,
+                "violation": viol / self.N, "zstep_accepted": int(acc), **extra}
         if viol / self.N < s["tol"]:
             self.finish("constraint violation below tol")
         elif self.it >= s["mu_steps"]:
@@ -166,8 +211,53 @@ class MAC(Algorithm):
         self.last = info
         return info
 
+    def _step_layers(self):
+        """One MAC iteration in the layer layout. Collectives: `up` (2 Sendrecv: the
+        boundary block Z_{hi−1} to rank g+1) for the W-step input; one Allreduce of the
+        per-layer input norms; in the Z-step (lay.zstep) `up`/`down` Sendrecv pairs and
+        Allgatherv of per-point terms per gradient step and trial; for the objective one
+        `up`, the terms' Allgatherv, the forward pipeline's Sendrecv rounds and one
+        Allreduce (lay.nested_error)."""
+        ctx, world, s, lay = self.ctx, self.world, self.ctx.solver, self.lay
+        mu, K = self.mu, lay.K
+        with ctx.phase("exchange"):
+            zin = lay.up(lay.top(self.Z))
+        sq = np.zeros(lay.nl)
+        for k in range(lay.lo, lay.hi):
+            z = lay.inp(k, self.X, self.Z, zin)
+            sq[k] = np.einsum("ij,ij->", z, z)
+        world.allreduce(sq)
+        self.eta = [s["eta"] * (1.0 if k == K else 4.0) / (1.0 + q / self.N)
+                    for k, q in enumerate(sq.tolist())]
+        with ctx.phase("wstep_compute"):
+            for k in range(lay.lo, lay.hi):   # the SGD passes of the ring at P = 1
+                Zin = lay.inp(k, self.X, self.Z, zin)
+                T = self.X if k == K else self.Z[k]
+                t = self.counters[f"L{k}"]
+                for epoch in range(s["epochs"]):
+                    order = ctx.rng("mac-sgd", self.it, epoch, 0, 0).permutation(lay.n)
+                    nested.unit_sgd(self.layers[k], t, Zin, T, order, s["batch"],
+                                    self.eta[k], s["decay"], k < K)
+        with ctx.phase("zstep"):
+            acc = lay.zstep(self.X, self.Z, self.layers, mu, s["zsteps"])
+        with ctx.phase("objective"):
+            zin = lay.up(lay.top(self.Z))
+            r, v, _ = lay.terms(self.X, self.Z, zin, self.layers, mu)
+            nest = lay.nested_error(self.X, self.layers)
+        return self._end_step(mu, float(r.sum()), float(v.sum()), nest, acc,
+                              {"layer_owner_ranks": lay.G})
+
     def state_fields(self):
-        out = dict(super().state_fields(), it=Int(), **{"ring/hops": Int()})
+        out = dict(super().state_fields(), it=Int())
+        if self.lay is not None:   # each layer and its Z block saved from its owner
+            for k in range(self.lay.nl):
+                own = Owned(lambda alg, k=k: int(alg.lay.owner[k]))
+                out[f"layers/{k}"] = own
+                out[f"counters/L{k}"] = own
+                if k < self.lay.K:
+                    out[f"Z/{k}"] = own
+            return out
+        out["ring/hops"] = Int()
         for k in range(len(self.layers)):
             out[f"layers/{k}"] = Array()
             out[f"counters/L{k}"] = Array()
@@ -176,6 +266,8 @@ class MAC(Algorithm):
         return out
 
     def final_model(self):
+        if self.lay is not None:   # collective: every layer from its owner (Bcast)
+            return _layers_model(self.lay.replicate(self.layers))
         return _layers_model(self.layers)
 
     def summary_info(self):
