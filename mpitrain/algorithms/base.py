@@ -2,7 +2,7 @@
 
 An algorithm is a class with
     name, summary             registry name and one line for --help
-    MODEL_SCHEMA, SOLVER_SCHEMA   its [model] and [solver] keys (config.Field)
+    MODEL_SCHEMA, SOLVER_SCHEMA   its [model] and [solver] keys (schema.Field)
     DATA = dict(binary=..., dtype=...)   how its data is loaded
     RESHARDABLE               may a checkpoint be resumed at another world size?
 and the methods
@@ -24,7 +24,6 @@ import time
 
 import numpy as np
 
-from ..config import LINEAR_MODEL_SCHEMA
 from ..state import Bool, Str
 
 
@@ -78,7 +77,7 @@ class _Phase:
 class Algorithm(abc.ABC):
     name = "?"
     summary = ""
-    MODEL_SCHEMA = LINEAR_MODEL_SCHEMA
+    MODEL_SCHEMA = {}  # its [model] keys (schema.Field); every algorithm sets its own
     SOLVER_SCHEMA = {}
     DATA = {"binary": True, "dtype": np.float64}
     RESHARDABLE = True
