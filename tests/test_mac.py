@@ -168,3 +168,78 @@ def test_mac_w_and_z_steps_distributed_match_serial(world):
         assert np.all(v == 2) and np.all(counters[name] == 2 * world.size)
     total = world.allreduce_scalars(float(sum(rows.values())))
     assert total == 2 * 23 * sum(W.shape[0] for W in layers)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(60)
+def test_mac_layers_zstep_and_error_match_serial(world):
+    """layout = layers: the block-distributed Z-step and the pipelined nested error equal the
+    serial ones (same gradient, same per-point acceptance), and the only collectives made are
+    the ones step() names: Sendrecv (neighbour blocks), Allgatherv (per-point terms), Allreduce
+    (the error)."""
+    from mpitrain.algorithms.mac_layers import Layers
+    sizes = (6, 5, 3, 5, 6)
+    X, layers, Z = _net(8, sizes=sizes, n=19)
+    if world.size > len(sizes) - 1:
+        pytest.skip("at most one rank per layer")
+    lay = Layers(world, sizes, 19)
+    made = []
+    for name in ("allreduce", "bcast", "sendrecv", "allgatherv", "gather_rows", "reduce_obj",
+                 "gather_obj", "bcast_obj", "agree"):
+        def rec(*a, _f=getattr(world, name), _n=name, **k):
+            made.append(_n)
+            return _f(*a, **k)
+        setattr(world, name, rec)
+    Zs = [z.copy() for z in Z]
+    acc = nested.zstep(X, Zs, layers, 0.5, steps=3)
+    own = [w if lay.owns(k) else None for k, w in enumerate(layers)]
+    Zl = [z.copy() if lay.owns(k) else None for k, z in enumerate(Z)]
+    assert lay.zstep(X, Zl, own, 0.5, steps=3) == acc
+    for k in range(len(Z)):
+        if lay.owns(k):
+            np.testing.assert_allclose(Zl[k], Zs[k], rtol=1e-13, atol=1e-15)
+            assert not np.array_equal(Zl[k], Z[k])   # it moved
+    assert set(made) == {"sendrecv", "allgatherv"}
+    e = lay.nested_error(X, own)
+    assert np.isclose(e, nested.nested_error(X, layers), rtol=1e-13)
+    assert set(made) == {"sendrecv", "allgatherv", "allreduce"}
+    full = lay.replicate(own)
+    assert all(np.array_equal(a, b) for a, b in zip(full, layers))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(200)
+def test_mac_layers_equal_ring_and_resume_at_other_p(tmp_path, digits_h5):
+    """layout = layers at P = 2, 3 gives the ring layout's P = 1 model (tolerance 1e-10
+    relative: only summation order may differ; bit-identical on this machine), moves bytes,
+    and a P = 3 checkpoint resumed at P = 2 finishes with the uninterrupted model."""
+    job = _job(str(tmp_path), digits_h5, "mac", mu_steps=4, mu0=0.1, mu_factor=2.0)
+    ref = str(tmp_path / "ring1")
+    assert cli(["run", job, "--out", ref]).returncode == 0
+    a = _final(ref)
+    lay = ["--set", "solver.layout=layers"]
+    for P in (2, 3):
+        out = str(tmp_path / f"layers{P}")
+        r = cli(["run", job, "--out", out] + lay, nranks=P)
+        assert r.returncode == 0, r.stderr
+        b = _final(out)
+        assert sorted(a) == sorted(b)
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-12)
+        m, m0 = _metrics(out)[-1], _metrics(ref)[-1]
+        assert np.isclose(m["nested_error"], m0["nested_error"], rtol=1e-10)
+        assert np.isclose(m["objective"], m0["objective"], rtol=1e-10)
+        assert m["comm_bytes"] > 0
+    cut = str(tmp_path / "cut")
+    r = cli(["run", job, "--out", cut, "--set", "solver.mu_steps=2"] + lay, nranks=3)
+    assert r.returncode == 0, r.stderr
+    r = cli(["run", job, "--out", cut, "--resume", "auto"] + lay, nranks=2)
+    assert r.returncode == 0, r.stderr
+    c = _final(cut)
+    assert all(np.allclose(c[k], a[k], rtol=1e-10, atol=1e-12) for k in a)
+    assert _metrics(cut)[-1]["step"] == 4
+    # more ranks than layers: one clear line, no traceback
+    r = cli(["run", job, "--out", str(tmp_path / "bad"), "--set", "model.hidden=[8]"] + lay,
+            nranks=3)
+    assert r.returncode != 0 and "at most one rank per layer" in r.stderr
+    assert "Traceback" not in r.stderr
