@@ -492,7 +492,7 @@ def _text_share(world, paths):
 
     segs = collectively(world, local)
     mine = [(i, a, t.count(b"\n")) for i, a, t in segs]
-    every = world.comm.allgather(mine) if world.size > 1 else [mine]
+    every = world.gather_obj(mine)
     flat = [s for part in every for s in part]
     out = []
     for i, a, text in segs:
@@ -521,8 +521,7 @@ def _read_text(world, path, paths, fmt, *, zero_based, label_column):
         parts = collectively(world, _parse_libsvm_segments, paths, segs, zero_based)
     ys = [p[0] for p in parts]
     y = np.concatenate(ys) if ys else np.zeros(0)
-    counts = np.array(world.comm.allgather(len(y)) if world.size > 1 else [len(y)],
-                      dtype=np.int64)
+    counts = np.array(world.gather_obj(len(y)), dtype=np.int64)
     n = int(counts.sum())
     start = int(counts[:world.rank].sum())
     where = path if len(paths) == 1 else f"{path} ({len(paths)} files)"
@@ -692,7 +691,7 @@ def _class_labels(world, s):
         s.y = s.y.astype(np.float64)
         return
     mine = sorted(set(s.y.tolist()))
-    names = sorted(set().union(*world.comm.allgather(mine))) if world.size > 1 else mine
+    names = sorted(set().union(*world.gather_obj(mine)))
     s.classes = names
     s.y = np.searchsorted(np.array(names), s.y).astype(np.float64)
 
@@ -783,8 +782,9 @@ def _labels(world, s, *, positive, binary):
             v = s.y[other - s.start]
             name = s.classes[int(v)] if getattr(s, "classes", None) else f"{v:g}"
             raise DataError(f"{s.path}: row {other}: label {name} is not binary (need +1/-1 "
-                            "or 1/0, or set [data] positive = [...]; lbfgs and fadl fit more "
-                            "than two classes, and real labels with loss = \"squared\")")
+                            "or 1/0, or set [data] positive = [...]; lbfgs, fadl and psgd-mix "
+                            "fit more than two classes, and real labels with loss = "
+                            "\"squared\")")
         return  # the rank holding that row raises; collectively() reports it on every rank
     if zero < s.n and minus < s.n:
         raise DataError(f"{s.path}: row {minus}: label -1, but row {zero} has label 0: the "
