@@ -599,7 +599,8 @@ def test_bench_slp_protocol(tmp_path, digits_h5):
         rec = s["rec"]
         assert s["t"] == pytest.approx(rec["time"] - rec["t_eval"])
         assert len(rec["rank_cpu"]) == 2 and len(rec["rank_t_wait"]) == 2
-    assert "time to target" in open(os.path.join(out, "report.md")).read()
+    report = open(os.path.join(out, "report.md")).read()
+    assert "time to target" in report and "Calibration on the same test rows: mean image" in report
     recs = [json.loads(x) for x in open(os.path.join(out, "s0-greedy-P1", "metrics.jsonl"))]
     assert sum(1 for x in recs if "recon" in x) == 20  # evaluated every epoch, like SLP
     t, rec = bench.time_to([{"recon_layers": 2, "recon": 5.0, "time": 3.0, "t_eval": 1.0},

@@ -143,6 +143,8 @@ def main(argv):
                         + [rec[f"rank_t_{p}"][rank] for p in PHASES if p != "allreduce"]
                         + [group_cost(dims, lay[gi][2]) / 1e6])
     agree = [runs[s]["agree"] for s in seeds]
+    base = next((runs[s][n]["rec"] for s in seeds for n in names
+                 if runs[s][n]["rec"] and "baseline_mean" in runs[s][n]["rec"]), {})
     secs = [
         f"Data {a.data}: first {a.rows or 'all'} training rows, unrolled test cross-entropy on "
         f"the first {a.eval_rows} test rows; stack {'-'.join(map(str, dims))}, sigmoid, "
@@ -155,6 +157,10 @@ def main(argv):
         "included. CPU = per-rank process seconds at that point (rank 0 / rank 1).",
         table(["seed", "run", "final unrolled error", "reached target", "time to target s",
                "wall s", "CPU s per rank"], rows),
+        "Calibration on the same test rows: mean image "
+        f"{base.get('baseline_mean', float('nan')):.4g}, PCA-{base.get('baseline_pca_k')} "
+        f"{base.get('baseline_pca', float('nan')):.4g}, floor (entropy of the targets) "
+        f"{base.get('baseline_floor', float('nan')):.4g}. "
         f"Greedy P=2 vs P=1 final error: relative difference {_ms(agree)} (tolerance "
         f"{a.tol}): {'within' if max(agree) <= a.tol else 'NOT within'} the tolerance for "
         "every seed.",
