@@ -1,6 +1,8 @@
 """Parameter-mixing SGD (Zinkevich et al. / Mann et al.): the baseline FADL improves on.
 
-Minimises (approximately) f(w) = (1/n)Σᵢ ℓ(yᵢ wᵀxᵢ) + (l2/2)‖w‖²   (l1 = 0).
+Minimises (approximately) f(w) = (1/n)Σᵢ ℓ(yᵢ wᵀxᵢ) + (l2/2)‖w‖²   (l1 = 0). Labels as
+fadl's (models/glm.py): two values of any kind, real ones with loss = "squared", more than
+two classes one-vs-rest (algorithms/multiclass.py).
 
 Round r: every rank runs `epochs` SGD passes from the shared w on its own shard's objective
 f_p(w) = (1/n_p)Σ_{i∈I_p} ℓᵢ(w) + (l2/2)‖w‖² (the FADL kernel with no correction term), with
@@ -17,6 +19,7 @@ import numpy as np
 
 from ..config import Field
 from ..errors import JobError
+from ..models import glm
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models.linear import LinearShard, regularized
 from ..state import Array, Float, Int
@@ -26,6 +29,7 @@ from .linear_family import LinearAlgorithm
 class PSGDMix(LinearAlgorithm):
     name = "psgd-mix"
     SMOOTH_ONLY = True
+    DATA = {"binary": False, "dtype": np.float64}  # labels decided by models/glm.py
     STATE = {"w": Array(), "it": Int(), "eta": Float(), "dvec": Int(),
              "f": Float(optional=True)}
     CAPS = {"max_iter": ("it", "max_iter")}
@@ -47,6 +51,7 @@ class PSGDMix(LinearAlgorithm):
 
     def setup(self):
         ctx = self.ctx
+        self.obj = glm.objective(ctx, self.name)  # two classes → ±1, or real labels
         self.lm = LinearShard(ctx.train, ctx.model["loss"])
         self.l2 = ctx.model["l2"]
         self.n, self.d = ctx.train.n, ctx.train.d
