@@ -66,8 +66,8 @@ def main(argv):
     k = layers[-1]
     secs = [
         f"Data {a.data}: first {a.rows or 'all'} training rows; errors = mean per-row "
-        f"reconstruction cross-entropy on the first {a.eval_rows or 'all'} test rows. Stack "
-        f"{'-'.join(map(str, layers))} (sigmoid), {a.ranks} ranks × 1 thread, pre-training "
+        f"reconstruction cross-entropy on the first {a.eval_rows or 'all'} test rows. Hidden "
+        f"layers {'-'.join(map(str, layers))} (sigmoid), {a.ranks} ranks × 1 thread, pre-training "
         f"E = {a.epochs} epochs per layer at lr {a.lr} (momentum 0.9, batch 100), then "
         f"{a.recon_epochs} epochs of end-to-end reconstruction fine-tuning of the unrolled "
         "stack (the defaults: Adam, lr 0.001, clean input). Baselines on the same rows: mean "
