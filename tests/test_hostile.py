@@ -174,13 +174,13 @@ HOSTILE.update({
         f, np.zeros(0, dtype=np.int32), d=0)), 65, "bad input data", ["zcsr.h5", "no features"]),
     "libsvm-no-features": (_libsvm_case("1\n-1\n1\n-1\n"), 65, "bad input data",
                            ["train.svm", "no features"]),
-    # a binary-only method (lbfgs and fadl take {-1, 0, 1} as three classes): rank 0 holds
-    # 0/1 rows, rank 1 +1/-1 rows at P = 2
+    # a binary-only method (lbfgs, fadl, psgd-mix take {-1, 0, 1} as three classes): rank 0
+    # holds 0/1 rows, rank 1 +1/-1 rows at P = 2
     "labels-mixed-across-shards": (lambda tmp: ([write_job(str(tmp / "job.toml"), {
-        "job": {"algorithm": "psgd-mix", "seed": 1, "out": str(tmp / "run")},
+        "job": {"algorithm": "dasvrda", "seed": 1, "out": str(tmp / "run")},
         "data": {"train": _h5(tmp, "mix.h5", lambda f: _dense(
             f, X=np.ones((8, 3)), y=np.array([0.0, 1.0, 0.0, 1.0, -1.0, 1.0, -1.0, 1.0])))},
-        "solver": {"max_iter": 3}})], None), 65, "bad input data",
+        "solver": {"max_stages": 3}})], None), 65, "bad input data",
         ["mix.h5", "row 4", "label -1", "label 0"]),
     "labels-strings-and-numbers": (lambda tmp: (
         _h5(tmp, "mixed-1.h5", lambda f: _dense(f)),

@@ -30,7 +30,7 @@ NAMES = np.array(["barolo", "grignolino", "barbera"])  # wine's classes 0, 1, 2 
 
 def _job(tmp, train, name, model, solver=None, data=None, alg="lbfgs", every=0):
     return write_job(os.path.join(tmp, f"{name}.toml"), {
-        "job": {"algorithm": alg, "seed": 0},
+        "job": {"algorithm": alg, "seed": 0, "threads": 1},
         "data": dict({"train": train}, **(data or {})),
         "model": model,
         "solver": dict({"max_iter": 2000}, **(solver or {})),
@@ -259,14 +259,16 @@ def test_squared_intercept_certified_ridge_r2(tmp_path):
 @pytest.mark.timeout(120)
 def test_refusals_name_the_label_and_the_algorithms(tmp_path):
     path, _, _ = _wine_csv(str(tmp_path))
-    job = _job(tmp_path, path, "psgd3", {"l2": 1e-2}, data={"label_column": "label"},
-               alg="psgd-mix")
+    job = write_job(os.path.join(tmp_path, "vr3.toml"), {
+        "job": {"algorithm": "dasvrda", "seed": 0}, "data": {"train": path,
+                                                             "label_column": "label"},
+        "model": {"l2": 1e-2}, "solver": {"max_stages": 2}, "checkpoint": {"every": 0}})
     r = cli(["run", job, "--out", str(tmp_path / "p3")], timeout=120)
     assert r.returncode == 65, r.stderr
     line = r.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert "label barolo" in line or "label barbera" in line or "label grignolino" in line
-    assert "not binary" in line and "lbfgs and fadl" in line
+    assert "not binary" in line and "lbfgs, fadl and psgd-mix" in line
     job = _job(tmp_path, path, "fadlmn", {"l2": 1e-2, "multiclass": "multinomial"},
                data={"label_column": "label"}, alg="fadl")
     r = cli(["run", job, "--out", str(tmp_path / "fm")], timeout=120)
@@ -369,6 +371,13 @@ def test_fadl_one_vs_rest_certified_and_resumed(tmp_path):
         job = _job(tmp_path, path, alg, {"l2": l2, "multiclass": "ovr"}, data=data, alg=alg,
                    solver={"max_iter": 200})
         runs[alg] = _run(World(), job, str(tmp_path / alg))
+    # fadl at P = 2 (a subprocess under mpiexec, one thread per rank)
+    job = _job(tmp_path, path, "fadl2", {"l2": l2, "multiclass": "ovr"}, data=data,
+               alg="fadl", solver={"max_iter": 200})
+    r = cli(["run", job, "--out", str(tmp_path / "fadl2")], nranks=2, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "fadl2" / "final.h5") as fh:
+        runs["fadl2"] = ({"w": fh["model/w"][()]}, None, None)
     (fa, summ, classes), (lb, _, _) = runs["fadl"], runs["lbfgs"]
     assert [c.decode() if isinstance(c, bytes) else c for c in classes] == sorted(NAMES)
     assert summ["problems"] == 3 and fa["w"].shape == (13, 3)
@@ -378,7 +387,8 @@ def test_fadl_one_vs_rest_certified_and_resumed(tmp_path):
         gap = float(np.sum(gW * gW)) / (2 * l2)
         assert gap <= 1e-9 * f, (alg, gap / f)
         fs[alg] = (f, gap)
-    assert abs(fs["fadl"][0] - fs["lbfgs"][0]) <= fs["fadl"][1] + fs["lbfgs"][1]
+    for alg in ("fadl", "fadl2"):
+        assert abs(fs[alg][0] - fs["lbfgs"][0]) <= fs[alg][1] + fs["lbfgs"][1]
     import mpitrain
     m = mpitrain.load(str(tmp_path / "fadl"))
     assert np.mean(m.predict(X) == names) > 0.95
@@ -389,3 +399,17 @@ def test_fadl_one_vs_rest_certified_and_resumed(tmp_path):
     got, s2, _ = _run(World(), job, str(tmp_path / "cap"), resume="auto",
                       overrides=[("solver", "max_iter", 200)])
     assert np.array_equal(got["w"], fa["w"]), s2
+
+
+@pytest.mark.timeout(120)
+def test_psgd_mix_one_vs_rest_string_labels(tmp_path):
+    """psgd-mix (an approximate method: no certificate) fits three string classes one-vs-rest
+    and predicts the names."""
+    path, X, names = _wine_csv(str(tmp_path))
+    job = _job(tmp_path, path, "psgd", {"l2": 1e-2}, data={"label_column": "label"},
+               alg="psgd-mix", solver={"max_iter": 20})
+    arrays, summ, _ = _run(World(), job, str(tmp_path / "psgd"))
+    assert arrays["w"].shape == (13, 3) and summ["problems"] == 3
+    import mpitrain
+    pred = mpitrain.load(str(tmp_path / "psgd")).predict(X)
+    assert np.mean(pred == names) > 0.9
