@@ -145,6 +145,29 @@ def test_multinomial_certified_matches_sklearn_api_export(tmp_path, digits_h5):
     assert np.allclose(m.decision_function(X), X @ W, atol=1e-10)
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_predict_cli_string_classes_any_p(tmp_path):
+    """`mpitrain predict` of a one-vs-rest model with string classes at P = 1 and 2: n × K
+    scores and the class names, row for row equal to the API."""
+    path, X, names = _wine_csv(str(tmp_path))
+    job = _job(tmp_path, path, "pr", {"l2": 1e-2, "intercept": True, "multiclass": "ovr"},
+               data={"label_column": "label"})
+    run = str(tmp_path / "pr")
+    _run(World(), job, run)
+    import mpitrain
+    m = mpitrain.load(run)
+    for p in (1, 2):
+        out = str(tmp_path / f"pred{p}.h5")
+        r = cli(["predict", run, path, "--out", out], nranks=p, timeout=120)
+        assert r.returncode == 0, r.stderr
+        with h5py.File(out) as f:
+            score, label = f["score"][()], f["label"][()]
+        assert score.shape == (len(X), 3)
+        assert np.array_equal(score, m.decision_function(X))
+        assert [v.decode() for v in label] == list(m.predict(X))
+
+
 @pytest.mark.timeout(120)
 def test_multinomial_resume_bit_identical(tmp_path, digits_h5):
     """A multiclass run stopped at a cap and resumed with the cap raised ends bit-identical to
