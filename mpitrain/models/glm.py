@@ -9,14 +9,21 @@ The objective (mean convention, n = the GLOBAL number of rows, K output columns)
                class 1 of the model file) and −1 for the smaller; ℓ from models/losses.py.
   regression   loss = "squared": K = 1, yᵢ the real label, ℓ = ½(m − y)² (scikit-learn's
                Ridge with alpha = n·l2).
-  multinomial  more than two values and [model] multiclass = "multinomial" (logistic loss):
-               K classes, ℓ(y, m) = log Σₖ exp(mₖ) − m_y (softmax cross-entropy; scikit-learn's
+  multinomial  more than two values and [model] multiclass = "multinomial" (or "auto", the
+               default, with the logistic loss) for lbfgs: K classes,
+               ℓ(y, m) = log Σₖ exp(mₖ) − m_y (softmax cross-entropy; scikit-learn's
                multinomial LogisticRegression with C = 1/(n·l2)).
-  ovr          more than two values and multiclass = "ovr": K columns, column k the binary
-               problem "class k (+1) against the rest (−1)"; f is the SUM of the K binary
-               objectives, which are independent, so its minimiser is each binary problem's
-               minimiser (scikit-learn's one-vs-rest). The K problems are solved together, in
-               one run: each evaluation's Allreduce carries all K gradients.
+  ovr          more than two values and multiclass = "ovr" (or "auto" with another loss or
+               another algorithm): K columns, column k the binary problem "class k (+1)
+               against the rest (−1)" (scikit-learn's one-vs-rest). lbfgs solves the K
+               problems together (f is the SUM of the K independent binary objectives, so its
+               minimiser is each one's; each evaluation's Allreduce carries all K gradients);
+               fadl and psgd-mix solve them one after another (algorithms/multiclass.py).
+
+Who fits what (CAPABLE below; others refuse with one line naming the algorithms that can):
+lbfgs everything here; fadl and psgd-mix two classes of any value, one-vs-rest, and
+regression, without intercept; dasvrda, prox-svrg, katyusha binary ±1/0-1 labels only (data.py
+refuses others).
 
 Labels of any value (numbers, or strings mapped to indices by data.py with the names in
 Shard.classes) become classes in sorted order; `classes` goes to final.h5 so that prediction
