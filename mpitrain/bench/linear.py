@@ -318,7 +318,7 @@ def main(argv):
             krows.append([dname, k, f"{v['nnz_per_s'] / 1e6:.1f}M", f"{v['seconds']:.4f}"])
     sections.append("## Kernel throughput (1 thread)\n\n" + common.table(
         ["data", "kernel", "nnz/s", "seconds"], krows))
-    sections.append(_projection(results))
+    sections.append(_projection(results, args.epochs))
     _plots(out, plots)
     path = common.write_report(out, "mpitrain bench linear", sections, results)
     print(open(path).read())
@@ -329,13 +329,16 @@ def _r(x):
     return "—" if x is None else f"{x:.3g}"
 
 
-def _projection(results):
+def _projection(results, epochs=0):
     """Per outer iteration / evaluation: compute from the measured per-nnz kernel times over
     P, plus the α–β Allreduce model; iteration counts taken from the P = 2 runs."""
+    from mpitrain.algorithms.fadl import FADL
+    epochs = epochs or FADL.SOLVER_SCHEMA["epochs"].default
     lines = ["## Projection to P = 64..1024",
              "",
              "Model (stated, not measured): time to gap 1e-4 = iterations × (compute/P + "
-             "communication). Compute per FADL outer iteration = epochs·nnz·t_sgd + "
+             f"communication). Compute per FADL outer iteration = epochs·nnz·t_sgd (epochs = {epochs}, "
+             "as if the local solver were SGD) + "
              "3·nnz·t_pass (gradient: margins + Xᵀv; direction margins), per L-BFGS "
              "evaluation = 2·nnz·t_pass, with t_sgd and t_pass the measured seconds per "
              "non-zero of the kernels above. Allreduce of m bytes: "
@@ -367,7 +370,7 @@ def _projection(results):
             for P in (64, 256, 1024):
                 ar = _allreduce_model(P, 8 * (d + 1), alpha, 1e-9)
                 sc = _allreduce_model(P, 16, alpha, 1e-9)
-                tf = it_f * (nnz * (t_sgd + 3 * t_pass) / P + 2 * ar + ls_f * sc) + ar
+                tf = it_f * (nnz * (epochs * t_sgd + 3 * t_pass) / P + 2 * ar + ls_f * sc) + ar
                 tl = cb * (2 * nnz * t_pass / P + ar)
                 rows.append([f"{dname} l2={l2}", f"{alpha:g}", P, f"{tf:.3g}", f"{tl:.3g}",
                              f"{tl / tf:.2f}"])
