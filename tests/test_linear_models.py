@@ -436,3 +436,25 @@ def test_psgd_mix_one_vs_rest_string_labels(tmp_path):
     import mpitrain
     pred = mpitrain.load(str(tmp_path / "psgd")).predict(X)
     assert np.mean(pred == names) > 0.9
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_shipped_multiclass_job(tmp_path, digits_h5):
+    """jobs/lbfgs-digits-multiclass.toml as shipped (data path aside) at P = 2: a certified
+    stop, a d × K model with intercepts, test accuracy from eval."""
+    import json
+    from util import ROOT
+    out = str(tmp_path / "run")
+    r = cli(["run", os.path.join(ROOT, "jobs", "lbfgs-digits-multiclass.toml"), "--out", out,
+             "--set", f'data.train="{digits_h5}"', "--set", f'data.test="{digits_h5}"',
+             "--set", "checkpoint.every=0"], nranks=2, timeout=200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summ = json.load(open(os.path.join(out, "summary.json")))
+    assert summ["stop_reason"] == "certified gap"
+    with h5py.File(os.path.join(out, "final.h5")) as f:
+        assert f["model/w"].shape == (64, 10) and f["model/intercept"].shape == (10,)
+        assert f["manifest"].attrs["multiclass"] == "multinomial"
+    r = cli(["eval", out], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.split("accuracy:")[1].split()[0]) > 0.9
