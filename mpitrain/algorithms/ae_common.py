@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .. import data as datamod
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models import autoencoder as AE
 from .._kernels import ae_fast as K

@@ -17,7 +17,7 @@ one the update budget allows). Greedy/stacked regenerate the frozen input hâ‚–â‚
 shard locally when layer k starts (no communication).
 """
 
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models import autoencoder as AE
 from ..state import Int

@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from ..comm import ACTIVITY
-from ..config import Field
+from ..schema import Field
 from ..models import autoencoder as AE
 from ..state import Array, Int, Owned
 from .ae_common import SOLVER_SCHEMA, AEBase, Trainer, load_group_train

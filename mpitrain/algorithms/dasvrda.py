@@ -47,7 +47,7 @@ import math
 import numpy as np
 
 from .._kernels import vr_sparse as V
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models.linear import LinearShard
 from ..state import Array, Float, Int, Rng

@@ -32,7 +32,7 @@ rebuilt from w, so resuming at another P is allowed.
 """
 import numpy as np
 
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models import glm

@@ -29,7 +29,7 @@ metrics.jsonl records cert_gap = ‖∇f‖²/(2·l2) at every iteration.
 """
 import numpy as np
 
-from ..config import Field
+from ..schema import Field
 from ..models import glm
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int

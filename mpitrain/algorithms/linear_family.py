@@ -19,7 +19,7 @@ The objective (mean convention, no intercept; n = the GLOBAL number of rows):
 """
 import numpy as np
 
-from ..config import Field
+from ..schema import Field
 from .base import Algorithm
 from ..models import glm
 from ..models.linear import LinearShard, regularized

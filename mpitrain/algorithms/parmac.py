@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models import binary_autoencoder as ba
 from ..state import Array, Float, Int, Rows

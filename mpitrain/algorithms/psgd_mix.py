@@ -17,7 +17,7 @@ resuming at another P is allowed.
 """
 import numpy as np
 
-from ..config import Field
+from ..schema import Field
 from ..errors import JobError
 from ..models import glm
 from ..models.fadl_local import LocalProblem, orders_for
