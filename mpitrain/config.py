@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from .errors import InputMissing, JobError, UsageError
-from .schema import REQUIRED, Field  # noqa: F401  (Field: the type of every schema entry)
+from .schema import REQUIRED, Field
 
 JOB_SCHEMA = {
     "algorithm": Field(str, help="which method to run (see `mpitrain run --help`)"),
