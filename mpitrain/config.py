@@ -22,7 +22,7 @@ from .schema import REQUIRED, Field
 
 JOB_SCHEMA = {
     "algorithm": Field(str, help="which method to run (see `mpitrain run --help`)"),
-    "seed": Field(int, 0, "seed of every random stream (numpy SeedSequence)"),
+    "seed": Field(int, 0, "seed of every random stream (numpy SeedSequence)", min=0),
     "out": Field(str, "", "run directory (default runs/<job file name>)", affects_result=False),
     "threads": Field(int, 0, "OpenMP/BLAS threads per rank; 0 = CPUs on the node / local "
                      "ranks", min=0, affects_result=False, max=4096),
