@@ -7,6 +7,7 @@ from mpitrain.bench import faults
 
 class _Bench:
     cleaned = 0
+    root = "/work-dir"
 
     def cleanup(self):
         self.cleaned += 1
@@ -23,13 +24,14 @@ def _res(rc, err="", seconds=1.0, strays=()):
 @pytest.mark.timeout(30)
 def test_judge_clean_defect_harness_error_and_skip():
     b = _Bench()
-    ok = faults.judge(_case(lambda _: ("rc 0", [])), b)
+    ok = faults.judge(_case(lambda _: ("rc 0: /work-dir/x", [])), b)
     bad = faults.judge(_case(lambda _: ("rc 1", ["exit 1, expected 0"])), b)
     boom = faults.judge(_case(lambda _: 1 / 0), b)
 
     def skip(_):
         raise faults.Skip("no tmpfs")
     sk = faults.judge(_case(skip), b)
+    assert ok.got == "rc 0: W/x"  # the working directory is shown as W
     assert (ok.clean, bad.clean, boom.clean, sk.clean) == (True, False, False, None)
     assert boom.got.startswith("harness error: ZeroDivisionError") and boom.problems
     assert sk.got == "skipped: no tmpfs"
