@@ -2,7 +2,6 @@
 
     mpitrain bench parmac [--quick] [--out DIR] [--data data/mnist.h5] [--rows N]
                           [--bits 8,16,32] [--seeds N] [--ranks 1,2] [--queries Q] [--K K]
-                          [--digits data/digits.h5]
 
 For every code length L and seed s: `parmac-ba` (the authors' protocol: ITQ start, μ list from
 0, validation on held-out training points, run to Z = h(X)) at P = 1 with job seed s, and ITQ
@@ -14,8 +13,7 @@ Reported: mean ± standard deviation (and min–max) over seeds. The per-step re
 (L = 16, seed 0) gives wrong bits per point after each W-step. Strong scaling: the same job
 at each P in --ranks; per-iteration times of every phase (W-step compute and communication,
 Z-step, objective, validation) fit T(P) = (t_comp·N)/P + h(P)·t_hop + t_coll, projected to
-larger P and N. Then `mac` vs `backprop` on digits (P = 1, same initial weights): nested error
-against wall time, as recorded in metrics.jsonl.
+larger P and N. (`mac` vs `backprop` and MAC's layouts: `mpitrain bench mac`.)
 """
 import argparse
 import json
@@ -103,7 +101,6 @@ def main(argv):
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--queries", type=int, default=0, help="held-out test queries (0: 1,000)")
     ap.add_argument("--K", type=int, default=50)
-    ap.add_argument("--digits", default="data/digits.h5", help="data for MAC vs backprop")
     a = ap.parse_args(argv)
     rows = a.rows or (5000 if a.quick else 10000)
     Qn = a.queries or (500 if a.quick else 1000)
@@ -124,7 +121,7 @@ def main(argv):
                 "model": {"bits": L}, "solver": {}, "checkpoint": {"every": 0}}
 
     results = {"rows": rows, "queries": Qn, "K": a.K, "precision": {}, "runs": [],
-               "steps": [], "scaling": [], "model": {}, "mac_vs_backprop": {}}
+               "steps": [], "scaling": [], "model": {}}
     prec_rows = []
     for L in bits:
         per = {"BA": [], "ITQ": [], "tPCA": []}
@@ -181,23 +178,6 @@ def main(argv):
             for P in (1, 2, 16, 128)]
     results["model"] = {"t_comp": t_comp, "t_hop": t_hop, "t_coll": t_coll, "e": e,
                         "projection": proj}
-    # MAC vs backprop on digits (P = 1): nested error vs wall time
-    curves = {}
-    for alg, solver in (("mac", {"mu_steps": 10 if a.quick else 20, "mu0": 0.1}),
-                        ("backprop", {"epochs": 40 if a.quick else 100})):
-        sec = {"job": {"algorithm": alg, "seed": 0}, "data": {"train": a.digits},
-               "model": {"hidden": [32, 8, 32]}, "solver": solver, "checkpoint": {"every": 0}}
-        from mpitrain.config import dump_toml
-        jp = os.path.join(tmp, f"{alg}.toml")
-        with open(jp, "w") as fh:
-            fh.write(dump_toml(sec))
-        out = os.path.join(tmp, f"{alg}-P1")
-        dt, rc = common.mpirun(1, jp, out, threads=1)
-        if rc != 0:
-            raise SystemExit(f"bench parmac: {alg} failed ({rc})")
-        with open(os.path.join(out, "metrics.jsonl")) as fh:
-            curves[alg] = [(x["time"], x["nested_error"]) for x in map(json.loads, fh)]
-    results["mac_vs_backprop"] = curves
     load1 = os.getloadavg()
     steps_rows = [[x["step"], x["mu"], x["violation"], x["codes_changed"], x["bits_refit"],
                    x["wrong_bits"], x["svm_sweeps"], x["val_precision"], x["accepted"]]
@@ -237,10 +217,6 @@ def main(argv):
         "shared-memory hops; at larger P, the ring's quality per W-step falls (more blocks "
         "per ring pass), which the model does not capture.",
         common.table(["P", "N", "T(P) s/iter", "S(P)"], proj),
-        "## MAC vs backprop (digits, 64-32-8-32-64 sigmoidal autoencoder, P = 1, train "
-        "nested error per point)",
-        common.table(["method", "steps", "wall (s)", "nested error"],
-                     [[k, len(c), c[-1][0], c[-1][1]] for k, c in curves.items()]),
     ]
     path = common.write_report(a.out, "ParMAC binary autoencoder: precision over seeds and "
                                "scaling", sections, results)
