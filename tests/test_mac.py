@@ -241,5 +241,5 @@ def test_mac_layers_equal_ring_and_resume_at_other_p(tmp_path, digits_h5):
     # more ranks than layers: one clear line, no traceback
     r = cli(["run", job, "--out", str(tmp_path / "bad"), "--set", "model.hidden=[8]"] + lay,
             nranks=3)
-    assert r.returncode != 0 and "at most one rank per layer" in r.stderr
+    assert r.returncode == 78 and "at most one rank per layer" in r.stderr
     assert "Traceback" not in r.stderr
