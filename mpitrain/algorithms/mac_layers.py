@@ -164,24 +164,18 @@ class Layers:
             for i, k in enumerate(own_z):
                 g2l[i] = np.einsum("ij,ij->i", G[k], G[k])
             g2 = sum(self.gather(g2l, self.zcounts))
-            todo = g2 > 0
-            for _h in range(max_halvings):
-                if not todo.any():
-                    break
-                trial = list(Z)
-                for k in own_z:
-                    trial[k] = Z[k] - alpha[:, None] * G[k]
-                tin = self.up(self.top(trial))
-                et = self.terms(X, trial, tin, layers, mu)[2]
-                ok = todo & (et <= e - 1e-4 * alpha * g2)
-                for k in own_z:
-                    Z[k][ok] = trial[k][ok]
+            tin = []
+
+            def energy(trial):   # the trial's boundary block up, its terms gathered
+                tin[:] = [self.up(self.top(trial))]
+                return self.terms(X, trial, tin[0], layers, mu)[2]
+
+            def accept(ok):      # the received block follows its owner's accepted points
                 if zin is not None:
-                    zin[ok] = tin[ok]
-                e = np.where(ok, et, e)
-                accepted += int(ok.sum())
-                todo &= ~ok
-                alpha = np.where(todo, alpha * 0.5, alpha)
+                    zin[ok] = tin[0][ok]
+            e, alpha, acc = nested.backtrack(Z, G, own_z, g2, e, alpha, energy, max_halvings,
+                                             accept)
+            accepted += acc
             alpha = np.minimum(alpha * 2.0, alpha0 * 8)
         return accepted
 

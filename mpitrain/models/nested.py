@@ -100,21 +100,36 @@ def zstep(X, Z, layers, mu, steps, alpha0=1.0, max_halvings=30):
         out = layer(layers[K], Z[K - 1], True)
         G[K - 1] -= (X - out) @ layers[K][:, :-1]
         g2 = sum(np.einsum("ij,ij->i", g, g) for g in G)
-        todo = g2 > 0
-        for _h in range(max_halvings):
-            if not todo.any():
-                break
-            trial = [Z[k] - alpha[:, None] * G[k] for k in range(K)]
-            et = energy(trial)
-            ok = todo & (et <= e - 1e-4 * alpha * g2)
-            for k in range(K):
-                Z[k][ok] = trial[k][ok]
-            e = np.where(ok, et, e)
-            accepted += int(ok.sum())
-            todo &= ~ok
-            alpha = np.where(todo, alpha * 0.5, alpha)
+        e, alpha, acc = backtrack(Z, G, range(K), g2, e, alpha, energy, max_halvings)
+        accepted += acc
         alpha = np.minimum(alpha * 2.0, alpha0 * 8)
     return accepted
+
+
+def backtrack(Z, G, blocks, g2, e, alpha, energy, max_halvings, accept=None):
+    """Per-point Armijo backtracking along −G on the blocks Z[k], k in `blocks`: a point
+    takes the trial step once energy(trial) ≤ e − 10⁻⁴·α‖g‖² (per point), else halves its α.
+    `accept(ok)` (optional) is told which points took the trial just evaluated.
+    Returns (e, α, number of accepted points)."""
+    accepted = 0
+    todo = g2 > 0
+    for _h in range(max_halvings):
+        if not todo.any():
+            break
+        trial = list(Z)
+        for k in blocks:
+            trial[k] = Z[k] - alpha[:, None] * G[k]
+        et = energy(trial)
+        ok = todo & (et <= e - 1e-4 * alpha * g2)
+        for k in blocks:
+            Z[k][ok] = trial[k][ok]
+        if accept is not None:
+            accept(ok)
+        e = np.where(ok, et, e)
+        accepted += int(ok.sum())
+        todo &= ~ok
+        alpha = np.where(todo, alpha * 0.5, alpha)
+    return e, alpha, accepted
 
 
 def backprop_grad(Xb, layers):
