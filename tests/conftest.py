@@ -9,6 +9,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# In-process tests run one OpenMP/BLAS thread per process unless a test asks for more
+# (omp.set_num_threads, or util.env(threads) for a subprocess), and idle threads sleep: under
+# `mpiexec -n 3` on 2 cores, spinning threads of every rank would otherwise fight for them.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @pytest.fixture
 def world():
