@@ -47,10 +47,12 @@ def _boot_id():
 
 
 def _pid_start(pid):
-    """Start time of process `pid` (clock ticks after boot), or None if it is not running."""
+    """Start time of process `pid` (clock ticks after boot), or None if it is not running
+    (a zombie, killed but not yet reaped, is not running: it holds no lock)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, ValueError, IndexError):
         try:
             os.kill(pid, 0)
