@@ -46,7 +46,9 @@ def main(argv):
     ap = argparse.ArgumentParser(prog="mpitrain bench gradual", description=__doc__)
     ap.add_argument("--data", default="data/mnist.h5")
     ap.add_argument("--out", default="bench-out/gradual")
-    ap.add_argument("--sizes", default="1000,5000,10000,20000,60000")
+    ap.add_argument("--sizes", default=None,
+                    help="training-set sizes (default 1000,5000,10000,20000,60000; "
+                    "--quick: 1000,5000,10000)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--val-fraction", type=float, default=0.1,
                     help="validation split of the training rows for early stopping of both "
@@ -62,10 +64,13 @@ def main(argv):
                     help="reconstruction fine-tuning epochs, both methods (0 = off)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--quick", action="store_true",
-                    help="sizes 1k,5k,10k; 3x256 units; 150 updates per stage, 300 fine-tuning")
+                    help="3x256 units; 150 updates per stage, 300 fine-tuning; sizes 1k,5k,10k "
+                    "unless --sizes is given")
     a = ap.parse_args(argv)
     if a.quick:
-        a.sizes, a.layers, a.updates, a.ft_updates = "1000,5000,10000", "256,256,256", 150, 300
+        a.sizes = a.sizes or "1000,5000,10000"
+        a.layers, a.updates, a.ft_updates = "256,256,256", 150, 300
+    a.sizes = a.sizes or "1000,5000,10000,20000,60000"
     sizes = [int(s) for s in a.sizes.split(",")]
     layers = [int(x) for x in a.layers.split(",")]
     os.makedirs(a.out, exist_ok=True)
