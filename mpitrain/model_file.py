@@ -17,7 +17,8 @@ and, as attributes of the group `manifest`, everything prediction needs:
                               intercept (b of a binary model; 0.0 for K classes)
     multiclass                K classes: "multinomial" or "ovr"; `model/w` is then d × K and
                               meta/classes holds the K class values, in sorted order
-    label_rule                "binary": labels were ±1 or 1/0; "positive": [data] positive
+    label_rule                "classes": the labels' own values, sorted (models/glm.py);
+                              "binary": labels were ±1 or 1/0; "positive": [data] positive
                               listed the +1 labels (label_positive, JSON), every other value -1
     dataset meta/classes      the label values of class 0 (score ≤ 0) and class 1 (score > 0),
                               in that order, as they appear in the data: [0, 1], [-1, 1], or
@@ -87,7 +88,9 @@ def contents(world, cls, job, train, model, base):
                  mpitrain_version=__version__, job_toml=config.dump_toml(job))
     if family == "linear":
         classes, rule = _label_classes(world, train, d["positive"])
-        arrays.setdefault("meta/classes", classes)  # models/glm.py may have decided them
+        if "meta/classes" in model:  # models/glm.py decided them: the values, sorted
+            rule = "classes"
+        arrays.setdefault("meta/classes", classes)
         b = model.get("model/intercept")
         attrs.update(loss=m["loss"], l2=float(m["l2"]), l1=float(m.get("l1", 0.0)),
                      fit_intercept=int(b is not None),
