@@ -12,11 +12,14 @@ f_lower = f(w_ref) − ‖∇f(w_ref)‖²/(2·l2) ≤ f*. Reported gaps are (f 
 upper bound on (f − f*)/f*. Reported for every method the same way: wall time, d-vector
 Allreduces and all collectives (comm_calls: scalar ones included) to relative gap 1e-3, 1e-4,
 1e-6, the final gap and the stop reason; the SGD kernel's throughput next to the foundation's matvecs; with
-`--allreduce-latency S` every collective of the MPI runs is delayed by S seconds (the
-communication-expensive regime); a projection to P = 64..1024 from the measured per-nnz times
+`--net ALPHA,RATE` the P = 2 runs go through an emulated link (mpitrain/netem.py: two network
+namespaces, MPI over OFI/TCP, set one-way latency and bandwidth), and `--alpha-sweep` tabulates
+the time to a certified 1e-4 of FADL, L-BFGS and DASVRDA as the latency grows (the
+communication-expensive regime of the FADL paper); a projection to P = 64..1024 from the measured per-nnz times
 and an α–β Allreduce model. Times of mpitrain runs are the job clock (after data loading).
 
-Usage: mpitrain bench linear [--quick] [--out DIR] [--allreduce-latency S] [--synth-n N]
+Usage: mpitrain bench linear [--quick] [--out DIR] [--net ALPHA,RATE] [--synth-n N]
+       mpitrain bench linear --alpha-sweep 0,0.0005,0.002,0.01 [--rate 1gbit]
 """
 import argparse
 import json
@@ -33,30 +36,20 @@ from . import common
 GAPS = (1e-3, 1e-4, 1e-6)
 
 
-# --------------------------------------------------------------- latency worker
-def _worker(latency, argv):
-    """`python -m mpitrain.bench.linear --worker S run JOB ...`: the CLI with every collective
-    of World delayed by S seconds (sleep before the call)."""
-    from mpitrain import comm
-    from mpitrain.cli import main
-
-    def delayed(fn):
-        def wrap(self, *a, **k):
-            if self.size > 1:
-                time.sleep(latency)
-            return fn(self, *a, **k)
-        return wrap
-    for name in ("allreduce", "bcast", "sendrecv", "allgatherv", "gather_rows"):
-        setattr(comm.World, name, delayed(getattr(comm.World, name)))
-    return main(argv)
+# --------------------------------------------------------------- runs
+NET_TAG = 1  # the emulated link of this benchmark (mpitrain/netem.py)
 
 
-def _mpirun(P, job, out, sets, latency):
+def _mpirun(P, job, out, sets, net=False):
+    """`mpitrain run JOB` on P ranks; with `net`, the P > 1 runs go through the emulated link
+    (two namespaces, MPI over OFI/TCP with the set latency and bandwidth)."""
+    from mpitrain import netem
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    cmd = [common.mpiexec(), "-n", str(P), sys.executable, "-m", "mpitrain.bench.linear",
-           "--worker", str(latency), "run", job, "--out", out, "--fresh"]
+    run = [sys.executable, "-m", "mpitrain", "run", job, "--out", out, "--fresh"]
     for s in sets:
-        cmd += ["--set", s]
+        run += ["--set", s]
+    cmd = netem.mpiexec_argv(NET_TAG, P, run) if net and P > 1 else \
+        [common.mpiexec(), "-n", str(P)] + run
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
@@ -183,8 +176,15 @@ def main(argv):
         "\n")[0])
     ap.add_argument("--out", default=os.path.join("bench-out", "linear"))
     ap.add_argument("--quick", action="store_true", help="smaller synth, l2 = 1e-4 only")
-    ap.add_argument("--allreduce-latency", type=float, default=0.0,
-                    help="seconds added to every collective of the MPI runs")
+    ap.add_argument("--net", default="",
+                    help="'ALPHA,RATE': the P = 2 runs go through an emulated link with one-way "
+                         "latency ALPHA seconds and bandwidth RATE (tc units, e.g. 1gbit); "
+                         "needs root (mpitrain/netem.py)")
+    ap.add_argument("--alpha-sweep", default="",
+                    help="'A1,A2,...': instead of the full table, time to a certified 1e-4 of "
+                         "FADL, L-BFGS and DASVRDA at P = 2 on rt-polarity over links of "
+                         "these one-way latencies (seconds) and --rate")
+    ap.add_argument("--rate", default="1gbit", help="bandwidth of the --alpha-sweep links")
     ap.add_argument("--synth-n", type=int, default=0, help="rows of the synthetic set")
     ap.add_argument("--synth-d", type=int, default=2 ** 18)
     ap.add_argument("--l2", type=float, nargs="*", default=None)
@@ -195,12 +195,32 @@ def main(argv):
     os.makedirs(out, exist_ok=True)
     l2s = args.l2 or ([1e-4] if args.quick else [1e-4, 1e-6])
     tols = [1e-2, 1e-3, 1e-4, 1e-6] if args.quick else [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8]
-    lat = args.allreduce_latency
     load0 = os.getloadavg()
+    if args.alpha_sweep:
+        return _alpha_sweep(args, out, l2s[0], load0)
+    net = _net_up(args.net)
+    try:
+        return _main(args, out, l2s, tols, net, load0)
+    finally:
+        if net:
+            from mpitrain import netem
+            netem.down(NET_TAG)
+
+
+def _net_up(spec):
+    """Bring up the emulated link 'ALPHA,RATE' (None when spec is empty)."""
+    if not spec:
+        return None
+    from mpitrain import netem
+    alpha, rate = spec.split(",")
+    return netem.up(float(alpha), rate, NET_TAG)
+
+
+def _main(args, out, l2s, tols, net, load0):
     sets = _data(out, args.quick, args.synth_n, args.synth_d)
     runs = [("lbfgs", 1), ("lbfgs", 2), ("lbfgs-evaluate", 2), ("fadl", 1), ("fadl", 2),
             ("psgd-mix", 2)]
-    results = {"datasets": {}, "allreduce_latency_s": lat, "l2": l2s,
+    results = {"datasets": {}, "net": net, "l2": l2s,
                "load_before": load0}
     sections = []
     rows = []
@@ -218,7 +238,7 @@ def main(argv):
             _write_job(job, "lbfgs", path, l2, {"max_iter": 5000, "tol": 0.0,
                                                 "gap_tol": 1e-14})
             ref_out = os.path.join(out, "runs", f"{dname}-{l2:g}-ref")
-            _mpirun(1, job, ref_out, [], 0.0)
+            _mpirun(1, job, ref_out, [])
             ref = _trace(ref_out)[1]
             fstar = ref["objective"] - ref["cert_gap"]      # f_lower ≤ f* (named fstar below)
             ref_gap = ref["cert_gap"] / abs(fstar)
@@ -231,7 +251,7 @@ def main(argv):
                 job = os.path.join(out, f"job-{algo}.toml")
                 _write_job(job, algo.split("-evaluate")[0], path, l2, solver)
                 rdir = os.path.join(out, "runs", f"{dname}-{l2:g}-{algo}-P{P}")
-                wall = _mpirun(P, job, rdir, [], lat)
+                wall = _mpirun(P, job, rdir, [], net)
                 recs, summ = _trace(rdir)
                 name = f"{algo} P={P}"
                 res[name] = {"wall": wall, "recs": [(r["time"], r["objective"],
@@ -279,7 +299,8 @@ def main(argv):
     # ---- report
     sections.append(f"Load average before/after: {load0[0]:.2f} / {load1[0]:.2f} "
                     f"(1-min; {common.machine()['cpus']} CPUs shared with other work). "
-                    f"Allreduce delay added: {lat:g} s per collective. OMP_NUM_THREADS=1.")
+                    + ("P = 2 runs over an emulated link: " + json.dumps(net) if net else
+                       "All runs over shared memory.") + " OMP_NUM_THREADS=1.")
     sections.append("rt-polarity is real data (TF-IDF); synth is synthetic "
                     f"(mpitrain.datasets.synth, {results['datasets']['synth']['n']} x "
                     f"{results['datasets']['synth']['d']}, 75 nnz/row, 5% flipped labels).")
@@ -421,7 +442,61 @@ def _write_job(path, algo, data, l2, solver):
                             "solver": solver, "checkpoint": {"every": 0}}))
 
 
+def _alpha_sweep(args, out, l2, load0):
+    """Time / d-vector Allreduces to a certified 1e-4 at P = 2 as the link's latency grows."""
+    from mpitrain import datasets, netem
+    netem.check()
+    ddir = os.path.join(out, "data")
+    os.makedirs(ddir, exist_ok=True)
+    path = os.path.join(ddir, "rt-polarity.h5")
+    if not os.path.exists(path):
+        datasets.prepare("rt-polarity", path)
+    job = os.path.join(out, "job-ref.toml")
+    _write_job(job, "lbfgs", path, l2, {"max_iter": 5000, "tol": 0.0, "gap_tol": 1e-14})
+    ref_out = os.path.join(out, "runs", "sweep-ref")
+    _mpirun(1, job, ref_out, [])
+    ref = _trace(ref_out)[1]
+    flow = ref["objective"] - ref["cert_gap"]
+    methods = {"fadl": {"max_iter": 500}, "lbfgs": {"max_iter": 2000},
+               "dasvrda": {"max_stages": 200}}
+    alphas = [float(a) for a in args.alpha_sweep.split(",")]
+    rows, res = [], {}
+    for alpha in alphas:
+        link = netem.up(alpha, args.rate, NET_TAG)
+        try:
+            probe = netem.measure(NET_TAG)
+            row = [f"{alpha * 1e3:g} ms", f"{probe['alpha'] * 1e3:.3g} ms"]
+            for algo, solver in methods.items():
+                job = os.path.join(out, f"job-sweep-{algo}.toml")
+                _write_job(job, algo, path, l2, solver)
+                rdir = os.path.join(out, "runs", f"sweep-{alpha:g}-{algo}")
+                _mpirun(2, job, rdir, [], link)
+                recs, _ = _trace(rdir)
+                t, dvec, calls = _first(recs, flow, 1e-4)
+                res[f"{alpha:g}/{algo}"] = {"time": t, "dvec": dvec, "calls": calls,
+                                            "probe": probe}
+                row.append(_cell((t, dvec, calls)))
+            rows.append(row)
+        finally:
+            netem.down(NET_TAG)
+    load1 = os.getloadavg()
+    sections = [f"Command: `mpitrain bench linear --alpha-sweep {args.alpha_sweep} --rate "
+                f"{args.rate}`. Load average before/after: {load0[0]:.2f} / {load1[0]:.2f} "
+                f"({common.machine()['cpus']} CPUs, shared with other work).",
+                f"rt-polarity, logistic, l2 = {l2:g}, P = 2 (one rank per emulated node, MPI "
+                "over OFI/TCP through the link), every method with its defaults. Gap = "
+                "(f − f_lower)/f_lower with f_lower certified by an L-BFGS reference at P = 1 "
+                f"(f_lower = {flow:.15g}). Cells: seconds / d-vector Allreduces / all "
+                "collectives to a certified 1e-4.\n\n" + common.table(
+                    ["α set", "α measured", "FADL", "L-BFGS (cached line search)", "DASVRDA"],
+                    rows)]
+    path = common.write_report(out, "mpitrain bench linear: time to 1e-4 as latency grows",
+                               sections, {"sweep": res, "l2": l2, "rate": args.rate,
+                                          "f_lower": flow, "load_before": load0,
+                                          "load_after": load1})
+    print(open(path).read())
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        sys.exit(_worker(float(sys.argv[2]), sys.argv[3:]))
     sys.exit(main(sys.argv[1:]))
