@@ -91,6 +91,17 @@ class Greedy(AEBase):
     def momentum_keys(self):
         return super().momentum_keys() + ["layer"]
 
+    def budget(self):
+        """Epochs done of all phases (pre-training, reconstruction and softmax fine-tuning)
+        out of their caps; early stopping may end a phase sooner. None with an update budget."""
+        s = self.ctx.solver
+        if s.get("updates"):
+            return None
+        done = (min(self.layer, self.K + 1) - 1) * s["epochs"] + (
+            self.epoch if self.phase_name == "pretrain" else 0) + self.rft_epoch + self.ft_epoch
+        return done, self.K * s["epochs"] + s["recon_finetune_epochs"] + \
+            s["finetune_epochs"], "epoch"
+
     def restored(self):
         super().restored()
         self.tr = None  # rebuilt on the next step, around the restored momentum

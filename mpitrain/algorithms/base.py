@@ -116,6 +116,18 @@ class Algorithm(abc.ABC):
     def finish(self, reason):
         self.finished, self.reason = True, reason
 
+    BUDGET_UNIT = "step"  # what one count of the first cap in CAPS is, for progress lines
+
+    def budget(self):
+        """(done, total, unit) for progress lines (step k/max, ETA), from the first cap in
+        CAPS; None when the algorithm cannot say."""
+        for counter, key in self.CAPS.values():
+            try:
+                return int(getattr(self, counter)), int(self.ctx.solver[key]), self.BUDGET_UNIT
+            except (AttributeError, KeyError, TypeError, ValueError):
+                return None
+        return None
+
     def state_fields(self):
         """{name: kind} of the state a checkpoint holds: the STATE dicts of the class and its
         bases (a subclass's entry wins). Override to add names that depend on the instance."""

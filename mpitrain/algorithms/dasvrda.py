@@ -286,6 +286,9 @@ class _VR(Algorithm):
                 "passes": self.passes(), "eta": self.eta,
                 "nnz": int(np.count_nonzero(self.xt))}
 
+    def budget(self):
+        return self.stage, self.ctx.solver["max_stages"], "stage"
+
     # -- checkpoint -----------------------------------------------------------------------
     def restored(self):
         self.lm.margins(self.xt, self.mt)  # the cache: a per-row function of x̃, any P

@@ -178,6 +178,7 @@ class ParMACBA(Algorithm):
              "Z": Rows(), "Zfit": Rows(), "alpha": Rows(), "it": Int(), "ring/hops": Int(),
              "val_prec": Float(), "rejected": Int()}
     CAPS = {"mu schedule ended": ("mu_done", "mu_steps")}
+    BUDGET_UNIT = "μ value"
 
     def state_fields(self):
         out = super().state_fields()
