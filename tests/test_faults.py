@@ -27,6 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 
+from mpitrain.proctree import descendants, kill_tree, rank_pids, stat as _stat
 from util import env as _env, mpiexec, write_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -207,55 +208,6 @@ def wait_for_checkpoint(out, step, proc=None, timeout=60.0):
         if time.time() - t0 > timeout:
             raise TimeoutError(f"no checkpoint {step} in {timeout}s")
         time.sleep(0.02)
-
-
-def _stat(pid):
-    """(state, ppid) of a process, or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            rest = fh.read().rsplit(") ", 1)[1].split()
-        return rest[0], int(rest[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def descendants(root):
-    """Live (non-zombie) processes below `root`. Hydra puts its proxy and every rank in a
-    session of their own, so a process group does not catch them: follow the parent links."""
-    children = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            st = _stat(pid)
-            if st and st[0] != "Z":
-                children.setdefault(st[1], []).append(int(pid))
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def kill_tree(root, sig=signal.SIGKILL):
-    for pid in [root] + descendants(root):
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
-def rank_pids(root):
-    """{rank: pid} of the MPI processes started by the mpiexec `root` (PMI_RANK from /proc)."""
-    found = {}
-    for pid in descendants(root):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
-        except (OSError, ValueError):
-            continue
-        if b"PMI_RANK" in env:
-            found[int(env[b"PMI_RANK"])] = pid
-    return found
 
 
 STARTED = set()

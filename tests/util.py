@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+from mpitrain.proctree import descendants
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -50,26 +52,6 @@ def wait_for(path_fn, timeout=60.0, interval=0.05):
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
     return time.time() - t0
-
-
-def descendants(pid):
-    """Every process below pid (mpiexec's launcher puts ranks in their own process groups,
-    so a process-group kill does not reach them: follow parent links in /proc)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def kill_group(proc, sig=signal.SIGKILL):

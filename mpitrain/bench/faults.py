@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..proctree import alive, descendants, kill_tree, rank_pids
 from .common import mpiexec, table, write_report
 
 # A launcher that slows every training step by MPITRAIN_TEST_STEP_DELAY seconds (numerics
@@ -109,57 +110,6 @@ def _env(delay=0.0, **extra):
 def command(args, nranks=1, delay=0.0):
     py = [sys.executable, "-c", SHIM] if delay else [sys.executable, "-m", "mpitrain"]
     return ([mpiexec(), "-n", str(nranks)] if nranks > 1 else []) + py + list(args)
-
-
-def _stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            rest = fh.read().rsplit(") ", 1)[1].split()
-        return rest[0], int(rest[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def descendants(root):
-    """Live processes below root (Hydra puts ranks in sessions of their own)."""
-    children = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            st = _stat(pid)
-            if st and st[0] != "Z":
-                children.setdefault(st[1], []).append(int(pid))
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def kill_tree(root, sig=signal.SIGKILL):
-    for pid in [root] + descendants(root):
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
-def alive(pids):
-    return [p for p in pids if _stat(p) and _stat(p)[0] != "Z"]
-
-
-def rank_pids(root):
-    """{rank: pid} of the MPI processes below the mpiexec `root`."""
-    found = {}
-    for pid in descendants(root):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
-        except (OSError, ValueError):
-            continue
-        if b"PMI_RANK" in env:
-            found[int(env[b"PMI_RANK"])] = pid
-    return found
 
 
 @dataclasses.dataclass
