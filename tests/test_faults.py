@@ -27,6 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 
+from mpitrain.bench.faults import SHIM
 from mpitrain.proctree import descendants, kill_tree, rank_pids, stat as _stat
 from util import env as _env, mpiexec, write_job
 
@@ -137,20 +138,8 @@ def dense_h5(ops_dir):
 
 
 # -- running the CLI -----------------------------------------------------------------------------
-# A launcher that slows every training step by MPITRAIN_TEST_STEP_DELAY seconds (numerics
-# untouched), so that a signal sent from outside reliably lands mid-run.
-SHIM = """\
-import os, sys, time
-from mpitrain.algorithms import registry
-_delay = float(os.environ.get("MPITRAIN_TEST_STEP_DELAY", "0"))
-for _cls in registry().values():
-    def _slow(self, _orig=_cls.step):
-        time.sleep(_delay)
-        return _orig(self)
-    _cls.step = _slow
-from mpitrain.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+# SHIM: a launcher that slows every training step by MPITRAIN_TEST_STEP_DELAY seconds
+# (numerics untouched), so that a signal sent from outside reliably lands mid-run.
 
 
 def command(args, nranks=1, delay=0.0):
