@@ -203,6 +203,8 @@ def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
         if max_rows:
             shard = collectively(world, _cap_rows, world, shard, max_rows)
     else:
+        if fmt == "h5" and what != "prediction":  # only predict reads rows without labels
+            collectively(world, _h5_require_labels, paths, group)
         shard = collectively(world, _read_rows, world, path, paths, fmt, group, max_rows)
     collectively(world, _class_labels, world, shard)
     collectively(world, _finish, world, shard, features=features, normalize=normalize,
@@ -297,16 +299,19 @@ def _h5_meta(path, group):
     import h5py
     with _open_h5(path) as f:
         g, where = _h5_group(f, path, group)
-        if "y" not in g:
-            raise DataError(f"{where}: dataset 'y' (labels) is missing")
-        y_ds = g["y"]
-        if not isinstance(y_ds, h5py.Dataset):
-            raise DataError(f"{where}/y: is a group, not a dataset of labels")
-        if y_ds.ndim != 1:
-            raise DataError(f"{where}/y: expected 1-D labels, got shape {y_ds.shape}")
-        if y_ds.dtype.kind not in "SUO":  # strings are class names (_class_labels)
-            _numeric(f"{where}/y", y_ds.dtype, "the label dataset")
-        n = y_ds.shape[0]
+        if "y" in g:  # labels; absent only in files to predict (load checks the rest)
+            y_ds = g["y"]
+            if not isinstance(y_ds, h5py.Dataset):
+                raise DataError(f"{where}/y: is a group, not a dataset of labels")
+            if y_ds.ndim != 1:
+                raise DataError(f"{where}/y: expected 1-D labels, got shape {y_ds.shape}")
+            if y_ds.dtype.kind not in "SUO":  # strings are class names (_class_labels)
+                _numeric(f"{where}/y", y_ds.dtype, "the label dataset")
+            n = y_ds.shape[0]
+        elif "X" in g and isinstance(g["X"], h5py.Dataset) and g["X"].ndim == 2:
+            n = g["X"].shape[0]
+        else:
+            n = int(g.attrs["shape"][0]) if len(g.attrs.get("shape", ())) == 2 else -1
         if "X" in g:
             X_ds = g["X"]
             if not isinstance(X_ds, h5py.Dataset) or X_ds.ndim != 2:
@@ -333,12 +338,20 @@ def _h5_meta(path, group):
                         "'data' (CSR)")
 
 
+def _h5_require_labels(paths, group):
+    for path in paths:
+        with _open_h5(path) as f:
+            g, where = _h5_group(f, path, group)
+            if "y" not in g:
+                raise DataError(f"{where}: dataset 'y' (labels) is missing")
+
+
 def _h5_slice(path, group, start, stop, first):
     """Rows [start, stop) of an HDF5 file (checked by _h5_meta); `first`: the global row of
     the file's row 0 (for messages)."""
     with _open_h5(path) as f:
         g, where = _h5_group(f, path, group)
-        y = g["y"][start:stop]
+        y = g["y"][start:stop] if "y" in g else np.zeros(stop - start)
         if "X" in g:
             return np.ascontiguousarray(g["X"][start:stop]), _label_array(y)
         d = int(g.attrs["shape"][1])

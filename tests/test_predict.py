@@ -89,6 +89,30 @@ def test_predict_cli_equals_api(tmp_path, digits_h5, digits2_h5, which):
         assert _outputs(out)[0]["reconstruction"].shape == (297, 64)
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_predict_rows_without_labels(tmp_path, digits2_h5):
+    """New data has no labels: an HDF5 file with X only is predicted (the same scores and
+    labels as the labelled file), while training on it is refused naming the missing y."""
+    job = tiny_job(str(tmp_path), "lin", digits2_h5)
+    run = str(tmp_path / "run")
+    assert cli(["run", job, "--out", run]).returncode == 0
+    bare = str(tmp_path / "bare.h5")
+    with h5py.File(digits2_h5, "r") as src, h5py.File(bare, "w") as dst:
+        dst["test/X"] = src["test/X"][()]
+    a, b = str(tmp_path / "a.h5"), str(tmp_path / "b.h5")
+    assert cli(["predict", run, digits2_h5, "--out", a]).returncode == 0
+    res = cli(["predict", run, bare, "--out", b])
+    assert res.returncode == 0, res.stderr
+    got, want = _outputs(b)[0], _outputs(a)[0]
+    assert np.array_equal(got["score"], want["score"])
+    assert np.array_equal(got["label"], want["label"])
+    bad = write_job(str(tmp_path / "bad.toml"), {
+        "job": {"algorithm": "lbfgs"}, "data": {"train": bare, "train_group": "test"}})
+    res = cli(["run", bad, "--out", str(tmp_path / "bad")])
+    assert res.returncode == 65 and "dataset 'y' (labels) is missing" in res.stderr
+
+
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("which", sorted(TINY))
