@@ -196,6 +196,10 @@ def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
                            + ("file not found" if not glob.has_magic(path) else
                               "pattern matches no file"))
         collectively(world, _raise, err)
+    special = [p for p in paths if not os.path.isfile(p)]
+    if special:  # a FIFO, a device or a directory: reading it could block or mean nothing
+        collectively(world, _raise, DataError(f"{special[0]}: {what} data is not a regular "
+                                                "file (a FIFO, device or directory)"))
     fmt = detect_format(path, fmt)
     if fmt in ("libsvm", "csv"):
         shard = _read_text(world, path, paths, fmt, zero_based=zero_based,
