@@ -69,8 +69,9 @@ def test_progress_lines_and_done_reason(lin_run):
     _, _, text = lin_run
     lines = [ln for ln in text.splitlines() if re.match(r"\[lbfgs\] step ", ln)]
     assert len(lines) == 8
-    pat = (r"^\[lbfgs\] step +(\d+)  objective [-\d.e+]+  grad_norm \S+  .*"
-           r"[\d.e+-]+ s/step  elapsed [\d.]+s  comm [\d.]+s/\d+ calls  \d\d:\d\d:\d\d$")
+    pat = (r"^\[lbfgs\] step +(\d+)/8  objective [-\d.e+]+  grad_norm \S+  .*"
+           r"[\d.e+-]+ s/step  ETA \d+:\d\d:\d\d  elapsed [\d.]+s  comm [\d.]+s/\d+ calls  "
+           r"\d\d:\d\d:\d\d$")
     for k, ln in enumerate(lines, 1):
         m = re.match(pat, ln)
         assert m and int(m.group(1)) == k, ln

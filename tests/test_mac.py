@@ -125,7 +125,10 @@ def test_mac_sigterm_resume_bit_identical(tmp_path, digits_h5):
     ref = str(tmp_path / "ref")
     assert cli(["run", job, "--out", ref], nranks=2).returncode == 0
     cut = str(tmp_path / "cut")
-    p = start(["run", job, "--out", cut], nranks=2)
+    # rank 0 sleeps 0.3 s after each step (numerics untouched): the signal lands mid-run
+    # however fast the machine is
+    p = start(["run", job, "--out", cut], nranks=2,
+              extra_env={"MPITRAIN_FAULT": "step:0:*:sleep0.3"})
     mfile = os.path.join(cut, "metrics.jsonl")
     wait_for(lambda: os.path.exists(mfile) and len(open(mfile).readlines()) >= 2, 100)
     os.killpg(p.pid, signal.SIGTERM)

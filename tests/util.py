@@ -71,7 +71,9 @@ def kill_group(proc, sig=signal.SIGKILL):
 def sigterm_after_steps(args, out, steps, nranks=2, timeout=90):
     """Start `mpitrain ARGS`, wait until OUT/metrics.jsonl has `steps` records, send SIGTERM
     to the launcher, and return (returncode, stderr) once it has exited."""
-    p = start(args, nranks=nranks)
+    # rank 0 sleeps 0.2 s after each step (numerics untouched), so that the signal lands
+    # mid-run however fast the machine is
+    p = start(args, nranks=nranks, extra_env={"MPITRAIN_FAULT": "step:0:*:sleep0.2"})
     metrics = os.path.join(out, "metrics.jsonl")
     try:
         wait_for(lambda: os.path.exists(metrics)
