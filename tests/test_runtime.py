@@ -81,7 +81,7 @@ def test_exception_on_one_rank_ends_all_ranks(tmp_path, digits2_h5):
 @pytest.mark.timeout(120)
 def test_time_limit_and_refusals(tmp_path, rt_h5):
     job = _job(tmp_path, rt_h5)
-    res = cli(["run", job, "--out", str(tmp_path / "o"), "--set", "job.time_limit=0.01"],
+    res = cli(["run", job, "--out", str(tmp_path / "o"), "--set", "job.time_limit=1e-9"],
               nranks=2)
     assert res.returncode == 75 and "time limit" in res.stdout
     again = cli(["run", job, "--out", str(tmp_path / "o")])
