@@ -53,10 +53,9 @@ def _label_classes(world, train, positive):
     local = getattr(train, "label_values", None)
     if local is None:  # a loader that did not record them: the ±1 coding itself
         return np.array([-1.0, 1.0]), "positive" if positive else "binary"
-    values = np.asarray(local)
+    values = np.unique(np.asarray(local))  # each rank's distinct values, not its rows
     if world is not None and world.size > 1:
-        values = np.concatenate([np.asarray(v) for v in world.comm.allgather(values)])
-    values = np.unique(values)
+        values = np.unique(np.concatenate([np.asarray(v) for v in world.gather_obj(values)]))
     if positive:
         pos = np.unique(np.asarray(positive, dtype=values.dtype))
         neg = values[~np.isin(values, pos)]

@@ -27,8 +27,7 @@ def predict(world, run, data_path, out, *, reconstruct=False, group="test", fmt=
                       zero_based=bool(meta.get("zero_based", 0)), binary=False,
                       normalize="none", dtype=model.dtype, what="prediction")
     local = collectively(world, model.outputs, shard.X, reconstruct)
-    counts = np.array(world.comm.allgather(shard.rows), dtype=np.int64) if world.size > 1 \
-        else np.array([shard.rows], dtype=np.int64)
+    counts = np.array(world.gather_obj(shard.rows), dtype=np.int64)
     label_values = None
     if "label" in local and model.loss != "squared":
         # labels travel as class indices (the classes may be strings); mapped on rank 0

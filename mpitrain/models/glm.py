@@ -105,7 +105,7 @@ def prepare(world, shard, job, name, ovr_ok=False):
         return Labels("binary", 1, None)
     names = getattr(shard, "classes", None)
     mine = np.unique(shard.y)
-    vals = np.unique(np.concatenate(world.comm.allgather(mine))) if world.size > 1 else mine
+    vals = np.unique(np.concatenate(world.gather_obj(mine)))
     if names is None and vals.size and not np.all(vals == np.round(vals)):
         v = float(vals[vals != np.round(vals)][0])
         row = _first_row(world, shard, shard.y == v)
@@ -233,7 +233,7 @@ def one_vs_rest_labels(ctx, name):
 def _one_vs_rest(ctx, name):
     world, shard = ctx.world, ctx.train
     mine = np.unique(shard.y)
-    vals = np.unique(np.concatenate(world.comm.allgather(mine))) if world.size > 1 else mine
+    vals = np.unique(np.concatenate(world.gather_obj(mine)))
     if vals.size <= 2:
         return None
     if multiclass_kind(name, ctx.model) == "multinomial":
