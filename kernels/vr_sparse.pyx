@@ -379,7 +379,7 @@ def scatter_pairs(const double[:, ::1] pairs, const long long[::1] batch,
     is the same floating-point sum as a serial scatter of the whole mini-batch. supp receives the
     columns j with v[j] != 0 afterwards, in first-seen order; returns their count. `mark`
     (length d, all 0) is left all 0. O(pairs)."""
-    cdef Py_ssize_t nt = batch.shape[0], t, c = 0, i, cnt = 0
+    cdef Py_ssize_t nt = batch.shape[0], t, c = 0, cnt
     cdef long long q, q0, j
     with nogil:
         for t in range(nt):
@@ -391,10 +391,46 @@ def scatter_pairs(const double[:, ::1] pairs, const long long[::1] batch,
                     mark[j] = 1
                     supp[c] = j
                     c += 1
-        for i in range(c):
-            j = supp[i]
-            mark[j] = 0
-            if v[j] != 0.0:
-                supp[cnt] = j
-                cnt += 1
+        cnt = _nonzero_marked(v, mark, supp, c)
+    return cnt
+
+
+cdef inline Py_ssize_t _nonzero_marked(const double[::1] v, unsigned char[::1] mark,
+                                       long long[::1] supp, Py_ssize_t c) noexcept nogil:
+    """Keep, in order, the first c entries j of supp with v[j] != 0 and clear their marks;
+    returns how many were kept."""
+    cdef Py_ssize_t i, cnt = 0
+    cdef long long j
+    for i in range(c):
+        j = supp[i]
+        mark[j] = 0
+        if v[j] != 0.0:
+            supp[cnt] = j
+            cnt += 1
+    return cnt
+
+
+def rows_scatter_support(const long long[::1] indptr, const int[::1] indices,
+                         const double[::1] data, const long long[::1] rows,
+                         const double[::1] coef, double[::1] v, unsigned char[::1] mark,
+                         long long[::1] supp):
+    """v[j] += Σ_t coef[t]·x_{rows[t]}[j] (t in order, like csr_rows_scatter) and supp receives
+    the columns j with v[j] != 0 afterwards, in first-seen order; returns their count. `mark`
+    (length of v, all 0) is left all 0. The feature-parallel inner step: rows are every
+    sampled row, restricted to this rank's columns. O(nnz of the rows), serial."""
+    cdef Py_ssize_t nt = rows.shape[0], t, c = 0, cnt
+    cdef long long k, r, j
+    cdef double a
+    with nogil:
+        for t in range(nt):
+            a = coef[t]
+            r = rows[t]
+            for k in range(indptr[r], indptr[r + 1]):
+                j = indices[k]
+                v[j] += a * data[k]
+                if mark[j] == 0:
+                    mark[j] = 1
+                    supp[c] = j
+                    c += 1
+        cnt = _nonzero_marked(v, mark, supp, c)
     return cnt

@@ -402,18 +402,24 @@ def test_schema_and_bad_job(tmp_path, digits2_h5):
                                             "solver": {"updates": "lazy"}})
     r = cli(["run", job, "--out", str(tmp_path / "o")])
     assert r.returncode == 78 and "lazy" in r.stderr
+    r = cli(["run", job, "--out", str(tmp_path / "o"), "--set", "solver.updates='auto'",
+             "--set", "solver.communication='columns'"])
+    assert r.returncode == 78 and "'columns' needs sparse (CSR)" in r.stderr, r.stderr
 
 
 # -- MPI: P-independence -------------------------------------------------------------------
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("alg,data", [("dasvrda", "digits"), ("dasvrda", "rt"),
+                                      ("dasvrda", "rt-columns"),
                                       ("prox-svrg", "rt"), ("katyusha", "digits")])
 def test_iterates_independent_of_P(shared_tmp, digits2_h5, rt_h5, alg, data):
     from mpi4py import MPI
     from mpitrain.comm import World
     path = digits2_h5 if data == "digits" else rt_h5
     kw = dict(algorithm=alg, solver__max_stages=4, model__l1=1e-4, data__max_rows=1000)
+    if data == "rt-columns":   # feature-parallel (at P = 1 one block: the row path's sums)
+        kw["solver__communication"] = "columns"
     world = World()
     wp, _ = run_job(os.path.join(shared_tmp, f"p-{alg}-{data}"), path, world=world, **kw)
     # the replicas are bit-identical on every rank
@@ -480,3 +486,72 @@ def test_sigterm_resume_bit_identical(tmp_path, digits2_h5, rt_h5, data):
     b = h5py.File(out / "final.h5", "r")["model/w"][()]
     assert np.array_equal(a, b)
     print("stopped at inner step", k_at_stop)
+
+
+# -- feature-parallel inner loop (communication = "columns") -------------------------------------
+def test_rows_scatter_support_matches_scatter():
+    """The columns mode's scatter: the same floating-point sums as csr_rows_scatter (t in
+    order), and exactly the columns left non-zero, with the marks cleared."""
+    rng = np.random.default_rng(7)
+    S = sp.random(40, 200, density=0.05, random_state=7, format="csr")
+    S.indptr = S.indptr.astype(np.int64)
+    S.indices = S.indices.astype(np.int32)
+    rows = rng.integers(0, 40, 19).astype(np.int64)
+    coef = rng.standard_normal(19)
+    coef[2] = 0.0
+    ref = np.zeros(200)
+    V.csr_rows_scatter(S.indptr, S.indices, S.data, rows, coef, ref)
+    v, mark, supp = np.zeros(200), np.zeros(200, dtype=np.uint8), np.empty(200, dtype=np.int64)
+    c = V.rows_scatter_support(S.indptr, S.indices, S.data, rows, coef, v, mark, supp)
+    assert np.array_equal(v, ref)
+    assert sorted(supp[:c]) == list(np.flatnonzero(ref)) and not mark.any()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_columns_mode_equals_P1_and_resumes_elsewhere(tmp_path, rt_h5):
+    """communication = "columns" at P = 2 and 3 (an odd split of the columns) gives P = 1's
+    iterates up to the summation order of the partial margins (1e-10), reaches a certified gap
+    (dist(0, ∂f)²/(2·l2) ≤ 1e-8), and a checkpoint it writes in the middle of a stage (the
+    blocks gathered into full vectors) resumes at P = 1 and at P = 3 to the same result."""
+    l2, l1, rows = 1e-5, 1e-4, 1500
+    job = write_job(tmp_path / "job.toml", {
+        "job": {"algorithm": "dasvrda", "seed": 5, "log_every": 1000},
+        "data": {"train": rt_h5, "normalize": "unit_rows", "max_rows": rows},
+        "model": {"l2": l2, "l1": l1},
+        "solver": {"max_stages": 80, "inner_per_step": 20},   # m = 39: 2 steps per stage
+        "checkpoint": {"every": 0}})
+
+    def final(out):
+        with h5py.File(out / "final.h5", "r") as f:
+            return f["model/w"][()]
+
+    def run(out, P, *extra):
+        r = cli(["run", job, "--out", str(out), "--set", 'solver.communication="columns"']
+                + list(extra), nranks=P, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    ref = cli(["run", job, "--out", str(tmp_path / "ref")], timeout=120)   # P = 1, rows
+    assert ref.returncode == 0, ref.stderr
+    w1 = final(tmp_path / "ref")
+    X, y = load_xy(rt_h5, max_rows=rows)
+    f, bound = certificate(X, y, w1, l2, l1)
+    assert bound <= 1e-8, bound
+    for P in (2, 3):
+        run(tmp_path / f"c{P}", P)
+        w = final(tmp_path / f"c{P}")
+        assert np.linalg.norm(w - w1) <= 1e-10 * np.linalg.norm(w1), P
+        assert certificate(X, y, w, l2, l1)[1] <= 1e-8
+    # stop at P = 2 after 2 stages with a checkpoint at step 3 (stage 2, inner step 20)
+    cut = tmp_path / "cut"
+    run(cut, 2, "--set", "checkpoint.every=3", "--set", "solver.max_stages=2")
+    ckpt = str(tmp_path / "mid.h5")
+    os.replace(cut / "checkpoints" / "ckpt-000000003.h5", ckpt)
+    with h5py.File(ckpt, "r") as fh:
+        assert int(fh["state/k"][()]) == 20 and int(fh["state/stage"][()]) == 1
+    for P in (1, 3):
+        r = run(tmp_path / f"r{P}", P, "--resume", ckpt)
+        assert "resumed from" in r.stdout + r.stderr
+        w = final(tmp_path / f"r{P}")
+        assert np.linalg.norm(w - w1) <= 1e-10 * np.linalg.norm(w1), P

@@ -46,9 +46,13 @@ import math
 
 import numpy as np
 
+import scipy.sparse as sp
+
+from .._kernels import linear as K
 from .._kernels import vr_sparse as V
 from ..schema import Field
 from ..errors import JobError
+from ..data import Shard
 from ..models.linear import LinearShard
 from ..state import Array, Float, Int, Rng
 from .base import Algorithm
@@ -61,8 +65,19 @@ from .linear_family import evaluate_linear
 # η·L over {1, 4, 16} on the elastic-net benchmark settings (docs/dasvrda.md, "Step").
 PRACTICAL_C = 4.0
 
+# What `communication = "auto"` means (without / with the columns choice).
+AUTO_HELP = {False: "sparse for CSR data", True: "sparse for CSR data"}
 
-def _common_solver(eta_help):
+
+def _common_solver(eta_help, columns=False):
+    comm_help = ("inner-step exchange at P > 1: sparse (the mini-batch's (column, value) pairs "
+                 "by Allgatherv, merged in draw order), dense (an Allreduce of a d-vector)")
+    choices = ["auto", "sparse", "dense"]
+    if columns:
+        comm_help += (", columns (feature-parallel: each rank owns a block of columns and "
+                      "updates only those; one Allreduce of the b margins per step; CSR data "
+                      "and lazy updates)")
+        choices.append("columns")
     return {
         "batch": Field(int, 0, "mini-batch size b (0 = ⌊√n⌋)", min=0),
         "inner": Field(int, 0, "inner iterations per stage m (0 = ⌊n/b⌋)", min=0),
@@ -71,10 +86,8 @@ def _common_solver(eta_help):
         "sampling": Field(str, "uniform", "mini-batch rows: uniform, or importance (qᵢ ∝ Lᵢ, "
                           "i.e. ∝ ‖aᵢ‖², reweighted by 1/(n qᵢ); L̄ = mean Lᵢ in the step)",
                           choices=["uniform", "importance"]),
-        "communication": Field(str, "auto", "inner-step exchange at P > 1: sparse (the "
-                               "mini-batch's (column, value) pairs by Allgatherv, merged in "
-                               "draw order), dense (an Allreduce of a d-vector), auto = sparse "
-                               "for CSR data", choices=["auto", "sparse", "dense"]),
+        "communication": Field(str, "auto", comm_help + ", auto = " + AUTO_HELP[columns],
+                               choices=choices),
         "inner_per_step": Field(int, 0, "inner iterations per driver step, i.e. between "
                                 "checkpoint opportunities (0 = one whole stage)", min=0),
         "max_stages": Field(int, 50, "stage (epoch) cap", min=1, affects_result=False),
@@ -107,24 +120,36 @@ class _VR(Algorithm):
         s = ctx.solver
         self.b = s["batch"] or max(1, int(math.isqrt(self.n)))
         self.m = s["inner"] or max(1, self.n // self.b)
-        if s["communication"] == "sparse" and not sh.sparse:
-            raise JobError("[solver] communication = 'sparse' needs sparse (CSR) training data")
-        self.sparse_comm = sh.sparse and s["communication"] != "dense"
+        mode = s["communication"]
+        if mode in ("sparse", "columns") and not sh.sparse:
+            raise JobError(f"[solver] communication = '{mode}' needs sparse (CSR) training data")
+        if mode == "auto":
+            mode = "sparse" if sh.sparse else "dense"
+        self.comm_mode = mode
+        self.columns = mode == "columns"
+        self.sparse_comm = mode == "sparse"
         self.setup_sampling(s["sampling"])
+        # the CSR rows the inner step reads and the slice of every d-vector it updates: this
+        # rank's shard and all columns, or (columns) all rows and this rank's column block
+        self.Xc, self.cs, width = (sh.X if sh.sparse else None), slice(None), self.d
+        if self.columns:
+            self.setup_columns()
+            width = self.cs.stop - self.cs.start
         self.eta = (s["eta"] or self.default_eta()) * s["eta_scale"]
         self.rng = ctx.rng("vr-minibatch")
-        self.supp = np.empty(self.d, dtype=np.int64)     # columns of an exchanged batch
-        self.mark = np.zeros(self.d, dtype=np.uint8)
-        self.mt = np.empty(sh.rows)          # margins at the anchor x̃ (cached per stage)
+        self.supp = np.empty(width, dtype=np.int64)   # columns of an exchanged batch
+        self.mark = np.zeros(width, dtype=np.uint8)
+        self.mt = np.empty(self.n if self.columns else sh.rows)  # margins at the anchor x̃
         self.mb = np.empty(self.b)           # margins of the sampled rows
         self.coef = np.empty(self.b)
-        self.vbuf = np.zeros(self.d)         # the Allreduce buffer of the inner step
+        self.vbuf = np.zeros(width)          # the inner step's direction (Allreduce buffer)
         self.gbuf = np.empty(self.d + 1)     # [Σ∇ℓᵢ, Σℓᵢ] at x̃
         self.stage = 0                       # stages completed
         self.k = 0                           # inner iterations done in the current stage
         self.rows_sampled = 0                # Σ b over inner steps (for passes)
         self.full_grads = 0
         self.finished, self.reason = False, ""
+        self.mt_stale = False
         self.xt = np.zeros(self.d)           # x̃ (the anchor / output)
         self.init_state()
         self.full_gradient()
@@ -151,7 +176,7 @@ class _VR(Algorithm):
             self.cdf = np.cumsum(self.q)
             with np.errstate(divide="ignore"):
                 iw = np.where(self.q > 0, 1.0 / (self.n * self.q), 0.0)  # q = 0: never drawn
-            self.iw = np.ascontiguousarray(iw[sh.start:sh.stop])
+            self.iw = iw if self.columns else np.ascontiguousarray(iw[sh.start:sh.stop])
             self.L = max(float(Li.mean()), 1e-300)
         else:
             self.q = np.full(self.n, 1.0 / self.n)
@@ -162,6 +187,57 @@ class _VR(Algorithm):
             self.starts = np.empty(self.b, dtype=np.int64)
             self.counts = np.empty(world.size, dtype=np.int64)
             self.pairs = np.empty((0, 2))
+
+    def setup_columns(self):
+        """The feature-parallel layout (communication = "columns"): rank q owns the columns
+        [c_q, c_{q+1}), contiguous blocks with about equal non-zero counts (one Allreduce(d) of
+        the column counts), and holds ALL rows restricted to them, with local column numbers:
+        every rank cuts its row shard into P column blocks and block q goes to rank q (2
+        Gathervs per rank, so a rank holds about nnz/P non-zeros, never the whole matrix).
+        Labels, margins at x̃ and sampling weights cover all n rows."""
+        sh, world = self.sh, self.world
+        P, X = world.size, sh.X
+        cnt = np.bincount(X.indices, minlength=self.d).astype(np.float64)
+        world.allreduce(cnt)
+        cum = np.cumsum(cnt)
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, P) / P, side="right")
+        self.edges = np.concatenate([[0], cuts, [self.d]]).astype(np.int64)
+        self.widths = np.diff(self.edges)
+        rows = np.diff(self.bounds)
+        self.y = world.allgatherv(self.lm.y, rows)
+        if P == 1:
+            Xc = X
+        else:
+            pieces = [X[:, self.edges[q]:self.edges[q + 1]] for q in range(P)]
+            nnz = world.allgatherv(np.array([p.nnz for p in pieces], dtype=np.int64),
+                                   [P] * P).reshape(P, P)        # nnz[p, q]: p sends to q
+            for q, piece in enumerate(pieces):
+                lens = world.gather_rows(np.diff(piece.indptr).astype(np.int64), rows, root=q)
+                pairs = world.gather_rows(np.column_stack([piece.indices.astype(np.float64),
+                                                           piece.data]), nnz[:, q], root=q)
+                if q == world.rank:
+                    mine = (pairs, lens)
+            pairs, lens = mine
+            indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+            Xc = sp.csr_matrix((np.ascontiguousarray(pairs[:, 1]),
+                                pairs[:, 0].astype(np.int32), indptr),
+                               shape=(self.n, int(self.widths[world.rank])))
+            Xc.indptr = indptr                   # scipy may narrow it; the kernels take int64
+        self.Xc = Xc
+        self.cs = slice(int(self.edges[world.rank]), int(self.edges[world.rank + 1]))
+        self.lmc = LinearShard(Shard(Xc, self.y, 0, self.n, self.n, Xc.shape[1], sh.path),
+                               self.ctx.model["loss"])
+        self.dl = np.empty(self.n)           # loss derivatives at x̃ (all rows)
+
+    def gather_blocks(self, *vecs):
+        """Columns mode: every rank's block of each d-vector in `vecs` (float64 or int64) to all
+        ranks, in place: ONE Allgatherv of the blocks side by side."""
+        cs = self.cs
+        local = np.column_stack([v[cs].astype(np.float64) for v in vecs])
+        with self.ctx.phase("allgatherv"):
+            full = self.world.allgatherv(local, self.widths)
+        for i, v in enumerate(vecs):
+            v[:] = full[:, i]
 
     def draw(self, steps):
         """The GLOBAL rows of `steps` mini-batches (steps × b), from the stream all ranks share."""
@@ -184,14 +260,33 @@ class _VR(Algorithm):
 
     # -- communication ---------------------------------------------------------------------
     def full_gradient(self):
-        """μ̃ = ∇F(x̃) and P(x̃): one Allreduce(d+1); caches the margins at x̃."""
+        """μ̃ = ∇F(x̃) and P(x̃); caches the margins at x̃. Rows: one Allreduce(d+1). Columns:
+        partial margins over this rank's columns, one Allreduce(n) (anchor_margins), the loss
+        and its derivatives on every row (redundantly), this block of μ̃, and one Allgatherv
+        of the blocks."""
         with self.ctx.phase("full_grad"):
-            self.lm.loss_grad_sums(self.xt, self.gbuf, margins=self.mt)
-            self.world.allreduce(self.gbuf)
-            self.mu = self.gbuf[:self.d] / self.n
-            self.f = (self.gbuf[self.d] / self.n + 0.5 * self.l2 * float(self.xt @ self.xt)
+            if self.columns:
+                self.anchor_margins()
+                loss = K.loss_dloss(self.code, self.y, self.mt, self.dl)
+                blk = self.lmc.rmatvec(self.dl)
+                blk /= self.n
+                self.mu = np.empty(self.d)
+                self.mu[self.cs] = blk
+                self.gather_blocks(self.mu)
+            else:
+                self.lm.loss_grad_sums(self.xt, self.gbuf, margins=self.mt)
+                self.world.allreduce(self.gbuf)
+                self.mu = self.gbuf[:self.d] / self.n
+                loss = self.gbuf[self.d]
+            self.f = (loss / self.n + 0.5 * self.l2 * float(self.xt @ self.xt)
                       + self.l1 * float(np.abs(self.xt).sum()))
         self.full_grads += 1
+
+    def anchor_margins(self):
+        """Columns mode: mt = Xx̃ for all n rows (this block's partial sums, one Allreduce(n))."""
+        self.lmc.margins(self.xt[self.cs], self.mt)
+        self.world.allreduce(self.mt)
+        self.mt_stale = False
 
     def local_rows(self, batch):
         """This rank's rows of a mini-batch (LOCAL numbers, in draw order)."""
@@ -251,6 +346,8 @@ class _VR(Algorithm):
     def step(self):
         per = self.ctx.solver["inner_per_step"] or self.m
         todo = min(per, self.m - self.k)
+        if self.mt_stale:   # columns mode after a restore
+            self.anchor_margins()
         if self.k == 0:
             self.begin_stage()
         batches = self.draw(todo)
@@ -265,7 +362,13 @@ class _VR(Algorithm):
             self.k = 0
             self.full_gradient()
             self.check_done()
+        elif self.columns:  # mid-stage: the declared inner state stays full on every rank
+            self.share_inner()
         return self.metrics()
+
+    def share_inner(self):
+        """Columns mode: make the inner iterates full d-vectors again (for a checkpoint)."""
+        raise NotImplementedError   # only DASVRDA runs the columns mode
 
     def passes(self):
         return self.full_grads + self.rows_sampled / self.n
@@ -291,7 +394,10 @@ class _VR(Algorithm):
 
     # -- checkpoint -----------------------------------------------------------------------
     def restored(self):
-        self.lm.margins(self.xt, self.mt)  # the cache: a per-row function of x̃, any P
+        if self.columns:    # the cache needs a collective: rebuilt at the next step
+            self.mt_stale = True
+        else:               # the cache: a per-row function of x̃, any P
+            self.lm.margins(self.xt, self.mt)
         if self.finished and self.reason in ("max_stages", "max_passes"):
             self.finished, self.reason = False, ""  # the resumed job may allow more
             self.check_done()
@@ -302,7 +408,8 @@ class _VR(Algorithm):
     def summary_info(self):
         return {"objective": self.f, "stages": self.stage, "passes": self.passes(),
                 "batch": self.b, "inner": self.m, "eta": self.eta, "L": self.L,
-                "stop_reason": self.reason, "nnz": int(np.count_nonzero(self.xt))}
+                "stop_reason": self.reason, "nnz": int(np.count_nonzero(self.xt)),
+                "communication": self.comm_mode}
 
     @classmethod
     def evaluate(cls, ctx, model):
@@ -335,7 +442,7 @@ class DASVRDA(_VR):
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "doubly accelerated SVRDA: √n mini-batches, one collective per inner step"
     SOLVER_SCHEMA = dict(
-        _common_solver("step η (0 = the rule `step`)"),
+        _common_solver("step η (0 = the rule `step`)", columns=True),
         step=Field(str, "practical", f"the step when eta = 0: practical η = {PRACTICAL_C:g}/L "
                    "(docs/dasvrda.md says how the constant was chosen), or theory "
                    "η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
@@ -366,6 +473,9 @@ class DASVRDA(_VR):
         if mode == "lazy" and not self.sh.sparse:
             raise JobError("[solver] updates = 'lazy' needs sparse (CSR) training data")
         self.lazy = mode == "lazy"
+        if self.columns and not self.lazy:
+            raise JobError("[solver] communication = 'columns' needs updates = 'lazy' (or "
+                           "'auto')")
         d = self.d
         self.xprev = np.zeros(d)       # x̃ₛ₋₂
         self.zt = np.zeros(d)          # z̃ₛ₋₁
@@ -383,8 +493,8 @@ class DASVRDA(_VR):
         V.prefix_sums(self.m, self.eta, self.l2, self.S0, self.S1)
         if self.lazy:   # scratch of lazy_margins (not state: any values are valid on resume)
             self.tick = 0
-            self.stamp = np.zeros(d, dtype=np.int64)
-            self.yval = np.empty(d)
+            self.stamp = np.zeros(self.vbuf.shape[0], dtype=np.int64)
+            self.yval = np.empty(self.vbuf.shape[0])
 
     def begin_stage(self):
         """ỹₛ from the outer momentum (with the restart rules); inner state from ỹₛ."""
@@ -409,6 +519,9 @@ class DASVRDA(_VR):
             self.z[:] = yt
             self.gbar[:] = 0.0
 
+    def share_inner(self):
+        self.gather_blocks(self.x, self.H, self.last)
+
     def _restart(self):
         self.xprev[:] = self.xt
         self.zt[:] = self.xt
@@ -418,22 +531,28 @@ class DASVRDA(_VR):
     def inner_step(self, k, batch):
         eta, l1, l2 = self.eta, self.l1, self.l2
         if self.lazy:
-            rows = self.local_rows(batch)
+            X, cs = self.Xc, self.cs   # columns: every sampled row, this rank's columns
+            rows = batch if self.columns else self.local_rows(batch)
+            lazy = (self.x[cs], self.last[cs], self.H[cs], self.z0[cs], self.mu[cs])
             mb = self.mb[:rows.shape[0]]
             self.tick += 1
-            V.lazy_margins(self.indptr, self.indices, self.data, rows, k, self.x, self.last,
-                           self.H, self.z0, self.mu, self.S0, self.S1, eta, l1, l2, mb,
-                           self.tick, self.stamp, self.yval)
+            V.lazy_margins(X.indptr, X.indices, X.data, rows, k, *lazy, self.S0, self.S1,
+                           eta, l1, l2, mb, self.tick, self.stamp, self.yval)
+            if self.columns:       # partial margins → the batch's margins: Allreduce(b)
+                with self.ctx.phase("allreduce"):
+                    self.world.allreduce(mb)
             coef = self.coefs(rows, mb)
-            if self.sparse_comm:   # O(nnz of the batch), one Allgatherv
+            if self.columns:       # O(nnz of the batch / P), no further collective
+                cnt = V.rows_scatter_support(X.indptr, X.indices, X.data, rows, coef,
+                                             self.vbuf, self.mark, self.supp)
+            elif self.sparse_comm:  # O(nnz of the batch), one Allgatherv
                 cnt = self.exchange(batch, rows, coef)
             else:                  # the reference path: Allreduce(d), then an O(d) scan
-                V.csr_rows_scatter(self.indptr, self.indices, self.data, rows, coef, self.vbuf)
+                V.csr_rows_scatter(X.indptr, X.indices, X.data, rows, coef, self.vbuf)
                 with self.ctx.phase("allreduce"):
                     self.world.allreduce(self.vbuf)
                 cnt = V.support_nonzero(self.vbuf, self.supp)
-            V.lazy_update(self.supp[:cnt], k, self.vbuf, self.x, self.last, self.H, self.z0,
-                          self.mu, self.S0, self.S1, eta, l1, l2)
+            V.lazy_update(self.supp[:cnt], k, self.vbuf, *lazy, self.S0, self.S1, eta, l1, l2)
             return
         th = (k + 1) / 2.0
         a = 1.0 - 1.0 / th
@@ -447,11 +566,16 @@ class DASVRDA(_VR):
         self.x += self.z / th
 
     def end_stage(self):
-        m = self.m
+        m, cs = self.m, self.cs
         if self.lazy:
-            V.lazy_sync(m, self.x, self.last, self.H, self.z0, self.mu, self.S0, self.S1,
-                        self.eta, self.l1, self.l2)
-            V.lazy_z(m, self.H, self.z0, self.mu, self.eta, self.l1, self.l2, self.z)
+            V.lazy_sync(m, self.x[cs], self.last[cs], self.H[cs], self.z0[cs], self.mu[cs],
+                        self.S0, self.S1, self.eta, self.l1, self.l2)
+            V.lazy_z(m, self.H[cs], self.z0[cs], self.mu[cs], self.eta, self.l1, self.l2,
+                     self.z[cs])
+            self.H[:] = 0.0    # spent: zero, so the state at a stage end is the same on
+            self.last[:] = 0   # every rank whatever the layout (begin_stage zeroes them too)
+        if self.columns:   # x̃ₛ, z̃ₛ full on every rank (replicated state at stage ends)
+            self.gather_blocks(self.x, self.z)
         self.yprev[:] = self.z0
         self.xprev[:] = self.xt
         self.xt = self.x.copy()
