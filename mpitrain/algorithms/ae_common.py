@@ -51,7 +51,12 @@ SOLVER_SCHEMA = {
     "batch": Field(int, 100, "global minibatch size (split over the ranks)", min=1),
     "lr": Field(float, 0.02, "SGD learning rate of pre-training (0.1 makes sigmoid/"
                 "cross-entropy stacks worse than the mean image on MNIST)", min=0.0),
-    "momentum": Field(float, 0.9, "heavy-ball momentum", min=0.0),
+    "momentum": Field(float, 0.7, "heavy-ball momentum of pre-training (0.9 saturates "
+                      "sigmoid units: greedy MNIST stacks then end near the mean image)",
+                      min=0.0),
+    "finetune_momentum": Field(float, 0.9, "heavy-ball momentum of the softmax fine-tuning "
+                               "and of the reconstruction fine-tuning with "
+                               "recon_finetune_optimizer = \"momentum\"", min=0.0),
     "weight_decay": Field(float, 0.0, "L2 weight decay added to the gradient", min=0.0),
     "recon_finetune_epochs": Field(int, 20, "end-to-end reconstruction fine-tuning epochs of "
                                    "the whole unrolled stack after pre-training (Hinton & "
@@ -60,7 +65,8 @@ SOLVER_SCHEMA = {
                                "fine-tuning", min=0.0),
     "recon_finetune_optimizer": Field(str, "adam", "optimizer of the reconstruction "
                                       "fine-tuning: Adam (β 0.9, 0.999) or heavy-ball momentum "
-                                      "([solver] momentum)", choices=["adam", "momentum"]),
+                                      "([solver] finetune_momentum)",
+                                      choices=["adam", "momentum"]),
     "val_fraction": Field(float, 0.0, "hold out this fraction of the training rows (the last "
                           "ones) as a validation split: no phase trains on them, and both "
                           "fine-tuning phases stop early on it (0 = no split: fine-tuning "
@@ -108,10 +114,11 @@ class Trainer:
     """Momentum SGD on `net` for the parameters `names`, data-parallel over `world`.
 
     X: this rank's rows [lo, lo + len(X)) of the n rows the batches are drawn from. The
-    momentum lives in alg.mom[mom] (declared state: see AEBase.momentum)."""
+    momentum lives in alg.mom[mom] (declared state: see AEBase.momentum). lr and mu default
+    to pre-training's [solver] lr and momentum."""
 
     def __init__(self, alg, key, net, names, world, X, lo, n, labels=None, lr=None,
-                 noise=True, mom=None, adam=False):
+                 noise=True, mom=None, adam=False, mu=None):
         s = alg.ctx.solver
         self.alg, self.ctx, self.P = alg, alg.ctx, alg.P
         self.key = tuple(key)
@@ -120,7 +127,7 @@ class Trainer:
         self.X, self.lo, self.n, self.labels = X, lo, n, labels
         self.B = s["batch"]
         self.lr = F32(s["lr"] if lr is None else lr)
-        self.mu, self.wd = F32(s["momentum"]), F32(s["weight_decay"])
+        self.mu, self.wd = F32(s["momentum"] if mu is None else mu), F32(s["weight_decay"])
         m = alg.ctx.model
         self.noise = (m["noise"], m["noise_level"]) if noise else ("none", 0.0)
         self.grads = Block([(nm, self.P[nm].shape) for nm in self.names])
@@ -361,7 +368,7 @@ class AEBase(Algorithm):
             net = self.eval_net_for(self.P, self.K, ctx.model)
             self.rft = Trainer(self, (RFT_KEY,), net, AE.net_params(net), self.world, self.X,
                                ctx.train.start, self.ntrain, lr=s["recon_finetune_lr"],
-                               noise=False, mom="rft",
+                               noise=False, mom="rft", mu=s["finetune_momentum"],
                                adam=s["recon_finetune_optimizer"] == "adam")
         with ctx.phase("train"):
             loss = self.rft.run(self.rft_epoch, 0, self.rft.batches) / self.ntrain
@@ -400,7 +407,8 @@ class AEBase(Algorithm):
         lab = np.ascontiguousarray(y, dtype=np.int32)
         self.ft = Trainer(self, (FT_KEY,), self.ft_net, names, self.world, self.X,
                           ctx.train.start, self.ntrain, labels=lab,
-                          lr=ctx.solver["finetune_lr"], noise=False, mom="ft")
+                          lr=ctx.solver["finetune_lr"], mu=ctx.solver["finetune_momentum"],
+                          noise=False, mom="ft")
 
     def finetune_step(self):
         if self.ft is None:

@@ -8,19 +8,26 @@ run computes on the same rows: the mean image, PCA with as many components as th
 """
 import argparse
 import os
+import statistics
 
+from ..algorithms import registry
 from ..metrics import read
 from .common import job_file, mpirun, table, write_report
 
 
 def _job(a, out, algorithm, seed, layers):
     data = os.path.abspath(a.data)
+    solver = {"epochs": a.epochs, "lr": a.lr, "recon_finetune_epochs": a.recon_epochs,
+              "eval_rows": a.eval_rows, "eval_every": a.eval_every}
+    if a.momentum is not None:
+        solver["momentum"] = a.momentum
     return job_file(out, f"{algorithm}-s{seed}", {
         "job": {"algorithm": algorithm, "seed": seed},
-        "data": {"train": data, "test": data, "max_rows": a.rows},
+        # --eval-on train: no test set, so every error and baseline is on training rows
+        "data": dict({"train": data, "max_rows": a.rows},
+                     **({"test": data} if a.eval_on == "test" else {})),
         "model": {"layers": layers},
-        "solver": {"epochs": a.epochs, "lr": a.lr, "recon_finetune_epochs": a.recon_epochs,
-                   "eval_rows": a.eval_rows, "eval_every": a.eval_every},
+        "solver": solver,
         "checkpoint": {"every": 0}})
 
 
@@ -32,6 +39,11 @@ def main(argv):
     ap.add_argument("--layers", default="1000,500,250,30")
     ap.add_argument("--epochs", type=int, default=10, help="pre-training epochs per layer")
     ap.add_argument("--lr", type=float, default=0.02, help="pre-training learning rate")
+    ap.add_argument("--momentum", type=float, default=None,
+                    help="pre-training momentum (default: the algorithm's default)")
+    ap.add_argument("--eval-on", choices=["test", "train"], default="test",
+                    help="rows every error and baseline is measured on: the test set, or the "
+                    "training rows (to choose a setting without looking at the test set)")
     ap.add_argument("--recon-epochs", type=int, default=20)
     ap.add_argument("--rows", type=int, default=0, help="training rows (0 = all)")
     ap.add_argument("--eval-rows", type=int, default=0, help="test rows (0 = all)")
@@ -64,17 +76,33 @@ def main(argv):
                          res["baseline_mean"], res.get("baseline_pca", "n/a"),
                          res.get("baseline_floor", "n/a"), res["time_pretrain"], res["time"]])
     k = layers[-1]
+    algs = a.algorithms.split(",")
+    mom = a.momentum if a.momentum is not None else \
+        "/".join(sorted({str(registry()[x].SOLVER_SCHEMA["momentum"].default) for x in algs}))
+    where = "training rows (no test set)" if a.eval_on == "train" else "test rows"
     secs = [
         f"Data {a.data}: first {a.rows or 'all'} training rows; errors = mean per-row "
-        f"reconstruction cross-entropy on the first {a.eval_rows or 'all'} test rows. Hidden "
+        f"reconstruction cross-entropy on the first {a.eval_rows or 'all'} {where}. Hidden "
         f"layers {'-'.join(map(str, layers))} (sigmoid), {a.ranks} ranks × 1 thread, pre-training "
-        f"E = {a.epochs} epochs per layer at lr {a.lr} (momentum 0.9, batch 100), then "
+        f"E = {a.epochs} epochs per layer at lr {a.lr} (momentum {mom}, batch 100), then "
         f"{a.recon_epochs} epochs of end-to-end reconstruction fine-tuning of the unrolled "
         "stack (the defaults: Adam, lr 0.001, clean input). Baselines on the same rows: mean "
         f"image, PCA-{k} (fitted on the training rows), floor = entropy of the targets.",
         table(["algorithm", "seed", "after pre-training", "after fine-tuning", "mean image",
                f"PCA-{k}", "floor", "pre-training s", "total s"], rows),
     ]
+    summary = []
+    for alg in algs:
+        runs = [r for key, r in results.items() if key.startswith(f"{alg} seed ")]
+        cells = [_spread([r[c] for r in runs]) for c in ("recon_pretrain", "recon_final",
+                                                          "baseline_mean")]
+        beat = sum(r["recon_pretrain"] < r["baseline_mean"] for r in runs)
+        summary.append([alg, len(runs)] + cells + [f"{beat} of {len(runs)}"])
+        results[f"{alg} summary"] = {"pretrain_beats_mean_image": beat, "seeds": len(runs)}
+    secs.append(table(["algorithm", "seeds", "after pre-training", "after fine-tuning",
+                       "mean image", "pre-training beats the mean image"], summary))
+    secs.append("Cells of the summary: mean ± sample standard deviation over the seeds "
+                "[min – max].")
     try:
         secs.append(f"Load average at the end: {os.getloadavg()}")
     except OSError:
@@ -82,4 +110,11 @@ def main(argv):
     print(write_report(a.out, "Autoencoder reconstruction vs mean image and PCA", secs,
                        {"runs": results, "args": vars(a)}))
     print(secs[1])
+    print(secs[2])
     return 0
+
+
+def _spread(v):
+    """mean ± sample standard deviation [min – max] of a few seeds' figures."""
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.mean(v):.4g} ± {sd:.2g} [{min(v):.4g} – {max(v):.4g}]"
