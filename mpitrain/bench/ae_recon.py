@@ -85,8 +85,9 @@ def main(argv):
         f"reconstruction cross-entropy on the first {a.eval_rows or 'all'} {where}. Hidden "
         f"layers {'-'.join(map(str, layers))} (sigmoid), {a.ranks} ranks × 1 thread, pre-training "
         f"E = {a.epochs} epochs per layer at lr {a.lr} (momentum {mom}, batch 100), then "
-        f"{a.recon_epochs} epochs of end-to-end reconstruction fine-tuning of the unrolled "
-        "stack (the defaults: Adam, lr 0.001, clean input). Baselines on the same rows: mean "
+        + (f"{a.recon_epochs} epochs of end-to-end reconstruction fine-tuning of the unrolled "
+           "stack (the defaults: Adam, lr 0.001, clean input)" if a.recon_epochs else
+           "no reconstruction fine-tuning") + ". Baselines on the same rows: mean "
         f"image, PCA-{k} (fitted on the training rows), floor = entropy of the targets.",
         table(["algorithm", "seed", "after pre-training", "after fine-tuning", "mean image",
                f"PCA-{k}", "floor", "pre-training s", "total s"], rows),
