@@ -329,6 +329,38 @@ def test_fadl_optimum_sparse_mpi(world, rt_h5):
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("solver", [{"local_solver": "sgd"}, {"local_solver": "tron"}])
+def test_two_d_vector_allreduces_per_outer_iteration_mpi(world, rt_h5, monkeypatch, solver):
+    """Counted at the World (not by FADL's own counter), from setup on: ∇f(w⁰), then per outer
+    iteration exactly one Allreduce of the directions (d values + the 2 step-rule flags) and
+    one of [∇f, f] (d + 1); every other collective carries a few scalars."""
+    raw = {"job": {"algorithm": "fadl", "seed": 1}, "data": {"train": rt_h5, "max_rows": 3000},
+           "model": {"l2": 1e-4}, "solver": dict(solver, max_iter=5, gap_tol=0.0, tol=0.0)}
+    train = data.load(world, rt_h5, group="train", binary=True, max_rows=3000)
+    ctx = Context(world, resolve_job(raw, "test"), train, None)
+    sizes = []
+    real = World.allreduce
+
+    def counting(self, buf, op="sum"):
+        sizes.append(np.asarray(buf).size)
+        return real(self, buf, op)
+    monkeypatch.setattr(World, "allreduce", counting)
+    alg = registry()["fadl"](ctx)
+    alg.setup()
+    kinds = []
+    while not alg.done:
+        n0 = len(sizes)
+        alg.step()
+        kinds.append([s for s in sizes[n0:] if s > 8])
+    d = train.d
+    assert sizes[0] == d + 1 and alg.it == 5
+    assert kinds == [[d + 2, d + 1]] * 5        # direction, then the new gradient
+    assert [s for s in sizes if s > 8] == [d + 1] + [d + 2, d + 1] * 5
+    assert alg.dvec == 2 * alg.it + 1
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
 def test_psgd_mix_stalls_mpi(world, rt_h5):
     test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5)
 
