@@ -12,8 +12,13 @@ Losses are functions of the label y and the margin m = wᵀx:
     squared        ℓ = ½ (m - y)²                   dℓ/dm = m - y
 """
 from cython.parallel cimport prange
+from libc.stdint cimport uint16_t
 
 from losses cimport loss_at, dloss_at
+
+ctypedef fused real:  # stored values of a split CSR shard; every sum is in double
+    float
+    double
 
 LOSS_CODES = {"logistic": 0, "squared_hinge": 1, "squared": 2}
 
@@ -33,6 +38,84 @@ def csr_margins(const long long[::1] indptr, const int[::1] indices, const doubl
         for k in range(indptr[i], indptr[i + 1]):
             s = s + data[k] * w[indices[k]]
         out[i] = s
+
+
+def split_margins(const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
+                  const double[::1] wh, const long long[::1] tptr, const int[::1] tidx,
+                  const real[::1] tval, const double[::1] w, double[::1] out, int code=-1,
+                  const double[::1] y=None, double[::1] dloss=None, double scale=1.0):
+    """out[i] = x_iᵀw for a shard split into a hot CSR part (columns hot[0..H), local uint16
+    indices, wh = w[hot]) and a tail CSR part (the other columns, global indices).
+
+    Two passes, so that the hot slice of w stays in cache during the first: out[i] = the hot
+    sum in column order, then the tail terms added in column order (fixed bits, any threads).
+    With code ≥ 0 the second pass also fills dloss[i] = scale·dℓ/dm(yᵢ, outᵢ) and returns
+    Σᵢ ℓ(yᵢ, outᵢ), summed like loss_dloss (same blocks, same bits); else returns 0."""
+    cdef Py_ssize_t n = out.shape[0], nb = (n + RBLOCK - 1) // RBLOCK, b, i, i1
+    cdef long long k
+    cdef double s, ls, total = 0.0
+    cdef double[::1] part
+    if nb == 0:
+        return 0.0
+    import numpy as np
+    part = np.empty(nb, dtype=np.float64)
+    for i in prange(n, nogil=True, schedule="dynamic", chunksize=1024):
+        s = 0.0
+        for k in range(hptr[i], hptr[i + 1]):
+            s = s + hval[k] * wh[hidx[k]]
+        out[i] = s
+    for b in prange(nb, nogil=True, schedule="static"):
+        ls = 0.0
+        i1 = (b + 1) * RBLOCK
+        if i1 > n:
+            i1 = n
+        for i in range(b * RBLOCK, i1):
+            s = out[i]
+            for k in range(tptr[i], tptr[i + 1]):
+                s = s + tval[k] * w[tidx[k]]
+            out[i] = s
+            if code >= 0:
+                ls = ls + loss_at(code, y[i], s)
+                dloss[i] = scale * dloss_at(code, y[i], s)
+        part[b] = ls
+    for b in range(nb):
+        total += part[b]
+    return total
+
+
+def split_rmatvec(const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
+                  const int[::1] hot, const long long[::1] panels, double[:, ::1] part,
+                  const long long[::1] tcut, const int[::1] tcol, const int[::1] trow,
+                  const real[::1] tval, const double[::1] coef, double[::1] out):
+    """out = Xᵀcoef for a split CSR shard (see split_margins).
+
+    Hot part: the rows of panel p (panels[p] ≤ i < panels[p+1]) scatter into their own
+    partial part[p] (H doubles: it stays in cache), then out[hot[j]] = Σ_p part[p, j] in
+    panel order. Tail part: entries (tcol, trow, tval) sorted by column then row, cut into
+    chunks at column boundaries (tcut), so each column is summed by one thread in row order.
+    The panels and chunks are fixed by the data, so the bits do not depend on the threads."""
+    cdef Py_ssize_t d = out.shape[0], H = part.shape[1], P = part.shape[0]
+    cdef Py_ssize_t nc = tcut.shape[0] - 1, c, p, i, j
+    cdef long long k
+    cdef double a, s
+    for j in prange(d, nogil=True, schedule="static"):
+        out[j] = 0.0
+    for c in prange(nc, nogil=True, schedule="dynamic", chunksize=1):
+        for k in range(tcut[c], tcut[c + 1]):
+            out[tcol[k]] += tval[k] * coef[trow[k]]
+    for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
+        for j in range(H):
+            part[p, j] = 0.0
+        for i in range(panels[p], panels[p + 1]):
+            a = coef[i]
+            for k in range(hptr[i], hptr[i + 1]):
+                part[p, hidx[k]] += hval[k] * a
+    for j in prange(H, nogil=True, schedule="static"):
+        s = part[0, j]
+        for p in range(1, P):
+            s = s + part[p, j]
+        out[hot[j]] = s
+    return None
 
 
 def dense_margins(const double[:, ::1] X, const double[::1] w, double[::1] out):

@@ -5,8 +5,11 @@ import scipy.sparse as sp
 
 from mpitrain._kernels import linear as K
 from mpitrain._kernels import omp
+from mpitrain.data import Shard
+from mpitrain.models import linear as linear_model
 
 CODES = K.LOSS_CODES
+pytestmark = pytest.mark.timeout(120)
 
 
 def ref_loss(code, y, m):
@@ -88,3 +91,72 @@ def test_bits_identical_across_thread_counts(problem):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.fixture
+def skewed(monkeypatch):
+    """A CSR shard whose frequent columns are scattered over the index range (as in real
+    data), with empty rows, and a hot block of 40 columns and ~3,000 hot non-zeros per panel,
+    so that the hot block, the tail and several row panels of SplitCSR are all exercised."""
+    monkeypatch.setattr(linear_model, "HOT_COLUMNS", 40)
+    monkeypatch.setattr(linear_model, "PANEL_NNZ", 3000)
+    rng = np.random.default_rng(3)
+    n, d, per_row = 3000, 700, 8
+    p = 1.0 / np.arange(1, d + 1) ** 1.1
+    cols = rng.permutation(d)[np.minimum(np.searchsorted(np.cumsum(p / p.sum()),
+                                                         rng.random(n * per_row)), d - 1)]
+    rows = np.repeat(np.arange(n), per_row)
+    keep = rows % 97 != 5  # some empty rows
+    X = sp.csr_matrix((rng.random(keep.sum()) + 0.1, (rows[keep], cols[keep])), shape=(n, d))
+    X.sum_duplicates()
+    X.sort_indices()
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    return Shard(X, y, 0, n, n, d, "skewed"), rng.normal(size=d)
+
+
+def _split_eval(shard, w, loss, values):
+    lm = linear_model.LinearShard(shard, loss, values=values)
+    buf = np.empty(shard.d + 1)
+    m = lm.loss_grad_sums(w, buf)
+    coef = np.linspace(-1.0, 1.0, shard.rows)
+    return lm, m, lm.margins(w), buf, lm.rmatvec(coef)
+
+
+@pytest.mark.parametrize("values", ["float64", "float32"])
+@pytest.mark.parametrize("loss", ["logistic", "squared_hinge", "squared"])
+def test_split_layout_matches_numpy(skewed, loss, values):
+    shard, w = skewed
+    X, y = shard.X, shard.y
+    lm, m, m_only, buf, xtc = _split_eval(shard, w, loss, values)
+    lay = lm.layout
+    count = np.bincount(X.indices, minlength=shard.d)
+    is_hot = np.zeros(shard.d, bool)
+    is_hot[lay.hot] = True
+    assert lay.hot.size == 40 and count[is_hot].min() >= count[~is_hot].max()  # most frequent
+    assert lay.tcol.size > 0 and lay.part.shape[0] > 1 and len(lay.tcut) > 2
+    Xr = X.copy()
+    Xr.data = X.data.astype(values).astype(np.float64)  # the values the layout stores
+    m_ref = Xr @ w
+    l_ref, dl_ref = ref_loss(CODES[loss], y, m_ref)
+    np.testing.assert_allclose(m, m_ref, rtol=1e-13, atol=1e-13)
+    assert np.array_equal(m, m_only)
+    assert buf[-1] == pytest.approx(l_ref.sum(), rel=1e-12)
+    np.testing.assert_allclose(buf[:-1], Xr.T @ dl_ref, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(xtc, Xr.T @ np.linspace(-1.0, 1.0, shard.rows), rtol=1e-11,
+                               atol=1e-12)
+    if values == "float32":  # the values were rounded: the float64 data gives other results
+        assert np.abs(m - X @ w).max() > 1e-12
+
+
+@pytest.mark.parametrize("values", ["float64", "float32"])
+def test_split_layout_bits_identical_across_thread_counts(skewed, values):
+    shard, w = skewed
+    results = []
+    for t in (1, 2, 3, 4):
+        omp.set_num_threads(t)
+        shard.__dict__.pop("_split_csr", None)  # rebuilt under each thread count as well
+        results.append(_split_eval(shard, w, "logistic", values)[1:])
+    omp.set_num_threads(1)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
