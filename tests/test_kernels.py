@@ -93,13 +93,16 @@ def test_bits_identical_across_thread_counts(problem):
             assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-@pytest.fixture
-def skewed(monkeypatch):
+@pytest.fixture(params=["split margins", "direct margins"])
+def skewed(monkeypatch, request):
     """A CSR shard whose frequent columns are scattered over the index range (as in real
     data), with empty rows, and a hot block of 40 columns and ~3,000 hot non-zeros per panel,
-    so that the hot block, the tail and several row panels of SplitCSR are all exercised."""
+    so that the hot block, the tail and several row panels of SplitCSR are all exercised;
+    float64 margins straight from the CSR rows or through the split layout."""
     monkeypatch.setattr(linear_model, "HOT_COLUMNS", 40)
     monkeypatch.setattr(linear_model, "PANEL_NNZ", 3000)
+    monkeypatch.setattr(linear_model, "DIRECT_COLUMNS", 0 if request.param == "split margins"
+                        else 1 << 17)
     rng = np.random.default_rng(3)
     n, d, per_row = 3000, 700, 8
     p = 1.0 / np.arange(1, d + 1) ** 1.1
