@@ -86,6 +86,24 @@ def test_noise_and_momentum_kernels_match_numpy():
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
 
 
+def test_split_gemm_matches_numpy_and_repeats_bit_for_bit():
+    """AE.gemm over 1-3 threads: column blocks of single-threaded BLAS calls, the float64
+    product to float32 rounding (transposed operands and column-slice outputs included),
+    the same bits on every call with the same thread count."""
+    A, B = _rand((37, 300), 20), _rand((300, 1000), 21)
+    ref = A.astype(np.float64) @ B
+    try:
+        for t in (1, 2, 3):
+            AE.set_gemm_threads(t)
+            outs = [AE.gemm(A, B, np.empty((37, 1000), F32)) for _ in range(2)]
+            np.testing.assert_allclose(outs[0], ref, rtol=1e-4, atol=1e-3)
+            np.testing.assert_array_equal(outs[0], outs[1])
+            got = AE.gemm(B.T, A.T, np.empty((1000, 37), F32))  # narrow: one block
+            np.testing.assert_allclose(got, ref.T, rtol=1e-4, atol=1e-3)
+    finally:
+        AE.set_gemm_threads(1)
+
+
 def test_kernels_independent_of_thread_count():
     from mpitrain._kernels import omp
     Z, b, T = _rand((301, 57), 14), _rand(57, 15), _rand((301, 57), 16, 0, 1)

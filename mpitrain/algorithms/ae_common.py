@@ -13,6 +13,7 @@
 """
 import collections
 import math
+import os
 import time
 
 import numpy as np
@@ -199,7 +200,9 @@ class AEBase(Algorithm):
     SOLVER_SCHEMA = SOLVER_SCHEMA
     DATA = {"binary": False, "dtype": np.float32}
     RESHARDABLE = True
-    BLAS_THREADS = True  # GEMM-bound: bit-identical for the same thread count
+    BLAS_THREADS = False  # BLAS runs single-threaded calls; the networks split their GEMMs
+    # over OMP_NUM_THREADS threads themselves (AE.set_gemm_threads): bit-identical for the
+    # same thread count
 
     @classmethod
     def validate_job(cls, job, source):
@@ -219,6 +222,7 @@ class AEBase(Algorithm):
     def setup(self):
         ctx = self.ctx
         m = ctx.model
+        AE.set_gemm_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         self.act, self.loss, self.tied = m["activation"], m["loss"], m["tied"]
         self.X = AE.as_input(ctx.train.X)  # CSR stays CSR, densified per minibatch
         # validation split: the last nval global training rows, never trained on

@@ -1,7 +1,8 @@
 """Autoencoder training throughput: time per epoch, ours (numpy BLAS + kernels) vs PyTorch CPU.
 
 Same network, batch, dtype (float32), loss (sigmoid cross-entropy, summed over pixels, mean
-over the batch), optimizer (SGD lr 0.1, momentum 0.9) and thread count, on MNIST rows: one
+over the batch), optimizer (SGD lr 0.1, momentum 0.9) and thread count, on MNIST rows (ours
+as mpitrain runs it: single-threaded BLAS calls, GEMMs split over the threads): one
 784→1000→784 layer, and the full unrolled 784-1000-500-250-30-250-500-1000-784 autoencoder.
 Each configuration runs in its own process (thread counts are fixed at start-up): one
 warm-up epoch, then the median of R timed epochs. PyTorch is optional: installed in this
@@ -140,8 +141,12 @@ def worker(spec):
     dims = NETS[net]
     out = {}
     if impl in ("ours", "profile"):
+        from threadpoolctl import threadpool_limits
         from .._kernels import omp
+        from ..models import autoencoder as AE
         omp.set_num_threads(int(threads))
+        threadpool_limits(1, "blas")  # as mpitrain runs the autoencoders (AEBase.BLAS_THREADS)
+        AE.set_gemm_threads(int(threads))
         clock = _Clock() if impl == "profile" else None
         out["times"] = _ours(X, dims, int(batch), int(epochs), clock)
         if clock is not None:

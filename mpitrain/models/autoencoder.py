@@ -13,9 +13,12 @@ each rank's part of a batch simply add up over ranks (one Allreduce).
 Parameter names: encoder k (1-based) `W{k}` (d_{k-1} × d_k), `b{k}`; its decoder `V{k}`
 (d_k × d_{k-1}), `c{k}` (V{k} = W{k}ᵀ when tied, no V{k} then); the gradual DAE's direct
 decoder of stage k `D{k}` (d_k × d_0), `e{k}`; the fine-tuning softmax `S`, `s`.
-GEMMs are numpy (BLAS); the elementwise work is in kernels/ae_fast.pyx. `ref_*` are the
-plain-NumPy references the tests compare the kernels against.
+GEMMs are numpy (single-threaded BLAS calls, split over `set_gemm_threads` threads by
+`gemm`); the elementwise work is in kernels/ae_fast.pyx. `ref_*` are the plain-NumPy
+references the tests compare the kernels against.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import xlogy
@@ -24,6 +27,37 @@ from .._kernels import ae_fast as K
 
 ACT = K.ACT_CODES
 F32 = np.float32
+
+
+_GEMM = {"threads": 1, "pool": None}
+
+
+def set_gemm_threads(n):
+    """Split every GEMM of the networks over n threads (BLAS itself limited to one thread).
+    OpenBLAS's own threads spin-wait for each other inside a GEMM: on a shared 2-core machine
+    a 2-thread epoch took 3-30x as long as a 1-thread one. These threads wait passively."""
+    n = max(1, int(n))
+    if n != _GEMM["threads"]:
+        if _GEMM["pool"] is not None:
+            _GEMM["pool"].shutdown()
+        _GEMM.update(threads=n, pool=ThreadPoolExecutor(n - 1) if n > 1 else None)
+
+
+def gemm(a, b, out):
+    """out = a @ b in float32: with T gemm threads, T single-threaded BLAS calls on column
+    blocks of out (multiples of 16 columns; fewer threads for narrow outputs). The blocks
+    depend only on T, so the result is deterministic for a given thread count."""
+    n = out.shape[1]
+    T = min(_GEMM["threads"], n // 64)
+    if T <= 1:
+        return np.matmul(a, b, out=out)
+    cut = [0] + [(n * i // T) // 16 * 16 for i in range(1, T)] + [n]
+    futs = [_GEMM["pool"].submit(np.matmul, a, b[:, cut[i]:cut[i + 1]],
+                                 out=out[:, cut[i]:cut[i + 1]]) for i in range(1, T)]
+    np.matmul(a, b[:, :cut[1]], out=out[:, :cut[1]])
+    for f in futs:
+        f.result()
+    return out
 
 
 def as_input(X):
@@ -96,7 +130,7 @@ class Net:
         h = X
         for ly, buf in zip(self.layers, self._H):
             z = buf[:r]
-            np.matmul(h, self.W(P, ly), out=z)
+            gemm(h, self.W(P, ly), z)
             if ly is not self.layers[-1]:
                 K.bias_act(z, P[ly.b], ACT[ly.act])
             hs.append(z)
@@ -149,14 +183,14 @@ class Net:
             if ly.w in trainable:
                 g = G[ly.w]
                 if ly.t:  # gradient w.r.t. W where the layer uses Wᵀ: dZᵀ·H
-                    self._accum(g, ly.w, written, lambda o: np.matmul(dz.T, hin, out=o))
+                    self._accum(g, ly.w, written, lambda o: gemm(dz.T, hin, o))
                 else:
-                    self._accum(g, ly.w, written, lambda o: np.matmul(hin.T, dz, out=o))
+                    self._accum(g, ly.w, written, lambda o: gemm(hin.T, dz, o))
             if ly.b in trainable:
                 self._accum(G[ly.b], ly.b, written, lambda o: np.sum(dz, axis=0, out=o))
             if i > lowest:
                 dh = self._D[i - 1][:r]
-                np.matmul(dz, self.W(P, ly).T, out=dh)
+                gemm(dz, self.W(P, ly).T, dh)
                 K.act_backward(dh, hs[i - 1], ACT[self.layers[i - 1].act])
                 dz = dh
         for name in trainable:
@@ -218,7 +252,7 @@ def encode(P, X, ks, act, chunk=4096):
     for s in range(0, X.shape[0], chunk):
         h = dense(X[s:s + chunk])
         for k in ks:
-            z = np.matmul(h, P[f"W{k}"])
+            z = gemm(h, P[f"W{k}"], np.empty((h.shape[0], P[f"W{k}"].shape[1]), F32))
             K.bias_act(z, P[f"b{k}"], ACT[act])
             h = z
         out[s:s + h.shape[0]] = h
