@@ -79,17 +79,17 @@ class SplitCSR:
         self.part = np.empty((P, hot.size), dtype=np.float64)
         self.whot = None if H == d else np.empty(H, dtype=np.float64)
 
-    def margins(self, w, out, code=-1, y=None, dloss=None, scale=1.0):
-        """out[i] = x_iᵀw; with a loss code, also fill dloss and return the loss sum."""
+    def margins(self, w, out):
+        """out[i] = x_iᵀw."""
         if self.direct:
             K.csr_margins(*self.rows_csr, w, out)
-            return K.loss_dloss(code, y, out, dloss, scale) if code >= 0 else 0.0
+            return
         wh = w
         if self.whot is not None:
             wh = self.whot
             np.take(w, self.hot, out=wh)
-        return K.split_margins(self.hptr, self.hidx, self.hval, wh, self.tptr, self.tidx,
-                               self.tval, w, out, code, y, dloss, scale)
+        K.split_margins(self.hptr, self.hidx, self.hval, wh, self.tptr, self.tidx, self.tval, w,
+                        out)
 
     def rmatvec(self, coef, out):
         K.split_rmatvec(self.hptr, self.hidx, self.hval, self.hot, self.panels, self.part,
@@ -163,12 +163,8 @@ class LinearShard:
     def loss_grad_sums(self, w, out, margins=None):
         """Fill out[:d] = Σᵢ∈shard ∇ℓᵢ(w) and out[d] = Σᵢ∈shard ℓᵢ(w) (the buffer one
         Allreduce sums over ranks). Returns the margins used."""
-        m = np.empty(self.shard.rows, dtype=np.float64) if margins is None else margins
-        if self.shard.sparse:
-            out[self.d] = self.layout.margins(w, m, self.code, self.y, self._coef)
-        else:
-            K.dense_margins(self.shard.X, w, m)
-            out[self.d] = K.loss_dloss(self.code, self.y, m, self._coef)
+        m = self.margins(w, margins)
+        out[self.d] = K.loss_dloss(self.code, self.y, m, self._coef)
         self.rmatvec(self._coef, out[:self.d])
         return m
 
