@@ -17,7 +17,7 @@ HOT_COLUMNS = 65536  # the hot block: uint16 local indices, 512 KB of w or of a 
 HOT_NNZ_PER_COLUMN = 32  # a smaller hot block for small shards: about nnz/32 columns (≥ 1024)
 DIRECT_COLUMNS = 1 << 17  # w within 1 MiB (the L2 cache): float64 margins straight from the CSR
 TAIL_CHUNKS = 64     # the tail's column chunks (units of parallel work in Xᵀcoef)
-PANEL_NNZ = 1 << 20  # about this many hot non-zeros per row panel (one partial gradient each)
+PANEL_NNZ = 1 << 21  # about this many hot non-zeros per row panel (one partial gradient each)
 VALUE_TYPES = {"float64": np.float64, "float32": np.float32}
 
 
