@@ -267,8 +267,8 @@ def test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5):
     gap_mix = (mix.f - f_low) / f_low
     assert gap_mix > 100 * max(gap_fadl, 1e-12), (gap_mix, gap_fadl)
     assert gap_mix > 1e-5
-    # and it has stalled: the last half of its rounds gained little
-    assert objs[len(objs) // 2] - objs[-1] < 0.1 * (objs[0] - objs[-1])
+    # and it has stalled: the last half of its rounds gained little of its decrease from f(0)
+    assert objs[len(objs) // 2] - objs[-1] < 0.1 * (np.log(2.0) - objs[-1])
 
 
 def test_job_validation():

@@ -60,7 +60,7 @@ class FADL(LinearAlgorithm):
                               "(Newton-CG to local_tol), 'sgd' (epochs of SGD), 'lbfgs' "
                               "(local_iters iterations), 'auto' (tron when P = 1 or rows per "
                               "rank ≥ features, else sgd)", choices=["auto", "tron", "sgd", "lbfgs"]),
-        "local_tol": Field(float, 1e-2, "tron: solve f̂_p until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖",
+        "local_tol": Field(float, 0.1, "tron: solve f̂_p until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖",
                            min=0.0),
         "epochs": Field(int, 2, "SGD epochs over the local shard per outer iteration (s)",
                         min=1),
