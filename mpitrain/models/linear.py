@@ -24,18 +24,18 @@ VALUE_TYPES = {"float64": np.float64, "float32": np.float32}
 class SplitCSR:
     """A CSR shard laid out for cache-friendly margins and Xᵀcoef (built once per shard).
 
-    The H most frequent columns ("hot", ties to the lower index, kept in index order; H =
-    min(65536, d, the power of two ≥ nnz/32, at least 1024) form a CSR block with uint16
-    local column indices: their slice of w (or the partial gradient a row panel scatters
-    into) is at most 512 KB and stays in cache. The
-    other columns ("tail": rare, each read about once per pass) are kept twice: as CSR rows
-    for the margins and as (column, row, value) entries sorted by column for Xᵀcoef, so the
-    gradient's tail is written in column order instead of gathered at random. When all of w
-    fits in 1 MiB and the values are float64, the margins are computed straight from the
-    shard's CSR rows (one pass beats two there).
+    The H most frequent columns ("hot"; H = min(65536, d, the power of two above nnz/32, at
+    least 1024) form a CSR block with uint16 local column indices, numbered by decreasing
+    frequency (ties to the lower index): their slice of w, or the partial gradient a row
+    panel scatters into, is at most 512 KB and stays in cache, the most frequent columns
+    together in its first lines. The other columns ("tail": rare, each read a few times per
+    pass) are kept twice: as CSR rows for the margins and as (column, row, value) entries
+    sorted by column for Xᵀcoef, so the gradient's tail is written in column order instead of
+    gathered at random. When all of w fits in 1 MiB and the values are float64, the margins
+    are computed straight from the shard's CSR rows (one pass beats two there).
 
     values = "float32" stores the values in single precision (6 instead of 10 bytes per hot
-    non-zero); products and sums stay in double, so the results are exact sums over the data
+    non-zero); products and sums stay in double, so the results are those of the data
     rounded to float32 (a relative change of at most 2⁻²⁴ per value). Panels and chunks
     depend only on the data, so every result is bit-identical for any thread count."""
 
@@ -54,7 +54,7 @@ class SplitCSR:
             hot = np.arange(d, dtype=np.int64)
         else:
             count = np.bincount(cols, minlength=d)
-            hot = np.sort(np.argsort(-count, kind="stable")[:H])
+            hot = np.argsort(-count, kind="stable")[:H]
         local = np.full(d, -1, dtype=np.int64)
         local[hot] = np.arange(hot.size)
         lk = local[cols]
