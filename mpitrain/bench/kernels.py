@@ -50,12 +50,14 @@ def _kernel_rates(X, y, repeats):
     w = np.random.default_rng(1).normal(size=X.shape[1]) * 0.01
     buf = np.empty(X.shape[1] + 1)
     m = np.empty(X.shape[0])
-    out, parts, build = {}, {}, {}
+    out, parts, build, layout = {}, {}, {}, {}
     for values in ("float64", "float32"):
         lm = LinearShard(shard, "logistic", values=values)
         t0 = time.perf_counter()
         lay = lm.layout
         build[values] = time.perf_counter() - t0
+        layout = {"hot_columns": int(lay.hot.size), "hot_nnz": int(lay.hidx.size),
+                  "row_panels": int(lay.part.shape[0])}
         for t in (1, 2):
             omp.set_num_threads(t)
             lm.loss_grad_sums(w, buf, m)
@@ -78,7 +80,7 @@ def _kernel_rates(X, y, repeats):
     coef = np.random.default_rng(2).normal(size=X.shape[0])
     XTs = X.T.tocsr()
     out["scipy_grad_1t"] = X.nnz / median_time(lambda: (X @ w, XTs @ coef), repeats)
-    return out, parts, build
+    return out, parts, build, layout
 
 
 def _write_libsvm(X, y, path):
@@ -136,7 +138,7 @@ def main(argv):
     repeats = a.repeats or (3 if a.quick else 5)
     X, y = _matrix(n, d, nnz)
     load0 = os.getloadavg()[0]
-    k, parts, build = _kernel_rates(X, y, repeats)
+    k, parts, build, layout = _kernel_rates(X, y, repeats)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.svm")
         _write_libsvm(X, y, path)
@@ -144,7 +146,7 @@ def main(argv):
     load = os.getloadavg()[0]
     sm = k["scipy_matvec_1t"]
     res = {"matrix": {"n": n, "d": d, "nnz": int(X.nnz)}, "kernels_nnz_per_s": k,
-           "kernel_parts_s": parts, "layout_build_s": build,
+           "kernel_parts_s": parts, "layout_build_s": build, "layout": layout,
            "parse_MB_per_s": p, "libsvm_bytes": size, "loadavg_1min": [load0, load],
            "ratios": {"grad_2t_vs_scipy_matvec_1t": k["split_float64_2t"] / sm,
                       "grad_f32_2t_vs_scipy_matvec_1t": k["split_float32_2t"] / sm,
@@ -172,7 +174,10 @@ def main(argv):
         "`SplitCSR`) keeps the 65,536 most frequent columns as a CSR block with 16-bit "
         "indices (their slice of w, or a row panel's partial gradient, stays in cache) and the "
         "rare columns as CSR rows plus column-sorted entries; built once in "
-        f"{build['float64']:.2f} s (float64) / {build['float32']:.2f} s (float32).",
+        f"{build['float64']:.2f} s (float64) / {build['float32']:.2f} s (float32). Here the "
+        f"{layout['hot_columns']} hot columns hold {100 * layout['hot_nnz'] / X.nnz:.1f} % of the "
+        f"non-zeros ({layout['row_panels']} row panels); the tail's "
+        f"{100 * (1 - layout['hot_nnz'] / X.nnz):.1f} % are read at random (w, coef).",
         table(["what", "threads", "M nnz/s", "X·w ms", "loss, dℓ ms", "Xᵀ·coef ms"], rows),
         f"Ratio ours (2 threads) / scipy matvec (1 thread): **{r['grad_2t_vs_scipy_matvec_1t']:.2f}**"
         f" with float64 values, **{r['grad_f32_2t_vs_scipy_matvec_1t']:.2f}** with float32 "
