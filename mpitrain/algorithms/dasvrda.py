@@ -65,6 +65,11 @@ from .linear_family import evaluate_linear
 # η·L over {1, 4, 16} on the elastic-net benchmark settings (docs/dasvrda.md, "Step").
 PRACTICAL_C = 4.0
 
+# Columns mode: the cost of a column's two lazy catch-ups in an inner step, in units of the
+# work per non-zero (its margin term and its scatter), used to balance the column blocks
+# (docs/dasvrda.md says how it was estimated).
+CATCHUP_COST = 12.0
+
 # What `communication = "auto"` means (without / with the columns choice).
 AUTO_HELP = {False: "sparse for CSR data", True: "sparse for CSR data"}
 
@@ -197,9 +202,15 @@ class _VR(Algorithm):
         Labels, margins at x̃ and sampling weights cover all n rows."""
         sh, world = self.sh, self.world
         P, X = world.size, sh.X
-        cnt = np.bincount(X.indices, minlength=self.d).astype(np.float64)
-        world.allreduce(cnt)
-        cum = np.cumsum(cnt)
+        # h_j = P(a draw hits column j) = Σ_{i: a_ij ≠ 0} q_i; per inner step column j costs
+        # b·h_j multiply-adds plus, when the batch hits it at all (probability 1 − (1 − h_j)^b),
+        # CATCHUP_COST for its two lazy catch-ups
+        q = np.repeat(self.q[sh.start:sh.stop], np.diff(X.indptr))
+        hit = np.bincount(X.indices, weights=q, minlength=self.d).astype(np.float64)
+        world.allreduce(hit)
+        np.clip(hit, 0.0, 1.0, out=hit)
+        cost = self.b * hit + CATCHUP_COST * -np.expm1(self.b * np.log1p(-hit))
+        cum = np.cumsum(cost)
         cuts = np.searchsorted(cum, cum[-1] * np.arange(1, P) / P, side="right")
         self.edges = np.concatenate([[0], cuts, [self.d]]).astype(np.int64)
         self.widths = np.diff(self.edges)
@@ -421,10 +432,13 @@ class _VR(Algorithm):
         anchors, averages, Allreduce buffers, the column marks of an exchanged batch), the
         sampling tables over all n rows (probabilities, cdf, row bounds), this rank's cached
         margins and weights, and a minibatch's exchanged rows (at most the batch times the
-        width)."""
+        width). communication = "columns" adds this rank's column block of all rows and its
+        transpose (about twice the shard's non-zeros, 12 bytes each) and 3 vectors over all
+        rows."""
         d, n, rows = int(train.d), int(train.n), int(train.rows)
         b = int(job["solver"]["batch"]) or max(1, math.isqrt(n))
-        return 8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train))))
+        extra = 24 * train.nnz + 24 * n if job["solver"]["communication"] == "columns" else 0
+        return 8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train)))) + extra
 
 
 def _row_width(train):
