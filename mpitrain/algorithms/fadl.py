@@ -10,14 +10,17 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
         f̂_p(w) = (l2/2)‖w‖² + σ·L_p(w) + (κ/2)‖w − wʳ‖² + cᵀ(w − wʳ),
         c = gʳ − l2·wʳ − σ∇L_p(wʳ),   σ = 1/n_p (rescale = true) or 1/n,
     so ∇f̂_p(wʳ) = gʳ. Its per-sample SGD gradient is (l2+κ)w + (c − κwʳ) + σn_p·ℓ'ᵢ·xᵢ.
- 2. Local solve from wʳ: `epochs` SGD passes (Cython kernel, O(nnz) per sparse row) or
-    `local_iters` L-BFGS iterations; w_p. Safeguard: if f̂_p(w_p) ≥ f̂_p(wʳ), d_p = −gʳ,
-    else d_p = w_p − wʳ.
+ 2. Local solve from wʳ: truncated Newton (tron) until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖,
+    `epochs` SGD passes (Cython kernel, O(nnz) per sparse row) or `local_iters` L-BFGS
+    iterations (`auto`: tron where rows per rank ≥ features or P = 1, else SGD); w_p.
+    Safeguard: if f̂_p(w_p) ≥ f̂_p(wʳ), d_p = −gʳ, else d_p = w_p − wʳ.
  3. dʳ = (1/P)Σ_p d_p: one Allreduce(SUM) of a d-vector. If gʳᵀdʳ ≥ 0, dʳ = −gʳ.
  4. Strong-Wolfe line search (c1 = 1e-4, c2 = 0.9, first trial t = 1) on the true f along dʳ,
     with cached margins a = Xwʳ and δ = Xdʳ: one Allreduce of 2 scalars per trial.
     w^{r+1} = wʳ + t·dʳ.
  5. g^{r+1}, f(w^{r+1}): one Allreduce(SUM) of [Σ∇ℓᵢ, Σℓᵢ] (a (d+1)-vector).
+So 1 + 2k d-vector Allreduces after k outer iterations. Steps 3 and 5 cannot share one: the
+directions need gʳ, and g^{r+1} needs the combined direction and the step.
 Stops when ‖g‖ ≤ tol·‖g⁰‖, after max_iter outer iterations, or when the line search can make
 no progress (f at its floating-point floor).
 
