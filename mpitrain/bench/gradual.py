@@ -15,6 +15,7 @@ import math
 import os
 import statistics
 
+from ..algorithms import registry
 from ..metrics import read
 from .common import job_file, mpirun, table, write_report
 
@@ -28,7 +29,7 @@ def _job(path, out, name, size, seed, layers, updates, ft_updates, batch, lr, mo
         "data": {"train": data, "test": data, "max_rows": size},
         "model": {"layers": layers, "noise": "mask", "noise_level": noise},
         "solver": {"epochs": 1, "updates": updates, "batch": batch, "lr": lr,
-                   "momentum": momentum,
+                   **({} if momentum is None else {"momentum": momentum}),
                    "recon_finetune_epochs": recon_epochs, "finetune_epochs": ft_epochs,
                    "finetune_lr": 0.1, "eval_every": 0, "val_fraction": val_fraction,
                    "patience": patience},
@@ -60,9 +61,9 @@ def main(argv):
     ap.add_argument("--ft-updates", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--momentum", type=float, default=0.9,
-                    help="pre-training momentum of both methods (0.9: the setting of the "
-                    "published table; the algorithms' default is 0.7)")
+    ap.add_argument("--momentum", type=float, default=None,
+                    help="pre-training momentum of both methods (default: the algorithms' "
+                    "default)")
     ap.add_argument("--noise", type=float, default=0.25)
     ap.add_argument("--recon-epochs", type=int, default=5,
                     help="reconstruction fine-tuning epochs, both methods (0 = off)")
@@ -109,8 +110,10 @@ def main(argv):
                      f"{rs[0]:.2f} ± {rs[1]:.2f}", f"{rg[0]:.2f} ± {rg[1]:.2f}",
                      f"{100 * es[0]:.2f} ± {100 * es[1]:.2f}",
                      f"{100 * eg[0]:.2f} ± {100 * eg[1]:.2f}", f"{wins}/{len(gr)}"])
+    mom = a.momentum if a.momentum is not None else \
+        registry()["dae-stacked"].SOLVER_SCHEMA["momentum"].default
     secs = [f"MNIST, 784-{'-'.join(map(str, layers))} sigmoid, masking noise "
-            f"{a.noise}, batch {a.batch}, lr {a.lr}, momentum {a.momentum}, {a.updates} "
+            f"{a.noise}, batch {a.batch}, lr {a.lr}, momentum {mom}, {a.updates} "
             f"updates per stage, then {a.recon_epochs} epochs of reconstruction fine-tuning "
             f"(Adam, lr 0.001) and at most {a.ft_updates} softmax fine-tuning updates (lr 0.1, "
             "momentum 0.9), both "
