@@ -192,9 +192,9 @@ def main(argv):
         f" with float64 values, **{r['grad_f32_2t_vs_scipy_matvec_1t']:.2f}** with float32 "
         f"(previous layout {r['csr_xt_2t_vs_scipy_matvec_1t']:.2f}; target ≥ 3, issue 11); "
         f"ours / scipy gradient at 1 thread: {r['grad_1t_vs_scipy_grad_1t']:.2f}."
-        + (f" The load average ({max(load0, load):.1f}) left less than 2 of the "
+        + (f" The load average ({max(load0, load):.1f}, this run included) left less than 2 of the "
            f"{os.cpu_count()} cores free: the 2-thread rows shared a core with other work, so "
-           "they do not measure the scaling." if max(load0, load) > os.cpu_count() - 2 else ""),
+           "they do not measure the scaling." if max(load0, load) > os.cpu_count() - 1 else ""),
         "## LIBSVM parsing (MB/s of text)",
         table(["parser", "MB/s"], [["ours, 1 rank", p["ours_parse_1r"]],
                                    ["ours, 2 ranks", p["ours_parse_2r"]],
