@@ -159,6 +159,9 @@ def main(argv):
            "ratios": {"grad_2t_vs_scipy_matvec_1t": k["split_float64_2t"] / sm,
                       "grad_f32_2t_vs_scipy_matvec_1t": k["split_float32_2t"] / sm,
                       "csr_xt_2t_vs_scipy_matvec_1t": k["csr_xt_2t"] / sm,
+                      "grad_1t_vs_scipy_matvec_1t": k["split_float64_1t"] / sm,
+                      "grad_f32_1t_vs_scipy_matvec_1t": k["split_float32_1t"] / sm,
+                      "csr_xt_1t_vs_scipy_matvec_1t": k["csr_xt_1t"] / sm,
                       "grad_1t_vs_scipy_grad_1t": k["split_float64_1t"] / k["scipy_grad_1t"],
                       "parse_2r_vs_sklearn": p["ours_parse_2r"] / p["sklearn_parse"]}}
     r = res["ratios"]
@@ -188,10 +191,14 @@ def main(argv):
         f"non-zeros ({layout['row_panels']} row panels); the tail's "
         f"{100 * (1 - layout['hot_nnz'] / X.nnz):.1f} % are read at random (w, coef).",
         table(["what", "threads", "M nnz/s", "X·w ms", "loss, dℓ ms", "Xᵀ·coef ms"], rows),
-        f"Ratio ours (2 threads) / scipy matvec (1 thread): **{r['grad_2t_vs_scipy_matvec_1t']:.2f}**"
-        f" with float64 values, **{r['grad_f32_2t_vs_scipy_matvec_1t']:.2f}** with float32 "
-        f"(previous layout {r['csr_xt_2t_vs_scipy_matvec_1t']:.2f}; target ≥ 3, issue 11); "
-        f"ours / scipy gradient at 1 thread: {r['grad_1t_vs_scipy_grad_1t']:.2f}."
+        "Ratio ours (2 threads) / scipy matvec (1 thread): "
+        f"**{r['grad_2t_vs_scipy_matvec_1t']:.2f}** with float64 values, "
+        f"**{r['grad_f32_2t_vs_scipy_matvec_1t']:.2f}** with float32 (previous layout "
+        f"{r['csr_xt_2t_vs_scipy_matvec_1t']:.2f}; target ≥ 3, issue 11). At 1 thread: ours / "
+        f"scipy matvec {r['grad_1t_vs_scipy_matvec_1t']:.2f} (float64), "
+        f"{r['grad_f32_1t_vs_scipy_matvec_1t']:.2f} (float32), previous layout "
+        f"{r['csr_xt_1t_vs_scipy_matvec_1t']:.2f}; ours / scipy gradient "
+        f"{r['grad_1t_vs_scipy_grad_1t']:.2f}."
         + (f" The load average ({max(load0, load):.1f}, this run included) left less than 2 of the "
            f"{os.cpu_count()} cores free: the 2-thread rows shared a core with other work, so "
            "they do not measure the scaling." if max(load0, load) > os.cpu_count() - 1 else ""),
