@@ -73,7 +73,7 @@ class SplitCSR:
         self.tcval = self.tval[by_col]
         self.tcut = _chunks_at_column_starts(self.tcol, TAIL_CHUNKS)
         hnnz = int(self.hidx.size)
-        P = 1 if hnnz <= PANEL_NNZ else 2 * -(-hnnz // (2 * PANEL_NNZ))
+        P = 1 if n < 2 else 2 * max(1, -(-hnnz // (2 * PANEL_NNZ)))  # an even count: 2 threads
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
         self.part = np.empty((P, hot.size), dtype=np.float64)
