@@ -234,8 +234,10 @@ def run_job(tmp, data, algorithm="dasvrda", world=None, **kw):
     os.makedirs(tmp, exist_ok=True)
     job = write_job(os.path.join(tmp, f"job-{algorithm}.toml"), sections)
     out = os.path.join(tmp, f"out-{algorithm}-{world.size}")
-    summary = driver.run(world, job, out=out, fresh=True, stream=open(os.devnull, "w"))
-    w = h5py.File(os.path.join(out, "final.h5"), "r")["model/w"][()]
+    with open(os.devnull, "w") as devnull:
+        summary = driver.run(world, job, out=out, fresh=True, stream=devnull)
+    with h5py.File(os.path.join(out, "final.h5"), "r") as f:
+        w = f["model/w"][()]
     return w, summary
 
 
@@ -263,7 +265,7 @@ def test_sparse_optimum_matches_fista(tmp_path, rt_h5, l1):
                    solver__max_stages=30)
     f = objective(X, y, w, 1e-3, l1)
     assert (f - fstar) / abs(fstar) <= 1e-8, (f, fstar)
-    assert s["updates"] == "lazy"
+    assert s["updates"] == "lazy" and s["communication"] == "columns"
     if l1:
         assert np.array_equal(w != 0, wstar != 0)
 
@@ -411,15 +413,15 @@ def test_schema_and_bad_job(tmp_path, digits2_h5):
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("alg,data", [("dasvrda", "digits"), ("dasvrda", "rt"),
-                                      ("dasvrda", "rt-columns"),
+                                      ("dasvrda", "rt-sparse"),
                                       ("prox-svrg", "rt"), ("katyusha", "digits")])
 def test_iterates_independent_of_P(shared_tmp, digits2_h5, rt_h5, alg, data):
     from mpi4py import MPI
     from mpitrain.comm import World
     path = digits2_h5 if data == "digits" else rt_h5
     kw = dict(algorithm=alg, solver__max_stages=4, model__l1=1e-4, data__max_rows=1000)
-    if data == "rt-columns":   # feature-parallel (at P = 1 one block: the row path's sums)
-        kw["solver__communication"] = "columns"
+    if data == "rt-sparse":    # "rt": auto = columns (feature-parallel); here the pair exchange
+        kw["solver__communication"] = "sparse"
     world = World()
     wp, _ = run_job(os.path.join(shared_tmp, f"p-{alg}-{data}"), path, world=world, **kw)
     # the replicas are bit-identical on every rank
@@ -532,7 +534,8 @@ def test_columns_mode_equals_P1_and_resumes_elsewhere(tmp_path, rt_h5):
         assert r.returncode == 0, r.stderr
         return r
 
-    ref = cli(["run", job, "--out", str(tmp_path / "ref")], timeout=120)   # P = 1, rows
+    ref = cli(["run", job, "--out", str(tmp_path / "ref"), "--set",
+               'solver.communication="sparse"'], timeout=120)   # P = 1, the row path
     assert ref.returncode == 0, ref.stderr
     w1 = final(tmp_path / "ref")
     X, y = load_xy(rt_h5, max_rows=rows)

@@ -32,6 +32,20 @@ an Allreduce(d) (`communication = "dense"`, and always for dense data). One Allr
 stage gives ∇F(x̃) and F(x̃). The margins at x̃ are cached per stage, so ∇fᵢ(x̃) costs O(1).
 Iterates therefore depend on P only through summation orders of these Allreduces.
 
+Feature-parallel (`communication = "columns"`, DASVRDA with lazy updates on CSR data; what
+"auto" picks there, at any P, being the faster mode measured: docs/dasvrda.md): rank q owns a
+contiguous block of columns, balanced by expected work per inner step (CATCHUP_COST), and holds
+ALL rows restricted to it (redistributed at setup by Gathervs; the data layer is unchanged).
+An inner step: every rank draws the same batch, catches up its own coordinates and computes
+partial margins over its columns, ONE Allreduce of the b partial margins, the loss derivatives
+on every rank, then each rank scatters into and updates only its own coordinates: O(nnz of
+the batch / P) per rank. A stage starts from partial margins of all n rows at x̃ (Allreduce(n))
+and this block of ∇F(x̃); the blocks of μ̃, and at the stage end of x̃ and z̃, are gathered
+(Allgatherv), as are x, H and `last` after a driver step that ends mid-stage, so the declared
+state is full and replicated whenever a checkpoint can be taken: the format is unchanged and a
+checkpoint resumes at any P in any mode. Iterates equal P = 1's up to the summation order of
+the partial margins; at P = 1 the mode is bit-identical to the row path.
+
 Sparse data ("lazy" updates, the default for CSR): the dense O(d) parts of an inner step are
 done just in time (kernels/vr_sparse.pyx explains the closed form): with the sparse exchange a
 step costs O(nnz of the sampled rows) at any P (the dense exchange adds the O(d) buffer and an
@@ -71,7 +85,8 @@ PRACTICAL_C = 4.0
 CATCHUP_COST = 12.0
 
 # What `communication = "auto"` means (without / with the columns choice).
-AUTO_HELP = {False: "sparse for CSR data", True: "sparse for CSR data"}
+AUTO_HELP = {False: "sparse for CSR data",
+             True: "columns for CSR data with lazy updates (any P), else sparse for CSR data"}
 
 
 def _common_solver(eta_help, columns=False):
@@ -128,8 +143,8 @@ class _VR(Algorithm):
         mode = s["communication"]
         if mode in ("sparse", "columns") and not sh.sparse:
             raise JobError(f"[solver] communication = '{mode}' needs sparse (CSR) training data")
-        if mode == "auto":
-            mode = "sparse" if sh.sparse else "dense"
+        if mode == "auto":   # docs/dasvrda.md: columns measured faster at P = 1 and 2
+            mode = ("dense" if not sh.sparse else "columns" if self.lazy_csr() else "sparse")
         self.comm_mode = mode
         self.columns = mode == "columns"
         self.sparse_comm = mode == "sparse"
@@ -260,6 +275,10 @@ class _VR(Algorithm):
     def default_eta(self):
         """The step when [solver] eta = 0."""
         return self.theory_eta()
+
+    def lazy_csr(self):
+        """Does the inner loop update lazily on CSR data (what the columns mode needs)?"""
+        return False
 
     @abc.abstractmethod
     def theory_eta(self):
@@ -432,12 +451,15 @@ class _VR(Algorithm):
         anchors, averages, Allreduce buffers, the column marks of an exchanged batch), the
         sampling tables over all n rows (probabilities, cdf, row bounds), this rank's cached
         margins and weights, and a minibatch's exchanged rows (at most the batch times the
-        width). communication = "columns" adds this rank's column block of all rows and its
-        transpose (about twice the shard's non-zeros, 12 bytes each) and 3 vectors over all
-        rows."""
+        width). The columns mode (also what auto means for DASVRDA's lazy updates on CSR data)
+        adds this rank's column block of all rows and its transpose (about twice the shard's
+        non-zeros, 12 bytes each) and 3 vectors over all rows."""
         d, n, rows = int(train.d), int(train.n), int(train.rows)
-        b = int(job["solver"]["batch"]) or max(1, math.isqrt(n))
-        extra = 24 * train.nnz + 24 * n if job["solver"]["communication"] == "columns" else 0
+        s = job["solver"]
+        b = int(s["batch"]) or max(1, math.isqrt(n))
+        columns = s["communication"] == "columns" or (
+            s["communication"] == "auto" and train.sparse and s.get("updates", "dense") != "dense")
+        extra = 24 * train.nnz + 24 * n if columns else 0
         return 8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train)))) + extra
 
 
@@ -471,6 +493,9 @@ class DASVRDA(_VR):
 
     def gamma(self):
         return (3.0 + math.sqrt(9.0 + 8.0 * self.b / (self.m + 1))) / 2.0
+
+    def lazy_csr(self):
+        return self.sh.sparse and self.ctx.solver["updates"] != "dense"
 
     def theory_eta(self):
         return 1.0 / ((1.0 + self.gamma() * (self.m + 1) / self.b) * self.L)

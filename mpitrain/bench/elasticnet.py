@@ -377,10 +377,10 @@ def _render_scaling(results, out):
             rows.append([e["dataset"], name] + row
                         + [f"{p6:.0f}" if p6 is not None else "-",
                            f"{t6:.2f}" if t6 is not None else "-",
-                           f"{final:.1e}" if final is not None else "-"])
+                           _gap(final)])
         certs.append([e["dataset"], "×".join(str(v) for v in e["shape"]), e["nnz"],
                       f"({e['l1']:g}, {e['l2']:g})", e["sampling"], f"{flow:.15g}",
-                      f"{e['certificate_width_rel']:.1e}"])
+                      _gap(e["certificate_width_rel"])])
     sections = [
         "DASVRDA (default step, lazy updates) at P = 1 and 2 ranks, one thread per rank: the "
         "sparse exchange (the mini-batch's (column, value) pairs by one Allgatherv per inner "
@@ -409,6 +409,11 @@ def _render_scaling(results, out):
                                               "f_lower", "width"], certs)]
     return common.write_report(out, "elasticnet --scaling: DASVRDA at P = 1, 2 (sparse "
                                "exchange vs columns) and SAGA", sections, results)
+
+
+def _gap(g):
+    """A relative gap for the report: below 1e-15 it is rounding (f_lower may exceed f)."""
+    return "-" if g is None else "< 1e-15" if g < 1e-15 else f"{g:.1e}"
 
 
 def _render(results, out):
