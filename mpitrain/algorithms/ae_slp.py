@@ -15,24 +15,38 @@ training set, block-split over its members.
 Round r (one step()):
   1. layer k is active when r ≥ k−1 (pipeline fill: it starts after layer k−1's first τ
      epochs) and it has done fewer than E epochs;
-  2. each group regenerates the inputs hₖ₋₁ of its active layers from the encoders of the
-     last synchronisation (only when a lower layer changed), locally, no communication;
+  2. each group brings the inputs hₖ₋₁ of its active layers up to the encoders of the last
+     synchronisation (only when a lower layer changed): streamed rows are already there
+     (step 4), the rest is regenerated locally, no communication;
   3. each group trains its active layers τ epochs (min with what is left of E);
-  4. synchronisation (all ranks): a passive wait for every rank (Ibarrier polled with
+  4. codes ([solver] codes): with "regenerate" every group computes its inputs from x
+     itself; with "stream" / "split" the group owning layer 1 (layers 1..a), whose input x
+     never changes, encodes h_a = enc_a∘…∘enc₁(x) of its rows with the weights it is about
+     to publish (all of them, or the share `stream_share` that balances the layout's cost
+     model) and sends them point to point (Isend, float32 or float16) to every group with
+     an active layer next round; the receivers regenerate only the rest;
+  5. synchronisation (all ranks): a passive wait for every rank (Ibarrier polled with
      sleeps: no busy-waiting), then for each active layer its group's first rank Bcasts
-     the layer's parameters (encoder and decoder: weights travel, not representations),
-     then one Allreduce(SUM) of the per-layer maturity summary (epochs done, training error)
-     and of every rank's time table (AEBase.rank_times);
-  5. the unrolled test error enc₁..enc_k, dec_k..dec₁ of the started layers is evaluated
+     the layer's parameters (encoder and decoder), the streamed codes arrive (passive wait
+     on the point-to-point requests, all completed within the round: nothing is in flight
+     between steps, so a checkpoint holds no codes and a resumed run regenerates them),
+     then one Allreduce(SUM) of the per-layer maturity summary (epochs done, training
+     error) and of every rank's time table (AEBase.rank_times);
+  6. the unrolled test error enc₁..enc_k, dec_k..dec₁ of the started layers is evaluated
      (Allreduce of the sums); pre-training stops when every layer has done E epochs or when
      the K-layer error reaches [solver] target_error.
 Because every layer trains on inputs from the last synchronisation, the result does not
 depend on the layout (up to float32 summation order in the data-parallel groups), and with
-one rank per layer layer 1 is bit-identical to sae-greedy's layer 1 at P = 1.
+one rank per layer layer 1 is bit-identical to sae-greedy's layer 1 at P = 1. Codes are
+computed in chunks cut at fixed global rows (multiples of CODE_CHUNK and the layer-1
+group's shard and publication bounds), so a row's code does not depend on who computes it:
+float32 streaming gives the bits of "regenerate" wherever every receiving group's shard
+holds whole chunks (groups of one rank: P = 2, P = K), else agrees to float32 GEMM rounding.
 """
 import time
 
 import numpy as np
+from mpi4py import MPI
 
 from ..comm import ACTIVITY
 from ..schema import Field
@@ -40,35 +54,68 @@ from ..models import autoencoder as AE
 from ..state import Array, Int, Owned
 from .ae_common import SOLVER_SCHEMA, AEBase, Trainer, load_group_train
 
-
+F32 = np.float32
 WAIT_POLL = 5e-4  # seconds between tests of a passive wait
+CODE_CHUNK = 1024  # codes are computed in chunks cut at multiples of this global row
+CODES_TAG = 1401  # point-to-point tag of the streamed codes
 
 
-def passive_barrier(world):
-    """Wait for every rank of `world` without spinning: Ibarrier, then Test and sleep
-    WAIT_POLL s until it completes (a busy-polling blocking collective takes a core from
-    the ranks still computing). Marked as a collective for the stall monitor."""
-    if world.size == 1:
+def passive_wait(world, reqs, name):
+    """Complete the MPI requests `reqs` without spinning: Testall, then sleep WAIT_POLL s
+    until they complete (a busy-polling blocking call takes a core from the ranks still
+    computing). Marked as collective `name` for the stall monitor."""
+    if not reqs:
         return
     t0 = time.perf_counter()
-    req = world.comm.Ibarrier()
-    ACTIVITY.collective, ACTIVITY.since = "Ibarrier", time.monotonic()
+    ACTIVITY.collective, ACTIVITY.since = name, time.monotonic()
     try:
-        while not req.Test():
+        while not MPI.Request.Testall(reqs):
             time.sleep(WAIT_POLL)
     finally:
         ACTIVITY.collective, ACTIVITY.since = None, time.monotonic()
     world._account(0, t0)
 
 
+def passive_barrier(world):
+    """Wait for every rank of `world` without spinning (Ibarrier + passive_wait)."""
+    if world.size > 1:
+        passive_wait(world, [world.comm.Ibarrier()], "Ibarrier")
+
+
 def group_cost(dims, layers, tau=1):
-    """Multiply-adds per training row of one round for a group owning `layers` (contiguous):
-    τ epochs of 5 GEMMs per layer (encoder and decoder forward, decoder-weight gradient,
-    back-propagation to the code, encoder-weight gradient; none to the frozen input) plus
-    one regeneration of the group's inputs, enc₁..enc_{top−1} once (the inputs of the upper
-    layers are the lower ones' codes, computed on the way)."""
+    """Multiply-adds per training row of one round for a group owning `layers` (contiguous),
+    inputs regenerated: τ epochs of 5 GEMMs per layer (encoder and decoder forward,
+    decoder-weight gradient, back-propagation to the code, encoder-weight gradient; none to
+    the frozen input) plus one regeneration of the group's inputs, enc₁..enc_{top−1} once
+    (the inputs of the upper layers are the lower ones' codes, computed on the way)."""
     c = [dims[k - 1] * dims[k] for k in range(1, len(dims))]
     return 5 * tau * sum(c[k - 1] for k in layers) + sum(c[:max(layers) - 1])
+
+
+def stream_costs(dims, groups, tau=1, share=0.0):
+    """Per-rank multiply-adds per training row of a steady round, for each group of
+    `groups`, when the layer-1 group (layers 1..a) publishes its codes h_a for a `share` of
+    its rows: it encodes them (share·Σ_{j≤a} c_j more; cⱼ = dⱼ₋₁dⱼ), every other group
+    regenerates enc₁..enc_a only for the rest ((1 − share)·Σ_{j≤a} c_j) and
+    enc_{a+1}..enc_{top−1} for all its rows. share = 0 is group_cost / group size."""
+    c = [dims[k - 1] * dims[k] for k in range(1, len(dims))]
+    a = max(groups[0][2])
+    low = sum(c[:a])
+    out = []
+    for gi, (_, n, layers) in enumerate(groups):
+        cost = group_cost(dims, layers, tau)
+        cost += share * low if gi == 0 else -share * low
+        out.append(cost / n)
+    return out
+
+
+def stream_share(dims, groups, tau=1):
+    """The share of its rows the layer-1 group publishes ([solver] codes = "split"): the one
+    of 0, 0.01, …, 1 that minimises the largest per-rank cost of stream_costs."""
+    if len(groups) < 2:
+        return 0.0
+    return min((i / 100 for i in range(101)),
+               key=lambda s: (max(stream_costs(dims, groups, tau, s)), -s))
 
 
 def layout(dims, P, tau=1):
@@ -107,13 +154,22 @@ def layout(dims, P, tau=1):
 
 
 class SLP(AEBase):
-    """Synchronized layer-wise pre-training: ranks own layers, weights travel every τ epochs."""
+    """Synchronized layer-wise pre-training: ranks own layers, weights travel every τ epochs,
+    the layer-1 group's codes optionally too."""
     name = "slp"
     FAMILY = "autoencoder"  # what final.h5 describes (model_file.py)
     summary = "synchronized layer-wise autoencoder pre-training (ranks own layers)"
     SOLVER_SCHEMA = dict(
         SOLVER_SCHEMA,
         sync_every=Field(int, 1, "τ: epochs between synchronisations", min=1),
+        codes=Field(str, "regenerate", "inputs of the upper groups: each group regenerates "
+                    "them from x (regenerate), or the layer-1 group publishes its codes of "
+                    "all its rows after each round (stream) or of the share that balances "
+                    "the layout's cost model (split; the receivers regenerate the rest)",
+                    choices=["regenerate", "stream", "split"]),
+        code_dtype=Field(str, "float32", "precision of the streamed codes (float16 halves "
+                         "the transfer; the receivers train on the rounded codes)",
+                         choices=["float32", "float16"]),
         target_error=Field(float, 0.0, "stop pre-training when the unrolled K-layer test "
                            "reconstruction error is ≤ this (0 = run E epochs per layer)",
                            min=0.0, affects_result=False))
@@ -121,7 +177,8 @@ class SLP(AEBase):
     def setup(self):
         super().setup()
         ctx = self.ctx
-        tau = ctx.solver["sync_every"]
+        s = ctx.solver
+        tau = s["sync_every"]
         self.groups = layout(self.dims, self.world.size, tau)
         self.owner = {}
         for gi, (first, size, layers) in enumerate(self.groups):
@@ -136,12 +193,59 @@ class SLP(AEBase):
             self.gworld = self.world.split(self.gi)
             shard = load_group_train(ctx, self.gworld)
             self.GX, self.glo = AE.as_input(shard.X), shard.start
+        self.ghi = self.glo + self.GX.shape[0]
+        self._codes_setup(s["codes"], tau)
         self.epochs = [0] * self.K
         self.errs = [float("nan")] * self.K
         self.round = 0
         self.trainers = {}
         self.H, self.Hver = {}, {}
+        self.codes_rows = 0  # rows of streamed codes this rank received (all rounds)
         self.summary_buf = np.zeros(2 * self.K)
+
+    def _codes_setup(self, mode, tau):
+        """Who publishes which rows: self.a = top layer of the layer-1 group, self.share,
+        self.senders = [(rank, lo, e, hi)]: layer-1 group member `rank` holds global rows
+        [lo, hi) and publishes [lo, e); self.bounds = every rank's group rows; self.cuts =
+        the global rows where code chunks are cut."""
+        self.a = max(self.groups[0][2])
+        multi = len(self.groups) > 1
+        self.share = 0.0 if not multi else {
+            "regenerate": 0.0, "stream": 1.0,
+            "split": stream_share(self.dims, self.groups, tau)}[mode]
+        self.bounds = self.world.gather_obj((self.glo, self.ghi))
+        f0, n0, _ = self.groups[0]
+        self.senders, cuts = [], set()
+        for q in range(f0, f0 + n0):
+            lo, hi = self.bounds[q]
+            e = lo + int(round(self.share * (hi - lo)))
+            self.senders.append((q, lo, e, hi))
+            cuts.update((lo, e, hi))
+        self.cuts = np.array(sorted(cuts | set(range(0, self.ctx.train.n, CODE_CHUNK))))
+        self.f16 = self.ctx.solver["code_dtype"] == "float16"
+
+    def _encode(self, src, src_lo, a, b, ks):
+        """Codes of global rows [a, b) through the encoders ks, `src` holding rows from
+        global row src_lo on; one GEMM chain per chunk between consecutive self.cuts, so a
+        row's code does not depend on which rank computes it."""
+        ks = list(ks)
+        out = np.empty((b - a, self.dims[ks[-1]]), F32)
+        i = int(np.searchsorted(self.cuts, a, side="right"))
+        pts = [a] + [int(c) for c in self.cuts[i:] if c < b] + [b]
+        for u, v in zip(pts, pts[1:]):
+            if u < v:
+                out[u - a:v - a] = AE.encode(self.P, src[u - src_lo:v - src_lo], ks,
+                                             self.act, chunk=v - u)
+        return out
+
+    def _published(self, lo, hi):
+        """[(sender rank, u, v)]: the published rows [u, v) within global rows [lo, hi)."""
+        out = []
+        for q, slo, e, _ in self.senders:
+            u, v = max(slo, lo), min(e, hi)
+            if u < v:
+                out.append((q, u, v))
+        return out
 
     def _trainer(self, k):
         tr = self.trainers.get(k)
@@ -154,15 +258,81 @@ class SLP(AEBase):
         return tr
 
     def _regen(self, k):
+        """The inputs h_{k−1} of layer k on this group's rows, current with the last
+        synchronisation: from the highest current cached input below k, else from x. Above
+        the layer-1 group, h_a comes first (the published rows rounded as streamed), so a
+        regenerated input equals the streamed one: a resumed run needs no codes."""
         ver = tuple(self.epochs[:k - 1])
         if self.Hver.get(k) == ver:
             return
-        prev = k - 1
-        if prev in self.H and self.Hver.get(prev) == tuple(self.epochs[:prev - 1]):
-            self.H[k] = AE.encode(self.P, self.H[prev], [prev], self.act)
+        if k == 1:
+            self.H[1] = self.GX
         else:
-            self.H[k] = AE.encode(self.P, self.GX, list(range(1, k)), self.act)
+            j = k - 1
+            while j > 1 and self.Hver.get(j) != tuple(self.epochs[:j - 1]):
+                j -= 1
+            floor = self.a + 1 if self.gi > 0 else 1
+            if j < floor < k:
+                self._regen(floor)
+                j = floor
+            src, lo = (self.GX, self.glo) if j == 1 else (self.H[j], self.glo)
+            H = self._encode(src, lo, self.glo, self.ghi, range(j, k))
+            if k == self.a + 1 and self.f16:
+                for _, u, v in self._published(self.glo, self.ghi):
+                    H[u - self.glo:v - self.glo] = H[u - self.glo:v - self.glo].astype(
+                        np.float16)
+            self.H[k] = H
         self.Hver[k] = ver
+
+    def _publish(self, active, todo):
+        """Start the transfer of the layer-1 group's codes h_a (with the weights it is about
+        to publish) to every group with an active layer next round, when they changed this
+        round. Returns (requests, receive buffer or None, bytes)."""
+        E, r = self.ctx.solver["epochs"], self.round
+        after = [e + todo.get(k, 0) for k, e in zip(range(1, self.K + 1), self.epochs)]
+        nxt = {k for k in range(1, self.K + 1) if r + 1 >= k - 1 and after[k - 1] < E}
+        if not self.share or not any(k <= self.a for k in active):
+            return [], None, 0
+        dest = [q for gi, (f, n, ls) in enumerate(self.groups) if gi > 0 and nxt & set(ls)
+                for q in range(f, f + n)]
+        comm, reqs, nbytes = self.world.comm, [], 0
+        if self.gi == 0:
+            q0, lo, e, hi = self.senders[self.gworld.rank]
+            with self.ctx.phase("regen"):
+                codes = self._encode(self.GX, self.glo, lo, e, range(1, self.a + 1))
+                self._sendbuf = codes.astype(np.float16) if self.f16 else codes
+            with self.ctx.phase("exchange"):
+                for q in dest:
+                    qlo, qhi = self.bounds[q]
+                    u, v = max(lo, qlo), min(e, qhi)
+                    if u < v:
+                        part = self._sendbuf[u - lo:v - lo]
+                        reqs.append(comm.Isend([part.reshape(-1).view(np.uint8), MPI.BYTE],
+                                               dest=q, tag=CODES_TAG))
+                        nbytes += part.nbytes
+            return reqs, None, nbytes
+        if self.world.rank not in dest:
+            return [], None, 0
+        buf = np.empty((self.ghi - self.glo, self.dims[self.a]),
+                       np.float16 if self.f16 else F32)
+        for q, u, v in self._published(self.glo, self.ghi):
+            part = buf[u - self.glo:v - self.glo]
+            reqs.append(comm.Irecv([part.reshape(-1).view(np.uint8), MPI.BYTE], source=q,
+                                   tag=CODES_TAG))
+        return reqs, buf, 0
+
+    def _received(self, buf):
+        """h_a of this group's rows from the received codes and, for the rows not
+        published, from x (after the weights' synchronisation and epoch update)."""
+        H = buf.astype(F32) if self.f16 else buf
+        self.codes_rows += sum(v - u for _, u, v in self._published(self.glo, self.ghi))
+        for _, lo, e, hi in self.senders:
+            u, v = max(e, self.glo), min(hi, self.ghi)
+            if u < v:
+                H[u - self.glo:v - self.glo] = self._encode(self.GX, self.glo, u, v,
+                                                            range(1, self.a + 1))
+        k = self.a + 1
+        self.H[k], self.Hver[k] = H, tuple(self.epochs[:k - 1])
 
     def step(self):
         if self.phase_name != "pretrain":
@@ -184,20 +354,30 @@ class SLP(AEBase):
                 if self.gworld.rank == 0:
                     self.summary_buf[k - 1] = self.epochs[k - 1] + todo[k]
                     self.summary_buf[self.K + k - 1] = loss
+        # codes leave the layer-1 group before the synchronisation (its weights are final
+        # for the round), so the transfer overlaps the slower ranks' training
+        reqs, buf, nbytes = self._publish(active, todo)
         # synchronisation. A rank that finished its round early waits passively for the
         # others (Ibarrier, tested every WAIT_POLL s, sleeping in between: its core goes to
         # the bottleneck rank instead of spinning in a blocking collective), then the
-        # owners Bcast their layers (all ranks present: a fast transfer), then one
-        # Allreduce carries the layer-maturity summaries with every rank's time table.
+        # owners Bcast their layers (all ranks present: a fast transfer), the codes arrive
+        # (passive wait), then one Allreduce carries the layer-maturity summaries with
+        # every rank's time table.
         with self.ctx.phase("wait"):
             passive_barrier(self.world)
         with self.ctx.phase("exchange"):
             for k in active:
                 self.world.bcast(self.blocks[f"L{k}"].flat, root=self.owner[k])
+            passive_wait(self.world, reqs, "codes")
+        self.world.bytes += nbytes
+        self._sendbuf = None
         times = self.rank_times(extra=self.summary_buf)
         for k in active:
             self.epochs[k - 1] = int(self.summary_buf[k - 1])
             self.errs[k - 1] = float(self.summary_buf[self.K + k - 1])
+        if buf is not None:
+            with self.ctx.phase("regen"):
+                self._received(buf)
         for k in list(self.H):  # inputs of finished layers are not needed any more
             if self.epochs[k - 1] >= E:
                 del self.H[k], self.Hver[k]
@@ -244,6 +424,8 @@ class SLP(AEBase):
         out = super().summary_info()
         out["layout"] = "; ".join(f"ranks {f}..{f + n - 1}: layers {ls}"
                                   for f, n, ls in self.groups)
+        out["codes"] = f"{self.ctx.solver['codes']} (share {self.share:.2f}, " \
+                       f"{self.ctx.solver['code_dtype']})"
         return out
 
     @classmethod
@@ -259,4 +441,3 @@ def pipeline_ceiling(dims, E, tau=1):
     K = len(dims) - 1
     t = [dims[k - 1] * dims[k] for k in range(1, K + 1)]
     return sum(t) / max(t) * E / (E + (K - 1) * tau) if K else 1.0
-

@@ -1,0 +1,98 @@
+"""SLP's streamed codes (issue 14 part 2): the layer-1 group publishes its codes after each
+round instead of the upper groups regenerating them. Asserted: float32 streaming (all rows,
+or the share that balances the cost model) gives the bits of regeneration; float16 codes are
+the rounded regenerated codes, in the right rows; a run whose cached codes are dropped (as
+after a resume) regenerates them and continues bit for bit; the cost model's share; and the
+SLP benchmark's protocol (validation rows of the training data, never test rows)."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from mpitrain.algorithms.ae_slp import group_cost, layout, stream_costs, stream_share
+from test_autoencoders import run_inproc
+
+# 64-48-40-16 on digits: at P = 2 the layout is [1] | [2, 3] and the balancing share of
+# the layer-1 group is strictly between 0 and 1 (0.4), so "split" streams part of the rows
+MODEL = {"layers": [48, 40, 16]}
+SOLVER = {"epochs": 3, "eval_every": 0}
+
+
+def test_stream_share_balances_the_cost_model():
+    dims = [784, 1000, 500, 250, 30]
+    two = layout(dims, 2)
+    assert stream_costs(dims, two, share=0.0) == [group_cost(dims, g[2]) for g in two]
+    s = stream_share(dims, two)
+    # rank 0: 5·c1 + s·c1, rank 1: 5(c2+c3+c4) + (1−s)c1 + c2 + c3, c = 784k, 500k, ...
+    assert 0.40 <= s <= 0.43
+    c0, c1 = stream_costs(dims, two, share=s)
+    assert abs(c0 - c1) <= 0.01 * 784000 + 1 and max(c0, c1) < max(stream_costs(dims, two))
+    # one rank per layer: layer 1 is the bottleneck already, publishing would add to it
+    assert stream_share(dims, layout(dims, 4)) == 0.0
+    assert stream_share([64, 48, 40, 16], layout([64, 48, 40, 16], 2)) == 0.4
+    assert stream_share(dims, layout(dims, 1)) == 0.0
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_streamed_codes_equal_regenerated_bit_for_bit(world, digits_h5):
+    """Same weights → same codes: float32 streaming of all rows (stream) or of the balancing
+    share (split) trains exactly what regeneration trains, at P = 2 ([1] | [2, 3]) and
+    P = 3 (one rank per layer), and the codes really travelled."""
+    runs = {c: run_inproc(world, "slp", digits_h5, MODEL, dict(SOLVER, codes=c))[0]
+            for c in ("regenerate", "stream", "split")}
+    ref = runs["regenerate"]
+    for c in ("stream", "split"):
+        for n in ref.P:
+            np.testing.assert_array_equal(runs[c].P[n], ref.P[n], err_msg=f"{c} {n}")
+    assert ref.codes_rows == 0
+    n = ref.ctx.train.n
+    if world.rank > 0:  # receivers: layer 1 trains in rounds 0..2 and publishes after round
+        # r to the groups with a layer active in round r + 1 (layer k starts in round k − 1)
+        k = min(ref.mine)
+        assert runs["stream"].codes_rows == (3 - max(0, k - 2)) * n
+        if world.size == 2:
+            assert runs["split"].share == 0.4
+            assert runs["split"].codes_rows == 3 * 600
+    else:
+        assert runs["stream"].codes_rows == 0
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_float16_codes_are_the_rounded_codes_and_survive_a_resume(world, digits_h5):
+    """float16 streaming: after a round, a receiver's input h₁ is exactly the float16
+    rounding of enc₁(x) with the synchronised weights on the published rows and the float32
+    code elsewhere. Dropping every cached code (what a resumed run starts with) and going on
+    gives the uninterrupted run's bits."""
+    # at P = 3 the balancing share is 0 (layer 1 is the bottleneck): stream every row
+    s = dict(SOLVER, codes="split" if world.size == 2 else "stream", code_dtype="float16")
+    alg, _ = run_inproc(world, "slp", digits_h5, MODEL, s, steps=2)
+    if alg.gi > 0:
+        X = alg.GX.astype(np.float64)
+        h = alg.H[2]
+        z = 1 / (1 + np.exp(-(X @ alg.P["W1"].astype(np.float64) + alg.P["b1"])))
+        pub = sum(([(u, v)] for _, u, v in alg._published(alg.glo, alg.ghi)), [])
+        assert pub and alg.codes_rows > 0
+        mask = np.zeros(h.shape[0], bool)
+        for u, v in pub:
+            mask[u - alg.glo:v - alg.glo] = True
+            np.testing.assert_array_equal(h[u - alg.glo:v - alg.glo],
+                                          h[u - alg.glo:v - alg.glo].astype(np.float16))
+        np.testing.assert_allclose(h[mask], z[mask], atol=1e-3)  # float16 of codes in (0,1)
+        if not mask.all():  # the rows regenerated here stay float32
+            np.testing.assert_allclose(h[~mask], z[~mask], atol=1e-5)
+            assert not np.array_equal(h[~mask], h[~mask].astype(np.float16))
+    ref, _ = run_inproc(world, "slp", digits_h5, MODEL, s)
+    while not alg.done:
+        alg.step()
+        if alg.round == 3:
+            alg.restored()  # what a resume starts from: no codes, no trainers
+    for n in ref.P:
+        np.testing.assert_array_equal(alg.P[n], ref.P[n], err_msg=n)
+    f32, _ = run_inproc(world, "slp", digits_h5, MODEL, dict(s, code_dtype="float32"))
+    if world.size == 2:  # the rounding changes layer 2's training (and only above layer 1)
+        assert not np.array_equal(ref.P["W2"], f32.P["W2"])
+        np.testing.assert_array_equal(ref.P["W1"], f32.P["W1"])
