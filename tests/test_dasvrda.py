@@ -558,3 +558,33 @@ def test_columns_mode_equals_P1_and_resumes_elsewhere(tmp_path, rt_h5):
         assert "resumed from" in r.stdout + r.stderr
         w = final(tmp_path / f"r{P}")
         assert np.linalg.norm(w - w1) <= 1e-10 * np.linalg.norm(w1), P
+
+
+@pytest.mark.timeout(30)
+def test_scaling_report_reads_results(tmp_path):
+    """bench elasticnet --scaling's report: ms/stage, speed-up against P = 1 sparse, the inner
+    step's collective, and the first point within a certified 1e-6 of f_lower."""
+    from mpitrain.bench import elasticnet as E
+    flow = 1.0
+
+    def run(times, ph):
+        curve = [{"time": t, "passes": 2.0 * (i + 1), "objective": flow * (1 + g)}
+                 for i, (t, g) in enumerate(times)]
+        return {"curve": curve, "phases": ph}
+    runs = {"dasvrda P=1 sparse": run([(0.1, 1e-3), (0.2, 1e-7)], {"t_inner": 0.15}),
+            "dasvrda P=2 columns": run([(0.05, 1e-3), (0.1, 5e-7)],
+                                       {"t_inner": 0.08, "t_allreduce": 0.02,
+                                        "comm_seconds": 0.03, "comm_calls": 7}),
+            "sklearn saga": {"curve": [{"time": 1.5, "passes": 4.0,
+                                        "objective": flow * (1 + 2e-7)}]}}
+    results = {"scaling": [{"dataset": "toy", "l1": 0.0, "l2": 1e-4, "f_lower": flow,
+                            "certificate_width_rel": 1e-12, "runs": runs, "sampling": "uniform",
+                            "shape": [4, 3], "nnz": 6}],
+               "stages": 2, "repeat": 1, "load": [1.0, 1.0, 1.0], "load_after": [1.0, 1.0, 1.0]}
+    text = open(E._render_scaling(results, str(tmp_path))).read()
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in text.splitlines()
+            if line.startswith("| toy | ")}
+    assert rows["dasvrda P=1 sparse"][2:4] == ["100.0", "1.00"]
+    assert rows["dasvrda P=2 columns"][2:8] == ["50.0", "2.00", "0.080", "0.020", "0.030", "7"]
+    assert rows["dasvrda P=2 columns"][8:10] == ["4", "0.10"]
+    assert rows["sklearn saga"][8:10] == ["4", "1.50"]
