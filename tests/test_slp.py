@@ -96,3 +96,42 @@ def test_float16_codes_are_the_rounded_codes_and_survive_a_resume(world, digits_
     if world.size == 2:  # the rounding changes layer 2's training (and only above layer 1)
         assert not np.array_equal(ref.P["W2"], f32.P["W2"])
         np.testing.assert_array_equal(ref.P["W1"], f32.P["W1"])
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_bench_slp_protocol(tmp_path, digits_h5):
+    """The fair SLP benchmark on a tiny stack: it evaluates on validation rows of the
+    training data (the split file's 'test' group is training rows, no test row is read),
+    target = greedy P=1's final error × (1+tol), times without evaluation, every codes
+    variant stops at the target, per-rank CPU and phases reported."""
+    from mpitrain.bench import slp as bench
+    out = str(tmp_path / "b")
+    assert bench.main(["--data", digits_h5, "--out", out, "--layers", "16,8", "--epochs",
+                       "10", "--eval-rows", "200", "--rows", "1000", "--seeds", "0",
+                       "--lr", "0.1", "--batch", "50", "--codes", "regenerate,stream"]) == 0
+    with h5py.File(digits_h5, "r") as src, h5py.File(os.path.join(out, "split.h5")) as f:
+        np.testing.assert_array_equal(f["train/X"][()], src["train/X"][:1000])
+        np.testing.assert_array_equal(f["test/X"][()], src["train/X"][1000:1200])
+    res = json.load(open(os.path.join(out, "results.json")))
+    r = res["runs"]["0"]
+    g1 = r["greedy P=1"]["final"]
+    assert r["target"] == pytest.approx(g1 * 1.01)
+    assert r["greedy P=1"]["reached"]
+    for c in ("regenerate", "stream"):
+        s = r[f"slp P=2 {c}"]
+        job = open(os.path.join(out, f"slp-s0-{c}.toml")).read()
+        assert f'codes = "{c}"' in job and "split.h5" in job
+        if s["reached"]:  # it stopped at the first round at or below the target
+            assert s["final"] <= r["target"] and s["rec"].get("reached_target") == 1
+            rec = s["rec"]
+            assert s["t"] == pytest.approx(rec["time"] - rec["t_eval"])
+            assert len(rec["rank_cpu"]) == 2 and len(rec["rank_t_wait"]) == 2
+    report = open(os.path.join(out, "report.md")).read()
+    assert "time to target" in report and "Calibration on the same validation rows" in report
+    recs = [json.loads(x) for x in open(os.path.join(out, "s0-greedy-P1", "metrics.jsonl"))]
+    assert sum(1 for x in recs if "recon" in x) == 20  # evaluated every epoch, like SLP
+    t, rec = bench.time_to([{"recon_layers": 2, "recon": 5.0, "time": 3.0, "t_eval": 1.0},
+                            {"recon_layers": 2, "recon": 4.0, "time": 4.0, "t_eval": 1.5}],
+                           2, 4.5)
+    assert t == 2.5 and rec["recon"] == 4.0
