@@ -200,8 +200,9 @@ def main(argv):
         f"{r['csr_xt_1t_vs_scipy_matvec_1t']:.2f}; ours / scipy gradient "
         f"{r['grad_1t_vs_scipy_grad_1t']:.2f}."
         + (f" The load average ({max(load0, load):.1f}, this run included) left less than 2 of the "
-           f"{os.cpu_count()} cores free: the 2-thread rows shared a core with other work, so "
-           "they do not measure the scaling." if max(load0, load) > os.cpu_count() - 1 else ""),
+           f"{os.cpu_count()} cores free: a 2-thread call can share a core with other work (the "
+           "best of the calls lessens this, it cannot rule it out)."
+           if max(load0, load) > os.cpu_count() - 1 else ""),
         "## LIBSVM parsing (MB/s of text)",
         table(["parser", "MB/s"], [["ours, 1 rank", p["ours_parse_1r"]],
                                    ["ours, 2 ranks", p["ours_parse_2r"]],
