@@ -162,10 +162,11 @@ class SLP(AEBase):
     SOLVER_SCHEMA = dict(
         SOLVER_SCHEMA,
         sync_every=Field(int, 1, "τ: epochs between synchronisations", min=1),
-        codes=Field(str, "regenerate", "inputs of the upper groups: each group regenerates "
+        codes=Field(str, "split", "inputs of the upper groups: each group regenerates "
                     "them from x (regenerate), or the layer-1 group publishes its codes of "
                     "all its rows after each round (stream) or of the share that balances "
-                    "the layout's cost model (split; the receivers regenerate the rest)",
+                    "the layout's cost model (split, measured fastest at P = 2 by bench "
+                    "slp; the receivers regenerate the rest)",
                     choices=["regenerate", "stream", "split"]),
         code_dtype=Field(str, "float32", "precision of the streamed codes (float16 halves "
                          "the transfer; the receivers train on the rounded codes)",
@@ -201,6 +202,7 @@ class SLP(AEBase):
         self.trainers = {}
         self.H, self.Hver = {}, {}
         self.codes_rows = 0  # rows of streamed codes this rank received (all rounds)
+        self.fill = False  # h_a holds received rows, the others still to regenerate
         self.summary_buf = np.zeros(2 * self.K)
 
     def _codes_setup(self, mode, tau):
@@ -322,17 +324,23 @@ class SLP(AEBase):
         return reqs, buf, 0
 
     def _received(self, buf):
-        """h_a of this group's rows from the received codes and, for the rows not
-        published, from x (after the weights' synchronisation and epoch update)."""
+        """Keep the received codes as this group's h_a (after the weights' synchronisation
+        and epoch update); the rows not published are filled in at the start of the next
+        round (_fill), so no rank waits for this one in the evaluation's collective."""
         H = buf.astype(F32) if self.f16 else buf
         self.codes_rows += sum(v - u for _, u, v in self._published(self.glo, self.ghi))
-        for _, lo, e, hi in self.senders:
+        k = self.a + 1
+        self.H[k], self.Hver[k], self.fill = H, tuple(self.epochs[:k - 1]), True
+
+    def _fill(self):
+        """The rows of h_a nobody published, regenerated from x."""
+        H = self.H.get(self.a + 1)
+        for _, lo, e, hi in self.senders if H is not None else ():
             u, v = max(e, self.glo), min(hi, self.ghi)
             if u < v:
                 H[u - self.glo:v - self.glo] = self._encode(self.GX, self.glo, u, v,
                                                             range(1, self.a + 1))
-        k = self.a + 1
-        self.H[k], self.Hver[k] = H, tuple(self.epochs[:k - 1])
+        self.fill = False
 
     def step(self):
         if self.phase_name != "pretrain":
@@ -343,6 +351,8 @@ class SLP(AEBase):
         todo = {k: min(tau, E - self.epochs[k - 1]) for k in active}
         mine = [k for k in active if k in self.mine]
         with self.ctx.phase("regen"):
+            if self.fill:
+                self._fill()
             for k in mine:
                 self._regen(k)
         self.summary_buf[:] = 0.0
@@ -376,8 +386,7 @@ class SLP(AEBase):
             self.epochs[k - 1] = int(self.summary_buf[k - 1])
             self.errs[k - 1] = float(self.summary_buf[self.K + k - 1])
         if buf is not None:
-            with self.ctx.phase("regen"):
-                self._received(buf)
+            self._received(buf)
         for k in list(self.H):  # inputs of finished layers are not needed any more
             if self.epochs[k - 1] >= E:
                 del self.H[k], self.Hver[k]
@@ -402,6 +411,7 @@ class SLP(AEBase):
             self.after_pretrain(info)
             self.H.clear()
             self.Hver.clear()
+            self.fill = False
         self.last.update({k2: v for k2, v in info.items() if not k2.startswith("show_")})
         return info
 
@@ -418,7 +428,7 @@ class SLP(AEBase):
         super().restored()
         self.epochs = [int(e) for e in self.epochs]
         self.errs = [float(e) for e in self.errs]
-        self.trainers, self.H, self.Hver = {}, {}, {}
+        self.trainers, self.H, self.Hver, self.fill = {}, {}, {}, False
 
     def summary_info(self):
         out = super().summary_info()

@@ -104,8 +104,9 @@ def main(argv):
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--codes", default="regenerate,split",
-                    help="SLP [solver] codes variants to run (the first one is the headline)")
+    ap.add_argument("--codes", default="split,regenerate,stream,split/float16",
+                    help="SLP [solver] codes variants to run, CODES or CODES/CODE_DTYPE "
+                    "(the first one is the headline)")
     ap.add_argument("--tol", type=float, default=0.01,
                     help="relative tolerance of the target (default 1%%)")
     ap.add_argument("--quick", action="store_true",
@@ -139,8 +140,11 @@ def main(argv):
         res["target"] = target
         res["agree"] = abs(res["greedy P=2"]["final"] - g1) / g1
         for c, name in zip(codes, slps):
-            d = os.path.join(a.out, f"s{seed}-slp-P2-{c}")
-            sjob = _job(a, a.out, "slp", seed, layers, tag=c, target_error=target, codes=c)
+            tag = c.replace("/", "-")
+            mode, _, dtype = c.partition("/")
+            d = os.path.join(a.out, f"s{seed}-slp-P2-{tag}")
+            sjob = _job(a, a.out, "slp", seed, layers, tag=tag, target_error=target,
+                        codes=mode, code_dtype=dtype or "float32")
             wall, rc = mpirun(2, sjob, d)
             if rc:
                 return rc
@@ -175,7 +179,7 @@ def main(argv):
     prow = []
     for c, name in zip(codes, slps):
         share = {"regenerate": 0.0, "stream": 1.0,
-                 "split": stream_share(dims, lay)}[c]
+                 "split": stream_share(dims, lay)}[c.partition("/")[0]]
         model = stream_costs(dims, lay, share=share)
         for seed in seeds:
             rec = runs[seed][name]["rec"]
