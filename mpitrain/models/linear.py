@@ -18,6 +18,7 @@ HOT_NNZ_PER_COLUMN = 32  # a smaller hot block for small shards: about nnz/32 co
 DIRECT_COLUMNS = 1 << 17  # w within 1 MiB (the L2 cache): float64 margins straight from the CSR
 TAIL_CHUNKS = 64     # the tail's column chunks (units of parallel work in Xᵀcoef)
 PANEL_NNZ = 1 << 21  # about this many hot non-zeros per row panel (one partial gradient each)
+MAX_PANELS = 64      # an even count (2 threads), at most 64 partial gradients (32 MB)
 VALUE_TYPES = {"float64": np.float64, "float32": np.float32}
 
 
@@ -73,7 +74,7 @@ class SplitCSR:
         self.tcval = self.tval[by_col]
         self.tcut = _chunks_at_column_starts(self.tcol, TAIL_CHUNKS)
         hnnz = int(self.hidx.size)
-        P = 1 if n < 2 else 2 * max(1, -(-hnnz // (2 * PANEL_NNZ)))  # an even count: 2 threads
+        P = 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-hnnz // (2 * PANEL_NNZ))))
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
         self.part = np.empty((P, hot.size), dtype=np.float64)
