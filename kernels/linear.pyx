@@ -16,9 +16,13 @@ from libc.stdint cimport uint16_t
 
 from losses cimport loss_at, dloss_at
 
-ctypedef fused real:  # stored values of a split CSR shard; every sum is in double
+ctypedef fused real:  # stored values (float32 as an option); every sum is in double
     float
     double
+
+ctypedef fused index:  # column indices: global, or local to a block of ≤ 65,536 columns
+    int
+    uint16_t
 
 LOSS_CODES = {"logistic": 0, "squared_hinge": 1, "squared": 2}
 
@@ -27,41 +31,17 @@ DEF RBLOCK = 2048
 DEF CBLOCK = 64
 
 
-def csr_margins(const long long[::1] indptr, const int[::1] indices, const double[::1] data,
-                const double[::1] w, double[::1] out):
-    """out[i] = x_iᵀw for the CSR rows (indptr, indices, data)."""
+def csr_margins(const long long[::1] indptr, const index[::1] indices, const real[::1] data,
+                const double[::1] w, double[::1] out, bint add=False):
+    """out[i] = x_iᵀw for the CSR rows (indptr, indices, data); with add, out[i] += x_iᵀw
+    (the terms added to out[i] one by one, in order). Sums in double for float32 data."""
     cdef Py_ssize_t n = out.shape[0], i
     cdef long long k
     cdef double s
     for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
-        s = 0.0
+        s = out[i] if add else 0.0
         for k in range(indptr[i], indptr[i + 1]):
             s = s + data[k] * w[indices[k]]
-        out[i] = s
-
-
-def split_margins(const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
-                  const double[::1] wh, const long long[::1] tptr, const int[::1] tidx,
-                  const real[::1] tval, const double[::1] w, double[::1] out):
-    """out[i] = x_iᵀw for a shard split into a hot CSR part (columns hot[0..H), local uint16
-    indices, wh = w[hot]) and a tail CSR part (the other columns, global indices).
-
-    Two passes, so that the hot slice of w stays in cache during the first: out[i] = the hot
-    sum in column order, then the tail terms added in column order (fixed bits, any threads).
-    The loss is a separate pass (loss_dloss): fused into the tail pass, its exp() calls stall
-    the tail's random reads of w (measured 1.8x slower)."""
-    cdef Py_ssize_t n = out.shape[0], i
-    cdef long long k
-    cdef double s
-    for i in prange(n, nogil=True, schedule="dynamic", chunksize=1024):
-        s = 0.0
-        for k in range(hptr[i], hptr[i + 1]):
-            s = s + hval[k] * wh[hidx[k]]
-        out[i] = s
-    for i in prange(n, nogil=True, schedule="dynamic", chunksize=1024):
-        s = out[i]
-        for k in range(tptr[i], tptr[i + 1]):
-            s = s + tval[k] * w[tidx[k]]
         out[i] = s
 
 
@@ -69,7 +49,8 @@ def split_rmatvec(const long long[::1] hptr, const uint16_t[::1] hidx, const rea
                   const int[::1] hot, const long long[::1] panels, double[:, ::1] part,
                   const long long[::1] tcut, const int[::1] tcol, const int[::1] trow,
                   const real[::1] tval, const double[::1] coef, double[::1] out):
-    """out = Xᵀcoef for a split CSR shard (see split_margins).
+    """out = Xᵀcoef for a shard split into a hot CSR part (columns hot[0..H), local uint16
+    indices) and a tail of the other columns (models/linear.py SplitCSR).
 
     Hot part: the rows of panel p (panels[p] ≤ i < panels[p+1]) scatter into their own
     partial part[p] (H doubles: it stays in cache), then out[hot[j]] = Σ_p part[p, j] in

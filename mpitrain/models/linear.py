@@ -89,8 +89,11 @@ class SplitCSR:
         if self.whot is not None:
             wh = self.whot
             np.take(w, self.hot, out=wh)
-        K.split_margins(self.hptr, self.hidx, self.hval, wh, self.tptr, self.tidx, self.tval, w,
-                        out)
+        # two passes, so that the hot slice of w stays in cache during the first; the loss is
+        # a pass of its own: fused into the tail pass, its exp() calls stalled the tail's
+        # random reads of w (1.8x slower)
+        K.csr_margins(self.hptr, self.hidx, self.hval, wh, out)
+        K.csr_margins(self.tptr, self.tidx, self.tval, w, out, True)
 
     def rmatvec(self, coef, out):
         K.split_rmatvec(self.hptr, self.hidx, self.hval, self.hot, self.panels, self.part,
