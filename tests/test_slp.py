@@ -124,6 +124,7 @@ def test_bench_slp_protocol(tmp_path, digits_h5):
         s = r[f"slp P=2 {c}"]
         job = open(os.path.join(out, f"slp-s0-{c}.toml")).read()
         assert f'codes = "{c}"' in job and "split.h5" in job
+        assert s["steady"] and all(len(x) == 2 and min(x) > 0 for x in s["steady"])
         if s["reached"]:  # it stopped at the first round at or below the target
             assert s["final"] <= r["target"] and s["rec"].get("reached_target") == 1
             rec = s["rec"]
@@ -131,6 +132,7 @@ def test_bench_slp_protocol(tmp_path, digits_h5):
             assert len(rec["rank_cpu"]) == 2 and len(rec["rank_t_wait"]) == 2
     report = open(os.path.join(out, "report.md")).read()
     assert "time to target" in report and "Calibration on the same validation rows" in report
+    assert "The cost model against the measured work per round" in report
     recs = [json.loads(x) for x in open(os.path.join(out, "s0-greedy-P1", "metrics.jsonl"))]
     assert sum(1 for x in recs if "recon" in x) == 20  # evaluated every epoch, like SLP
     t, rec = bench.time_to([{"recon_layers": 2, "recon": 5.0, "time": 3.0, "t_eval": 1.0},

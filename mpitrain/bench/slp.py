@@ -82,6 +82,19 @@ def time_to(recs, K, target):
     return None, last
 
 
+def steady_rounds(recs, K):
+    """Per-rank seconds of work (train + regen) of each round in which every layer had
+    started (round ≥ K), from the differences of the cumulative per-rank phase times:
+    [[rank 0, rank 1, ...] per round]."""
+    recs = [r for r in recs if "rank_t_train" in r and "round" in r]
+    out = []
+    for a, b in zip(recs, recs[1:]):
+        if b["round"] > K:
+            out.append([tb + gb - ta - ga for ta, ga, tb, gb in zip(
+                a["rank_t_train"], a["rank_t_regen"], b["rank_t_train"], b["rank_t_regen"])])
+    return out
+
+
 def _ms(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -151,6 +164,8 @@ def main(argv):
             recs = read(d)
             res[name] = {"dir": d, "wall": wall, "recs": recs,
                          "final": [r for r in recs if "recon" in r][-1]["recon"]}
+        for name in slps:
+            res[name]["steady"] = steady_rounds(res[name]["recs"], K)
         for name in names:
             r = res[name]
             t, rec = time_to(r["recs"], K, target)
@@ -176,11 +191,16 @@ def main(argv):
     lay = layout(dims, 2)
     # where SLP's time goes, per rank, at the record where it reached the target (or its
     # last evaluated record)
-    prow = []
+    prow, mrow = [], []
     for c, name in zip(codes, slps):
         share = {"regenerate": 0.0, "stream": 1.0,
                  "split": stream_share(dims, lay)}[c.partition("/")[0]]
         model = stream_costs(dims, lay, share=share)
+        steady = [x for s in seeds for x in runs[s][name]["steady"]]
+        if steady and len(lay) == 2:
+            med = [statistics.median(x[i] for x in steady) for i in range(2)]
+            mrow.append([c, share, len(steady), med[0], med[1], med[1] / med[0],
+                         model[0] / 1e6, model[1] / 1e6, model[1] / model[0]])
         for seed in seeds:
             rec = runs[seed][name]["rec"]
             for rank in range(2 if rec else 0):
@@ -225,6 +245,12 @@ def main(argv):
         "; ".join(sp_lines) + ". The paper reports 1.26×. Pipeline ceiling with one rank "
         f"per layer (Σtₖ/max tₖ·E/(E+K−1)): {pipeline_ceiling(dims, a.epochs):.2f}. Total "
         "CPU seconds to target: " + "; ".join(f"{n} {_ms(v)}" for n, v in cpu.items()) + ".",
+        "The cost model against the measured work per round once every layer has started "
+        "(seconds of train + regen per rank, median over the seeds' rounds; model = "
+        "multiply-adds per training row and round, millions; share = rows the layer-1 rank "
+        "publishes):",
+        table(["codes", "share", "rounds", "rank 0 s", "rank 1 s", "measured 1/0",
+               "model rank 0", "model rank 1", "model 1/0"], mrow),
         "Where SLP's time goes, per rank, up to the round that reached the target (seconds; "
         "regen = regenerating inputs, or encoding the codes to publish; exchange = "
         "publishing: Bcast of the layers once every rank has arrived and the codes' "
