@@ -124,7 +124,8 @@ def test_bench_slp_protocol(tmp_path, digits_h5):
         s = r[f"slp P=2 {c}"]
         job = open(os.path.join(out, f"slp-s0-{c}.toml")).read()
         assert f'codes = "{c}"' in job and "split.h5" in job
-        assert s["steady"] and all(len(x) == 2 and min(x) > 0 for x in s["steady"])
+        assert s["steady"] and all(len(x) == 2 and min(x) >= 0 for x in s["steady"])
+        assert sum(map(sum, s["steady"])) > 0  # per-rank times are rounded to 0.1 ms
         if s["reached"]:  # it stopped at the first round at or below the target
             assert s["final"] <= r["target"] and s["rec"].get("reached_target") == 1
             rec = s["rec"]
