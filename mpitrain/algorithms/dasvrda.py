@@ -224,7 +224,8 @@ class _VR(Algorithm):
         hit = np.bincount(X.indices, weights=q, minlength=self.d).astype(np.float64)
         world.allreduce(hit)
         np.clip(hit, 0.0, 1.0, out=hit)
-        cost = self.b * hit + CATCHUP_COST * -np.expm1(self.b * np.log1p(-hit))
+        with np.errstate(divide="ignore"):   # h_j = 1: log1p(−1) = −inf, P(hit) = 1
+            cost = self.b * hit + CATCHUP_COST * -np.expm1(self.b * np.log1p(-hit))
         cum = np.cumsum(cost)
         cuts = np.searchsorted(cum, cum[-1] * np.arange(1, P) / P, side="right")
         self.edges = np.concatenate([[0], cuts, [self.d]]).astype(np.int64)
