@@ -39,6 +39,7 @@ from ..schema import Field
 from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models import glm
+from ..models.linear import layout_bytes
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int
 from .linear_family import LinearAlgorithm, certified_gap, floor_tol
@@ -256,10 +257,11 @@ class FADL(LinearAlgorithm):
         search's and the local approximation's vectors (measured: up to 28 of the width while the
         step size is tuned; 36 counted), the local
         L-BFGS history when local_solver = "lbfgs" (scipy keeps 10 pairs and works on a few
-        more), and this rank's cached margins and per-row coefficients."""
+        more), this rank's cached margins and per-row coefficients, and the shard's split CSR
+        layout (models/linear.layout_bytes)."""
         d, rows = int(train.d), int(train.rows)
         hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
-        return 8 * ((36 + hist) * d + 6 * rows)
+        return 8 * ((36 + hist) * d + 6 * rows) + layout_bytes(train)
 
 
 ALGORITHMS = [FADL]

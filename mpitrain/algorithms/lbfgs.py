@@ -31,6 +31,7 @@ import numpy as np
 
 from ..schema import Field
 from ..models import glm
+from ..models.linear import layout_bytes
 from ..models.linesearch import LineSearchFailed, wolfe
 from ..state import Array, Float, Int
 from .linear_family import LinearAlgorithm, certified_gap, floor_tol
@@ -60,8 +61,9 @@ class LBFGS(LinearAlgorithm):
 
     @staticmethod
     def memory_bytes(job, train):
-        """Replicated state: w, g, the 2·memory history vectors and a few work vectors."""
-        return 8 * train.d * (2 * job["solver"]["memory"] + 6)
+        """Replicated state: w, g, the 2·memory history vectors and a few work vectors, and
+        the shard's split CSR layout (models/linear.layout_bytes)."""
+        return 8 * train.d * (2 * job["solver"]["memory"] + 6) + layout_bytes(train)
 
     def setup(self):
         ctx = self.ctx

@@ -21,7 +21,7 @@ from ..schema import Field
 from ..errors import JobError
 from ..models import glm
 from ..models.fadl_local import LocalProblem, orders_for
-from ..models.linear import LinearShard, regularized
+from ..models.linear import LinearShard, layout_bytes, regularized
 from ..state import Array, Float, Int
 from .linear_family import LinearAlgorithm
 
@@ -99,8 +99,8 @@ class PSGDMix(LinearAlgorithm):
     def memory_bytes(cls, job, train):
         """Peak bytes per rank (float64): w, the averaging buffer, the SGD kernel's lazy
         iterate and gradient (about 11 vectors of the width, measured), and per-row margins and orders
-        of this rank's shard."""
-        return 8 * (11 * int(train.d) + 3 * int(train.rows))
+        of this rank's shard, and the shard's split CSR layout (models/linear.layout_bytes)."""
+        return 8 * (11 * int(train.d) + 3 * int(train.rows)) + layout_bytes(train)
 
 
 ALGORITHMS = [PSGDMix]

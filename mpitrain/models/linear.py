@@ -100,6 +100,20 @@ class SplitCSR:
                         self.tcut, self.tcol, self.trow, self.tcval, coef, out)
 
 
+def layout_bytes(shard):
+    """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
+    dense rows): kept, 10 bytes per hot and 28 per tail non-zero (the tail is stored twice),
+    the row pointers and the row panels' partial gradients; while building, about 33 bytes per
+    non-zero of int64 temporaries (columns, rows, local ids, masks) and 3 int64 vectors of the
+    width (counts, order, local ids). The kept layout is counted as all-tail (the worst case)."""
+    if not getattr(shard, "sparse", False):
+        return 0
+    nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
+    H = min(HOT_COLUMNS, d, max(1024, 1 << int(nnz // HOT_NNZ_PER_COLUMN).bit_length()))
+    panels = 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-nnz // (2 * PANEL_NNZ))))
+    return (28 + 33) * nnz + 24 * d + 4 * 8 * (n + 1) + 8 * (panels + 2) * H
+
+
 def _row_pointer(rows, n):
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=ptr[1:])
