@@ -90,7 +90,9 @@ def steady_rounds(recs, K):
     out = []
     for a, b in zip(recs, recs[1:]):
         if b["round"] > K:
-            out.append([tb + gb - ta - ga for ta, ga, tb, gb in zip(
+            # each difference on its own: (tb - ta) + (gb - ga) is never negative, where
+            # tb + gb - ta - ga could round below 0 when a round's times did not change
+            out.append([(tb - ta) + (gb - ga) for ta, ga, tb, gb in zip(
                 a["rank_t_train"], a["rank_t_regen"], b["rank_t_train"], b["rank_t_regen"])])
     return out
 
