@@ -397,9 +397,13 @@ class _VR(Algorithm):
             self.share_inner()
         return self.metrics()
 
+    # columns mode: the inner d-vectors a rank updates only on its block (a subclass that
+    # runs the columns mode names them; ProxSVRG and Katyusha never do: lazy_csr() is False)
+    INNER_BLOCKS = ()
+
     def share_inner(self):
         """Columns mode: make the inner iterates full d-vectors again (for a checkpoint)."""
-        raise NotImplementedError   # only DASVRDA runs the columns mode
+        self.gather_blocks(*(getattr(self, name) for name in self.INNER_BLOCKS))
 
     def passes(self):
         return self.full_grads + self.rows_sampled / self.n
@@ -476,6 +480,7 @@ class DASVRDA(_VR):
     STATE = {"xprev": Array(), "zt": Array(), "yprev": Array(), "x": Array(), "z0": Array(),
              "z": Array(), "gbar": Array(), "H": Array(), "last": Array(), "s_loc": Int(),
              "restarts": Int()}
+    INNER_BLOCKS = ("x", "H", "last")  # columns mode: gathered whole at a mid-stage boundary
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "doubly accelerated SVRDA: √n mini-batches, one collective per inner step"
     SOLVER_SCHEMA = dict(
@@ -559,8 +564,6 @@ class DASVRDA(_VR):
             self.z[:] = yt
             self.gbar[:] = 0.0
 
-    def share_inner(self):
-        self.gather_blocks(self.x, self.H, self.last)
 
     def _restart(self):
         self.xprev[:] = self.xt
