@@ -148,7 +148,8 @@ def _final_w(run_dir):
 
 
 def _saga(X, y, l1, l2, max_epochs, stop_rel=0.0):
-    """Fresh fits with 1, 2, 4, ... epochs up to max_epochs; with stop_rel > 0 the doubling
+    """Fresh fits with 1, 2, 4, ... epochs up to max_epochs (so SAGA's epochs and time to a gap
+    are upper bounds at doubling granularity: the true count lies in (k/2, k]); with stop_rel > 0 the doubling
     stops once a fit's own certified bound is ≤ stop_rel·f (it is then below that gap for any
     f_lower the report certifies later)."""
     from sklearn.linear_model import LogisticRegression
@@ -158,7 +159,8 @@ def _saga(X, y, l1, l2, max_epochs, stop_rel=0.0):
     ep = 1
     while ep <= max_epochs:
         clf = LogisticRegression(solver="saga", C=C, l1_ratio=l1 / (l1 + l2),
-                                 fit_intercept=False, tol=1e-15, max_iter=ep)
+                                 fit_intercept=False, tol=1e-15, max_iter=ep,
+                                 random_state=0)  # seeded: the same epochs every run
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
