@@ -290,11 +290,10 @@ class SLP(AEBase):
         """Start the transfer of the layer-1 group's codes h_a (with the weights it is about
         to publish) to every group with an active layer next round, when they changed this
         round. Returns (requests, receive buffer or None, bytes)."""
-        E, r = self.ctx.solver["epochs"], self.round
-        after = [e + todo.get(k, 0) for k, e in zip(range(1, self.K + 1), self.epochs)]
-        nxt = {k for k in range(1, self.K + 1) if r + 1 >= k - 1 and after[k - 1] < E}
         if not self.share or not any(k <= self.a for k in active):
             return [], None, 0
+        nxt = set(self._active(self.round + 1, [e + todo.get(k, 0) for k, e in
+                                                zip(range(1, self.K + 1), self.epochs)]))
         dest = [q for gi, (f, n, ls) in enumerate(self.groups) if gi > 0 and nxt & set(ls)
                 for q in range(f, f + n)]
         comm, reqs, nbytes = self.world.comm, [], 0
@@ -342,12 +341,17 @@ class SLP(AEBase):
                                                             range(1, self.a + 1))
         self.fill = False
 
+    def _active(self, r, epochs):
+        """The layers active in round r with `epochs` done per layer (step 1)."""
+        E = self.ctx.solver["epochs"]
+        return [k for k in range(1, self.K + 1) if r >= k - 1 and epochs[k - 1] < E]
+
     def step(self):
         if self.phase_name != "pretrain":
             return self.post_step()
         s = self.ctx.solver
-        E, tau, r = s["epochs"], s["sync_every"], self.round
-        active = [k for k in range(1, self.K + 1) if r >= k - 1 and self.epochs[k - 1] < E]
+        E, tau = s["epochs"], s["sync_every"]
+        active = self._active(self.round, self.epochs)
         todo = {k: min(tau, E - self.epochs[k - 1]) for k in active}
         mine = [k for k in active if k in self.mine]
         with self.ctx.phase("regen"):
