@@ -33,7 +33,8 @@ class SplitCSR:
     pass) are kept twice: as CSR rows for the margins and as (column, row, value) entries
     sorted by column for Xᵀcoef, so the gradient's tail is written in column order instead of
     gathered at random. When all of w fits in 1 MiB and the values are float64, the margins
-    are computed straight from the shard's CSR rows (one pass beats two there).
+    are computed straight from the shard's CSR rows (one pass beats two there; the tail is
+    then kept once, by column).
 
     values = "float32" stores the values in single precision (6 instead of 10 bytes per hot
     non-zero); products and sums stay in double, so the results are those of the data
@@ -65,20 +66,20 @@ class SplitCSR:
         self.hidx = lk[ish].astype(np.uint16)
         self.hval = X.data[ish].astype(vt)
         tail = ~ish
-        self.tptr = _row_pointer(rows[tail], n)
-        self.tidx = cols[tail].astype(np.int32)
-        self.tval = X.data[tail].astype(vt)
-        by_col = np.argsort(self.tidx, kind="stable")  # rows stay in order within a column
-        self.tcol = self.tidx[by_col]
-        self.trow = rows[tail][by_col].astype(np.int32)
-        self.tcval = self.tval[by_col]
+        tidx, trow, tval = cols[tail].astype(np.int32), rows[tail], X.data[tail].astype(vt)
+        if not self.direct:  # the tail's CSR rows serve only the two-pass margins
+            self.tptr, self.tidx, self.tval = _row_pointer(trow, n), tidx, tval
+        by_col = np.argsort(tidx, kind="stable")  # rows stay in order within a column
+        self.tcol = tidx[by_col]
+        self.trow = trow[by_col].astype(np.int32)
+        self.tcval = tval[by_col]
         self.tcut = _chunks_at_column_starts(self.tcol, TAIL_CHUNKS)
         hnnz = int(self.hidx.size)
         P = 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-hnnz // (2 * PANEL_NNZ))))
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
         self.part = np.empty((P, hot.size), dtype=np.float64)
-        self.whot = None if H == d else np.empty(H, dtype=np.float64)
+        self.whot = None if H == d or self.direct else np.empty(H, dtype=np.float64)
 
     def margins(self, w, out):
         """out[i] = x_iᵀw."""
