@@ -10,7 +10,7 @@ order), so results do not depend on the number of OpenMP threads.
 The plain-NumPy references live in mpitrain/models/autoencoder.py (`ref_*`).
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, log, log1p, tanhf, sqrtf
+from libc.math cimport exp, log, tanhf, sqrtf
 
 ACT_CODES = {"sigmoid": 0, "relu": 1, "tanh": 2, "linear": 3}
 
