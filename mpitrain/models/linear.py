@@ -51,7 +51,7 @@ class SplitCSR:
                              np.asarray(X.data, dtype=np.float64))
         cols = np.asarray(X.indices, dtype=np.int64)
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-        H = min(HOT_COLUMNS, d, max(1024, 1 << int(cols.size // HOT_NNZ_PER_COLUMN).bit_length()))
+        H = _hot_width(cols.size, d)
         if H == d:
             hot = np.arange(d, dtype=np.int64)
         else:
@@ -75,7 +75,7 @@ class SplitCSR:
         self.tcval = tval[by_col]
         self.tcut = _chunks_at_column_starts(self.tcol, TAIL_CHUNKS)
         hnnz = int(self.hidx.size)
-        P = 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-hnnz // (2 * PANEL_NNZ))))
+        P = _panel_count(hnnz, n)
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
         self.part = np.empty((P, hot.size), dtype=np.float64)
@@ -110,9 +110,18 @@ def layout_bytes(shard):
     if not getattr(shard, "sparse", False):
         return 0
     nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
-    H = min(HOT_COLUMNS, d, max(1024, 1 << int(nnz // HOT_NNZ_PER_COLUMN).bit_length()))
-    panels = 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-nnz // (2 * PANEL_NNZ))))
-    return (28 + 33) * nnz + 24 * d + 4 * 8 * (n + 1) + 8 * (panels + 2) * H
+    return ((28 + 33) * nnz + 24 * d + 4 * 8 * (n + 1)
+            + 8 * (_panel_count(nnz, n) + 2) * _hot_width(nnz, d))
+
+
+def _hot_width(nnz, d):
+    """H, the hot block's width (SplitCSR)."""
+    return min(HOT_COLUMNS, d, max(1024, 1 << int(nnz // HOT_NNZ_PER_COLUMN).bit_length()))
+
+
+def _panel_count(hnnz, n):
+    """The row panels of a hot block of hnnz non-zeros over n rows (SplitCSR)."""
+    return 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-hnnz // (2 * PANEL_NNZ))))
 
 
 def _row_pointer(rows, n):
