@@ -145,6 +145,9 @@ class _VR(Algorithm):
             raise JobError(f"[solver] communication = '{mode}' needs sparse (CSR) training data")
         if mode == "auto":   # docs/dasvrda.md: columns measured faster at P = 1 and 2
             mode = ("dense" if not sh.sparse else "columns" if self.lazy_csr() else "sparse")
+        elif mode == "columns" and not self.lazy_csr():   # before setup_columns' collectives
+            raise JobError("[solver] communication = 'columns' needs updates = 'lazy' (or "
+                           "'auto')")
         self.comm_mode = mode
         self.columns = mode == "columns"
         self.sparse_comm = mode == "sparse"
@@ -518,9 +521,6 @@ class DASVRDA(_VR):
         if mode == "lazy" and not self.sh.sparse:
             raise JobError("[solver] updates = 'lazy' needs sparse (CSR) training data")
         self.lazy = mode == "lazy"
-        if self.columns and not self.lazy:
-            raise JobError("[solver] communication = 'columns' needs updates = 'lazy' (or "
-                           "'auto')")
         d = self.d
         self.xprev = np.zeros(d)       # x̃ₛ₋₂
         self.zt = np.zeros(d)          # z̃ₛ₋₁
