@@ -157,7 +157,7 @@ def evaluate_linear(ctx, w):
     shard = ctx.test if ctx.test is not None else ctx.train
     lm = LinearShard(shard, ctx.model["loss"])
     m = lm.margins(w)
-    correct, rows = lm.accuracy_counts(w)
+    correct, rows = lm.accuracy_counts(w, m)
     loss, correct = ctx.world.allreduce_scalars(lm.loss_sum(m), float(correct))
     l1 = ctx.model.get("l1", 0.0)
     return {"data": "test" if ctx.test is not None else "train", "rows": shard.n,

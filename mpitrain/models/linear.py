@@ -199,9 +199,10 @@ class LinearShard:
     def loss_sum(self, margins):
         return K.loss_sum(self.code, self.y, margins)
 
-    def accuracy_counts(self, w):
-        """(correct predictions, rows) on this shard (sign of the margin; 0 counts as +1)."""
-        m = self.margins(w)
+    def accuracy_counts(self, w, margins=None):
+        """(correct predictions, rows) on this shard (sign of the margin; 0 counts as +1);
+        `margins`, when the caller already has this shard's margins of w, saves a pass."""
+        m = self.margins(w) if margins is None else margins
         pred = np.where(m >= 0, 1.0, -1.0)
         return int(np.sum(pred == self.y)), self.shard.rows
 
