@@ -19,7 +19,8 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
     with cached margins a = Xwʳ and δ = Xdʳ: one Allreduce of 2 scalars per trial.
     w^{r+1} = wʳ + t·dʳ.
  5. g^{r+1}, f(w^{r+1}): one Allreduce(SUM) of [Σ∇ℓᵢ, Σℓᵢ] (a (d+1)-vector).
-So 1 + 2k d-vector Allreduces after k outer iterations. Steps 3 and 5 cannot share one: the
+So 1 + 2k d-vector Allreduces after k outer iterations (an iteration whose line search finds
+no step ends after step 3: one). Steps 3 and 5 cannot share one: the
 directions need gʳ, and g^{r+1} needs the combined direction and the step.
 Stops when ‖g‖ ≤ tol·‖g⁰‖, after max_iter outer iterations, or when the line search can make
 no progress (f at its floating-point floor).
