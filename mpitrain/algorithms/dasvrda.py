@@ -215,9 +215,9 @@ class _VR(Algorithm):
         """The feature-parallel layout (communication = "columns"): rank q owns the columns
         [c_q, c_{q+1}), contiguous blocks of about equal expected work per inner step (b·h_j
         plus CATCHUP_COST when the batch hits column j; one Allreduce(d) of the h_j), and holds
-        ALL rows restricted to them, with local column numbers: every rank cuts its row shard into P column blocks and block q goes to rank q (2
-        Gathervs per rank, so a rank holds about nnz/P non-zeros, never the whole matrix).
-        Labels, margins at x̃ and sampling weights cover all n rows."""
+        ALL rows restricted to them, with local column numbers: every rank cuts its row shard
+        into P column blocks and block q goes to rank q (2 Gathervs per rank, so a rank holds
+        about nnz/P non-zeros, never the whole matrix). Labels, margins at x̃ and sampling weights cover all n rows."""
         sh, world = self.sh, self.world
         P, X = world.size, sh.X
         # h_j = P(a draw hits column j) = Σ_{i: a_ij ≠ 0} q_i; per inner step column j costs
