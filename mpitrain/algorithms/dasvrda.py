@@ -217,7 +217,8 @@ class _VR(Algorithm):
         plus CATCHUP_COST when the batch hits column j; one Allreduce(d) of the h_j), and holds
         ALL rows restricted to them, with local column numbers: every rank cuts its row shard
         into P column blocks and block q goes to rank q (2 Gathervs per rank, so a rank holds
-        about nnz/P non-zeros, never the whole matrix). Labels, margins at x̃ and sampling weights cover all n rows."""
+        about nnz/P non-zeros, never the whole matrix). Labels, margins at x̃ and
+        sampling weights cover all n rows."""
         sh, world = self.sh, self.world
         P, X = world.size, sh.X
         # h_j = P(a draw hits column j) = Σ_{i: a_ij ≠ 0} q_i; per inner step column j costs
