@@ -101,16 +101,18 @@ class SplitCSR:
                         self.tcut, self.tcol, self.trow, self.tcval, coef, out)
 
 
-def layout_bytes(shard):
+def layout_bytes(shard, values="float64"):
     """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
-    dense rows): kept, 10 bytes per hot and 28 per tail non-zero (the tail is stored twice),
+    dense rows): kept, 2 + v bytes per hot and 12 + 2v per tail non-zero (the tail is stored
+    twice; v = 8 for float64 values, 4 for float32),
     the row pointers and the row panels' partial gradients; while building, about 33 bytes per
     non-zero of int64 temporaries (columns, rows, local ids, masks) and 3 int64 vectors of the
     width (counts, order, local ids). The kept layout is counted as all-tail (the worst case)."""
     if not getattr(shard, "sparse", False):
         return 0
     nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
-    return ((28 + 33) * nnz + 24 * d + 4 * 8 * (n + 1)
+    v = np.dtype(VALUE_TYPES[values]).itemsize
+    return ((12 + 2 * v + 33) * nnz + 24 * d + 4 * 8 * (n + 1)
             + 8 * (_panel_count(nnz, n) + 2) * _hot_width(nnz, d))
 
 
