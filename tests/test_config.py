@@ -15,7 +15,7 @@ def resolve(raw, overrides=()):
 def test_defaults_filled_and_types_kept():
     job = resolve(GOOD)
     assert job["model"] == {"loss": "logistic", "l2": 1e-4, "l1": 0.0, "intercept": False,
-                            "multiclass": "auto"}
+                            "multiclass": "auto", "values": "float64"}
     assert job["solver"]["max_iter"] == 500 and job["checkpoint"]["every"] == 10
     assert resolve({**GOOD, "model": {"l2": 1}})["model"]["l2"] == 1.0  # int accepted as float
 
@@ -74,3 +74,25 @@ def test_smooth_only_algorithms_refuse_l1(algorithm):
     with pytest.raises(JobError, match=f"l1 = 0.001 is not supported by {algorithm}"):
         resolve(raw)
     resolve({**raw, "job": {"algorithm": "dasvrda"}})  # the proximal methods take l1
+
+
+@pytest.mark.parametrize("algorithm", ["lbfgs", "fadl", "psgd-mix", "dasvrda", "prox-svrg",
+                                       "katyusha"])
+def test_values_key_parses_hashes_and_refuses_bad_values(algorithm):
+    """[model] values: one declaration for the whole linear family; float32 is accepted, is
+    part of the job hash (a resume with the other value type is another job), and anything
+    else is refused naming the file, the key and the allowed values."""
+    raw = {"job": {"algorithm": algorithm}, "data": {"train": "x.h5"}}
+    f64 = resolve(raw)
+    f32 = resolve({**raw, "model": {"values": "float32"}})
+    assert f64["model"]["values"] == "float64" and f32["model"]["values"] == "float32"
+    assert resolve(raw, config.parse_set(["model.values=float32"])) == f32
+    assert job_hash(f64) != job_hash(f32)
+    for bad in ("float16", "double"):
+        with pytest.raises(JobError) as e:
+            resolve({**raw, "model": {"values": bad}})
+        msg = str(e.value)
+        assert msg.startswith("job.toml: [model] values") and repr(bad) in msg, msg
+        assert "'float64'" in msg and "'float32'" in msg, msg
+    with pytest.raises(JobError, match=r"\[model\] values must be of type str"):
+        resolve({**raw, "model": {"values": 32}})

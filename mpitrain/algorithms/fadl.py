@@ -262,7 +262,7 @@ class FADL(LinearAlgorithm):
         layout (models/linear.layout_bytes)."""
         d, rows = int(train.d), int(train.rows)
         hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
-        return 8 * ((36 + hist) * d + 6 * rows) + layout_bytes(train)
+        return 8 * ((36 + hist) * d + 6 * rows) + layout_bytes(train, job["model"]["values"])
 
 
 ALGORITHMS = [FADL]

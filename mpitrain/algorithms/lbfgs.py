@@ -63,7 +63,8 @@ class LBFGS(LinearAlgorithm):
     def memory_bytes(job, train):
         """Replicated state: w, g, the 2·memory history vectors and a few work vectors, and
         the shard's split CSR layout (models/linear.layout_bytes)."""
-        return 8 * train.d * (2 * job["solver"]["memory"] + 6) + layout_bytes(train)
+        return 8 * train.d * (2 * job["solver"]["memory"] + 6) + layout_bytes(
+            train, job["model"]["values"])
 
     def setup(self):
         ctx = self.ctx

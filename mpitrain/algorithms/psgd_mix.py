@@ -52,7 +52,7 @@ class PSGDMix(LinearAlgorithm):
     def setup(self):
         ctx = self.ctx
         self.obj = glm.objective(ctx, self.name)  # two classes → ±1, or real labels
-        self.lm = LinearShard(ctx.train, ctx.model["loss"])
+        self.lm = LinearShard(ctx.train, ctx.model["loss"], ctx.model["values"])
         self.l2 = ctx.model["l2"]
         self.n, self.d = ctx.train.n, ctx.train.d
         self.local = LocalProblem(self.lm, self.l2, 0.0, rescale=True)
@@ -100,7 +100,8 @@ class PSGDMix(LinearAlgorithm):
         """Peak bytes per rank (float64): w, the averaging buffer, the SGD kernel's lazy
         iterate and gradient (about 11 vectors of the width, measured), and per-row margins and orders
         of this rank's shard, and the shard's split CSR layout (models/linear.layout_bytes)."""
-        return 8 * (11 * int(train.d) + 3 * int(train.rows)) + layout_bytes(train)
+        return (8 * (11 * int(train.d) + 3 * int(train.rows))
+                + layout_bytes(train, job["model"]["values"]))
 
 
 ALGORITHMS = [PSGDMix]

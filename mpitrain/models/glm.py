@@ -212,7 +212,13 @@ def objective(ctx, name):
     from ..runtime import collectively
     labels = collectively(ctx.world, prepare, ctx.world, ctx.train, ctx.job, name)
     if labels.K == 1 and not m.get("intercept"):
-        obj = LinearObjective(ctx.train, m["loss"], m["l2"])
+        obj = LinearObjective(ctx.train, m["loss"], m["l2"], values=m["values"])
+    elif m["values"] != "float64":  # the same labels and job on every rank: one line
+        err = JobError(f"[model] values = {m['values']!r} applies to binary models without "
+                       f"intercept; this {labels.kind} model"
+                       f"{' with intercept' if m.get('intercept') else ''} needs \"float64\"")
+        err.collective = True
+        raise err
     else:
         obj = GLMObjective(ctx.train, labels, m["loss"], m["l2"], m.get("intercept"))
     obj.labels = labels
