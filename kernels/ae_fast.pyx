@@ -95,17 +95,15 @@ cdef extern from *:
     }
     #pragma GCC pop_options
     """
-    float mpt_sigmoid(float z) nogil
     void mpt_bias_sigmoid_row(float *z, const float *b, Py_ssize_t m) nogil
     void mpt_dsigmoid_row(float *d, const float *h, Py_ssize_t m) nogil
     double mpt_sigmoid_xent_row(float *z, const float *c, const float *t, float scale,
                                 Py_ssize_t m) nogil
 
 
+# The remaining activations, elementwise (sigmoid, code 0, has its own row kernels above).
 cdef inline float _act(float z, int code) noexcept nogil:
-    if code == 0:
-        return mpt_sigmoid(z)
-    elif code == 1:
+    if code == 1:
         return z if z > 0 else 0.0
     elif code == 2:
         return tanhf(z)
@@ -113,14 +111,11 @@ cdef inline float _act(float z, int code) noexcept nogil:
 
 
 cdef inline float _dact(float h, int code) noexcept nogil:
-    # derivative expressed through the output h = act(z)
-    if code == 0:
-        return h * (1.0 - h)
-    elif code == 1:
+    # derivative of relu (1) or tanh (2) through the output h = act(z); act_backward handles
+    # sigmoid (0) by its row kernel and returns at once for linear (3)
+    if code == 1:
         return 1.0 if h > 0 else 0.0
-    elif code == 2:
-        return 1.0 - h * h
-    return 1.0
+    return 1.0 - h * h
 
 
 def bias_act(float[:, ::1] Z, const float[::1] b, int code):
