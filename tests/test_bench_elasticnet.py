@@ -1,0 +1,150 @@
+"""bench elasticnet (tuned mode): the step-tuning rule every method shares, the 2-vs-rest
+labels of a 10-class MNIST file, the early stop at a certified gap, and the merged report of a
+run split by data set. The solver runs are faked where the rule, not the solver, is tested."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from mpitrain.bench import elasticnet as E
+
+FLOW = 1.0
+
+
+def fake_ours(reach):
+    """A stand-in for E._ours: a run at eta_scale s reaches the certified 1e-6 after
+    reach[s] passes (None: it ends at a gap of 1e-3·s; nan: it diverges). Records the calls."""
+    calls = []
+
+    def ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize="unit_rows",
+             positive=(), target=0.0):
+        s = float(sets["solver.eta_scale"])
+        calls.append((s, P, target, tuple(positive)))
+        r = reach.get(s)
+        if r is not None and np.isnan(r):
+            curve = [{"time": 0.1, "passes": 3.0, "objective": float("nan")}]
+        elif r is None:
+            curve = [{"time": 0.1 * k, "passes": 2.0 * k, "objective": FLOW * (1 + 1e-3 * s)}
+                     for k in (1, 2)]
+        else:
+            curve = [{"time": 0.1, "passes": 2.0, "objective": FLOW * (1 + 1e-2)},
+                     {"time": 0.2, "passes": r, "objective": FLOW * (1 + 5e-7)}]
+        return {"wall": 1.0, "curve": curve, "phases": {}, "stop": "", "communication": ""}
+    return ours, calls
+
+
+@pytest.mark.timeout(30)
+def test_tune_grows_the_grid_past_a_winning_end_and_ranks_passes_first(tmp_path, monkeypatch):
+    # grid 1, 4, 16: 16 reaches 1e-6 in 30 passes, 64 in 20, 256 in 24: the grid grows to 64
+    # (top end won), then to 256 (64 still the end), and stops there: 64 is interior
+    ours, calls = fake_ours({1.0: None, 4.0: 40.0, 16.0: 30.0, 64.0: 20.0, 256.0: 24.0})
+    monkeypatch.setattr(E, "_ours", ours)
+    sc, run, tried = E._tune(str(tmp_path), "katyusha", "x.h5", 0, 0.0, 1e-6, 50, {},
+                             [1, 4, 16], FLOW, 1e-6, positive=[2.0])
+    assert sc == 64.0 and run["curve"][-1]["passes"] == 20.0
+    assert [c[0] for c in calls] == [1.0, 4.0, 16.0, 64.0, 256.0]
+    assert all(c[1] == 1 and c[2] == pytest.approx(FLOW * (1 + 1e-6)) and c[3] == (2.0,)
+               for c in calls)       # P = 1, stopped at the certified gap, 2-vs-rest labels
+    assert tried[1.0][0] is None and tried[64.0][0] == 20.0
+
+
+@pytest.mark.timeout(30)
+def test_tune_unreached_by_final_objective_downward_growth_and_divergence(tmp_path,
+                                                                          monkeypatch):
+    # nobody reaches 1e-6: the lowest final objective wins (gap 1e-3·s: the smallest scale),
+    # so the grid grows downward, at most EXTEND times
+    ours, calls = fake_ours({})
+    monkeypatch.setattr(E, "_ours", ours)
+    sc, _, tried = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4],
+                           FLOW, 1e-6)
+    assert [c[0] for c in calls] == [1.0, 4.0] + [4.0 ** -k for k in range(1, E.EXTEND + 1)]
+    assert sc == 4.0 ** -E.EXTEND
+    # a divergent scale loses to any finite one, also to one that never reaches the gap
+    ours, calls = fake_ours({4.0: float("nan"), 16.0: float("nan")})
+    monkeypatch.setattr(E, "_ours", ours)
+    monkeypatch.setattr(E, "EXTEND", 0)
+    sc, _, _ = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [4, 1, 16],
+                       FLOW, 1e-6)
+    assert sc == 1.0
+
+
+@pytest.mark.timeout(30)
+def test_ten_class_mnist_file_is_two_vs_rest(tmp_path):
+    path = str(tmp_path / "m.h5")
+    y10 = np.arange(20, dtype=np.float64) % 10
+    X = np.random.default_rng(0).random((20, 5))
+    with h5py.File(path, "w") as f:
+        f["train/X"], f["train/y"] = X, y10
+    assert E._positive(path) == [2.0]
+    _, y = E._load(path, 0, positive=E._positive(path))
+    np.testing.assert_array_equal(y, np.where(y10 == 2, 1.0, -1.0))
+    binary = str(tmp_path / "b.h5")
+    with h5py.File(binary, "w") as f:
+        f["train/X"], f["train/y"] = X, np.where(y10 == 2, 1.0, -1.0)
+    assert E._positive(binary) == []       # already 2-vs-rest: labels kept as they are
+
+
+@pytest.mark.timeout(30)
+def test_saga_doubling_stops_at_the_gap_against_a_given_lower_bound():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = np.sign(X @ np.ones(4) + 0.5 * rng.standard_normal(60))
+    full = E._saga(X, y, 0.0, 1e-2, 8)
+    assert [p["passes"] for p in full] == [1.0, 2.0, 4.0, 8.0]
+    # a lower bound just below the 2-epoch objective: the doubling stops at the 2-epoch fit
+    flow = full[1]["objective"] / (1 + 1e-3)
+    short = E._saga(X, y, 0.0, 1e-2, 8, stop_rel=2e-3, flow=flow)
+    assert [p["passes"] for p in short] == [1.0, 2.0]
+
+
+def _setting(dname, tuning=True):
+    curve = [{"time": 0.5, "passes": 3.0, "objective": FLOW * (1 + 1e-3)},
+             {"time": 1.0, "passes": 7.0, "objective": FLOW * (1 + 5e-7)}]
+    never = [{"time": 2.0, "passes": 9.0, "objective": FLOW * (1 + 2e-4)}]
+    runs = {"dasvrda ×4 P=1": {"curve": curve, "stop": "target reached",
+                               "communication": "columns"},
+            "dasvrda ×4 P=2": {"curve": [dict(p, time=p["time"] / 2) for p in curve],
+                               "stop": "target reached", "communication": "columns"},
+            "prox-svrg ×64 P=1": {"curve": never, "stop": "max_stages"},
+            "katyusha ×16 P=1": {"curve": never, "stop": "max_stages"},
+            "sklearn saga": {"curve": [{"time": 3.0, "passes": 16.0,
+                                        "objective": FLOW * (1 + 9e-7)}]}}
+    e = {"dataset": dname, "l1": 1e-4, "l2": 1e-6, "f_lower": FLOW,
+         "certificate_width_rel": 1e-13, "runs": runs,
+         "certificates": {"reference (L-BFGS-B, split)": {"f": FLOW, "bound": 1e-13}},
+         "eta_scale": {"dasvrda": 4.0, "prox-svrg": 64.0, "katyusha": 16.0}}
+    if tuning:
+        e["tuning"] = {"dasvrda": {"1": [None, FLOW * (1 + 1e-4)], "4": [7.0, FLOW]}}
+    return e
+
+
+@pytest.mark.timeout(30)
+def test_report_from_two_parts_merges_settings_and_keeps_each_parts_load(tmp_path):
+    parts = []
+    for i, dname in enumerate(("mnist-2vr", "rt-polarity")):
+        res = {"settings": [_setting(dname)], "stages": 200, "quick": True, "stop_at": 1e-6,
+               "eta_scales": [1.0, 4.0], "load": [0.5 + i, 0.4, 0.3],
+               "load_after": [1.5 + i, 1.0, 0.5], "machine": {"cpus": 2}}
+        p = tmp_path / f"{dname}.json"
+        p.write_text(json.dumps(res))
+        parts.append(str(p))
+    out = tmp_path / "merged"
+    assert E.main(["--report-from", ",".join(parts), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "mnist-2vr: load average (1, 5, 15 min) at start 0.50" in text
+    assert "rt-polarity: load average (1, 5, 15 min) at start 1.50" in text
+    summary = [line.split(" | ") for line in text.splitlines()
+               if line.startswith(("| mnist-2vr | (0.0001", "| rt-polarity | (0.0001"))]
+    # the summary row: DASVRDA P=1 7 passes / 1.00 s, P=2 0.50 s, the others not reached
+    # (final gap 2e-4), SAGA 16 epochs
+    assert summary[0][2:7] == ["7 / 1.00 s ×4", "7 / 0.50 s ×4", "– (2.0e-04) ×64",
+                               "– (2.0e-04) ×16", "16 / 3.00 s |"]
+    # per set: its summary row, every run's row, the tuning row, the certificates row
+    assert len(summary) == 2 * (1 + 5 + 1 + 1)
+    assert "| mnist-2vr | (0.0001, 1e-06) | dasvrda | ×4 | ×1: – (1.0e-04); ×4: 7 passes |" \
+        in text
+    merged = json.load(open(out / "results.json"))
+    assert [e["dataset"] for e in merged["settings"]] == ["mnist-2vr", "rt-polarity"]
+    assert os.path.exists(out / "report.md")
