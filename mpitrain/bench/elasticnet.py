@@ -10,8 +10,9 @@ smaller of dist(0, ∂f(w))²/(2·l2) (minimal-norm subgradient) and the Fenchel
 (linear_family.duality_gap; the only bound when l2 = 0). Every reported gap is the relative
 upper bound (f − f_lower)/f_lower ≥ (f − f*)/f*; the report states the certificate's width
 (min f(w) − f_lower), below which gaps are not resolved. Our methods run as
-`mpiexec -n P mpitrain run` (P = 1, 2, one thread per rank); SAGA is LogisticRegression(solver="saga", C = 1/(n(l1+l2)), l1_ratio = l1/(l1+l2),
-no intercept) run with max_iter = 1, 2, 4, ... epochs, each objective evaluated by us.
+`mpiexec -n P mpitrain run` (P = 1, 2, one thread per rank); SAGA is
+LogisticRegression(solver="saga", C = 1/(n(l1+l2)), l1_ratio = l1/(l1+l2), no intercept) run
+with max_iter = 1, 2, 4, ... epochs, each objective evaluated by us.
 
 Steps: by default each method uses its own step rule (DASVRDA its practical 4/L, Katyusha
 the theoretical step, ProxSVRG 1/L: its default 1/(4L) times 4). With `--eta-scales
@@ -176,9 +177,9 @@ def _final_w(run_dir):
 def _saga(X, y, l1, l2, max_epochs, stop_rel=0.0, flow=None):
     """Fresh fits with 1, 2, 4, ... epochs up to max_epochs (so SAGA's epochs and time to a gap
     are upper bounds at doubling granularity: the true count lies in (k/2, k]); with
-    stop_rel > 0 the doubling stops once a fit's own certified bound is ≤ stop_rel·f, or with `flow` (a certified lower
-    bound on f*) once f − flow ≤ stop_rel·flow (either way it is then below that gap for any
-    f_lower the report certifies later)."""
+    stop_rel > 0 the doubling stops once a fit's own certified bound is ≤ stop_rel·f, or with
+    `flow` (a certified lower bound on f*) once f − flow ≤ stop_rel·flow (either way it is then
+    below that gap for any f_lower the report certifies later)."""
     from sklearn.linear_model import LogisticRegression
     n = X.shape[0]
     C = 1.0 / (n * (l1 + l2))
