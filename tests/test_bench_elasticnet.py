@@ -138,9 +138,9 @@ def test_report_from_two_parts_merges_settings_and_keeps_each_parts_load(tmp_pat
     summary = [line.split(" | ") for line in text.splitlines()
                if line.startswith(("| mnist-2vr | (0.0001", "| rt-polarity | (0.0001"))]
     # the summary row: DASVRDA P=1 7 passes / 1.00 s, P=2 0.50 s, the others not reached
-    # (final gap 2e-4), SAGA 16 epochs
-    assert summary[0][2:7] == ["7 / 1.00 s ×4", "7 / 0.50 s ×4", "– (2.0e-04) ×64",
-                               "– (2.0e-04) ×16", "16 / 3.00 s |"]
+    # (final gap 2e-4 after 9 passes), SAGA 16 epochs
+    assert summary[0][2:7] == ["7 / 1.00 s ×4", "7 / 0.50 s ×4", "– (2.0e-04 @ 9) ×64",
+                               "– (2.0e-04 @ 9) ×16", "16 / 3.00 s |"]
     # per set: its summary row, every run's row, the tuning row, the certificates row
     assert len(summary) == 2 * (1 + 5 + 1 + 1)
     assert "| mnist-2vr | (0.0001, 1e-06) | dasvrda | ×4 | ×1: – (1.0e-04); ×4: 7 passes |" \

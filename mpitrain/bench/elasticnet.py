@@ -584,7 +584,8 @@ def _render(results, out):
         "loading excluded); SAGA's are sklearn fit times of a fresh fit with that many "
         "epochs (random_state 0).",
         "## Summary: passes / seconds to a certified relative gap 1e-6\n\n"
-        "– (g) = not reached; g is the final relative gap. ProxSVRG and Katyusha at P = 1 "
+        "– (g @ k) = not reached; g is the final relative gap after k passes (SAGA: "
+        "epochs). ProxSVRG and Katyusha at P = 1 "
         "(their P = 2 iterates are the same). Generated from results.json.\n\n"
         + common.table(["data", "(l1, l2)", "DASVRDA P=1", "DASVRDA P=2", "ProxSVRG",
                         "Katyusha", "SAGA"], summary),
@@ -614,9 +615,11 @@ def _summary_cell(runs, names, flow):
     r = runs[names[0]]
     label = names[0].split(" P=")[0].split(" ")[-1] if "×" in names[0] else ""
     p, t = _first(r["curve"], flow, 1e-6, "passes"), _first(r["curve"], flow, 1e-6, "time")
-    if p is None:
-        g = (r["curve"][-1]["objective"] - flow) / abs(flow) if r["curve"] else float("nan")
-        return f"– ({g:.1e})" + (f" {label}" if label else "")
+    if p is None:   # not reached: the final gap and the passes (SAGA: epochs) spent
+        c = r["curve"]
+        g = (c[-1]["objective"] - flow) / abs(flow) if c else float("nan")
+        spent = f" @ {c[-1]['passes']:.0f}" if c else ""
+        return f"– ({g:.1e}{spent})" + (f" {label}" if label else "")
     return f"{p:.0f} / {t:.2f} s" + (f" {label}" if label else "")
 
 
