@@ -271,6 +271,24 @@ def test_sparse_optimum_matches_fista(tmp_path, rt_h5, l1):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("comm", ["columns", "sparse"])
+def test_float32_values_full_gradient(tmp_path, rt_h5, comm):
+    """[model] values = "float32": the per-stage full gradient (the LinearShard of the row
+    path, or of the columns mode's block) reads the values rounded to float32, the inner steps
+    the float64 rows. The run stays certified on the float64 data (dist(0, ∂f)²/(2·l2) ≤ 1e-13,
+    NumPy) and differs from the float64 run by a rounding-sized amount, not zero."""
+    X, y = load_xy(rt_h5, max_rows=1000)
+    kw = dict(data__max_rows=1000, model__l1=1e-4, solver__max_stages=30,
+              solver__communication=comm)
+    w64, _ = run_job(str(tmp_path / "f64"), rt_h5, **kw)
+    w32, s = run_job(str(tmp_path / "f32"), rt_h5, model__values="float32", **kw)
+    assert s["communication"] == comm
+    assert certificate(X, y, w32, 1e-3, 1e-4)[1] <= 1e-13
+    rel = np.linalg.norm(w32 - w64) / np.linalg.norm(w64)
+    assert 0 < rel <= 1e-6, rel
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("alg,scale", [("prox-svrg", 4.0), ("katyusha", 1.0)])
 def test_baselines_reach_optimum(tmp_path, digits2_h5, alg, scale):
     X, y = load_xy(digits2_h5)
@@ -433,6 +451,31 @@ def test_iterates_independent_of_P(shared_tmp, digits2_h5, rt_h5, alg, data):
         rel = np.linalg.norm(wp - w1) / np.linalg.norm(w1)
         assert rel <= 1e-10, rel
     world.comm.Barrier()
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("chunk", [None, 40])
+def test_world_alltoallv(monkeypatch, chunk):
+    """World.alltoallv (the columns mode's redistribution): rank p sends (p + q) % 3 rows to
+    rank q (some blocks empty) and every rank receives its blocks in rank order, in one
+    counted call; `chunk` forces the large path (chunked Isend/Irecv, CHUNK_BYTES = 40)."""
+    from mpitrain import comm
+    world = comm.World()
+    if chunk:
+        monkeypatch.setattr(comm, "CHUNK_BYTES", chunk)
+    P, me = world.size, world.rank
+
+    def block(src, dst):    # rows of 3 values that say where they come from and go to
+        k = (src + dst) % 3
+        return np.column_stack([np.full(k, src), np.full(k, dst), np.arange(k)]).astype(float)
+
+    counts = [(me + q) % 3 for q in range(P)]
+    local = np.concatenate([block(me, q) for q in range(P)])
+    calls = world.calls
+    got = world.alltoallv(local, counts)
+    assert world.calls == calls + 1
+    assert np.array_equal(got, np.concatenate([block(p, me) for p in range(P)]))
 
 
 @pytest.mark.mpi(min_size=2)

@@ -35,7 +35,7 @@ Iterates therefore depend on P only through summation orders of these Allreduces
 Feature-parallel (`communication = "columns"`, DASVRDA with lazy updates on CSR data; what
 "auto" picks there, at any P, being the faster mode measured: docs/dasvrda.md): rank q owns a
 contiguous block of columns, balanced by expected work per inner step (CATCHUP_COST), and holds
-ALL rows restricted to it (redistributed at setup by Gathervs; the data layer is unchanged).
+ALL rows restricted to it (redistributed at setup by an all-to-all; the data layer is unchanged).
 An inner step: every rank draws the same batch, catches up its own coordinates and computes
 partial margins over its columns, ONE Allreduce of the b partial margins, the loss derivatives
 on every rank, then each rank scatters into and updates only its own coordinates: O(nnz of
@@ -51,6 +51,10 @@ done just in time (kernels/vr_sparse.pyx explains the closed form): with the spa
 step costs O(nnz of the sampled rows) at any P (the dense exchange adds the O(d) buffer and an
 O(d) scan for its support). The stored lazy state changes only on that support, which is the
 same on every rank, so replicas stay bit-identical.
+
+[model] values = "float32" (linear_family.MODEL_SCHEMA): the per-stage full gradient and the
+margins at x̃ read the values rounded to float32 (models/linear.SplitCSR); the inner steps read
+the float64 rows, so the iterates move by a rounding-sized amount (tests/test_dasvrda.py).
 
 One driver step = `inner_per_step` inner iterations (0 = a whole stage); a checkpoint holds
 every iterate, the θ/stage/inner counters, the lazy bookkeeping and the RNG state.
@@ -132,7 +136,7 @@ class _VR(Algorithm):
         ctx = self.ctx
         sh = ctx.train
         self.sh = sh
-        self.lm = LinearShard(sh, ctx.model["loss"])
+        self.lm = LinearShard(sh, ctx.model["loss"], ctx.model["values"])
         self.code = self.lm.code
         self.y = self.lm.y
         self.n, self.d = sh.n, sh.d
@@ -140,12 +144,10 @@ class _VR(Algorithm):
         s = ctx.solver
         self.b = s["batch"] or max(1, int(math.isqrt(self.n)))
         self.m = s["inner"] or max(1, self.n // self.b)
-        mode = s["communication"]
+        mode = self.communication(s, sh.sparse)
         if mode in ("sparse", "columns") and not sh.sparse:
             raise JobError(f"[solver] communication = '{mode}' needs sparse (CSR) training data")
-        if mode == "auto":   # docs/dasvrda.md: columns measured faster at P = 1 and 2
-            mode = ("dense" if not sh.sparse else "columns" if self.lazy_csr() else "sparse")
-        elif mode == "columns" and not self.lazy_csr():   # before setup_columns' collectives
+        if mode == "columns" and not self.lazy_csr(s, sh.sparse):  # before setup_columns
             raise JobError("[solver] communication = 'columns' needs updates = 'lazy' (or "
                            "'auto')")
         self.comm_mode = mode
@@ -216,9 +218,9 @@ class _VR(Algorithm):
         [c_q, c_{q+1}), contiguous blocks of about equal expected work per inner step (b·h_j
         plus CATCHUP_COST when the batch hits column j; one Allreduce(d) of the h_j), and holds
         ALL rows restricted to them, with local column numbers: every rank cuts its row shard
-        into P column blocks and block q goes to rank q (2 Gathervs per rank, so a rank holds
-        about nnz/P non-zeros, never the whole matrix). Labels, margins at x̃ and
-        sampling weights cover all n rows."""
+        into P column blocks and block q goes to rank q (one Alltoallv of the row lengths and
+        one of the pairs, so a rank holds about nnz/P non-zeros, never the whole matrix).
+        Labels, margins at x̃ and sampling weights cover all n rows."""
         sh, world = self.sh, self.world
         P, X = world.size, sh.X
         # h_j = P(a draw hits column j) = Σ_{i: a_ij ≠ 0} q_i; per inner step column j costs
@@ -239,16 +241,20 @@ class _VR(Algorithm):
         if P == 1:
             Xc = X
         else:
-            pieces = [X[:, self.edges[q]:self.edges[q + 1]] for q in range(P)]
-            nnz = world.allgatherv(np.array([p.nnz for p in pieces], dtype=np.int64),
-                                   [P] * P).reshape(P, P)        # nnz[p, q]: p sends to q
-            for q, piece in enumerate(pieces):
-                lens = world.gather_rows(np.diff(piece.indptr).astype(np.int64), rows, root=q)
-                pairs = world.gather_rows(np.column_stack([piece.indices.astype(np.float64),
-                                                           piece.data]), nnz[:, q], root=q)
-                if q == world.rank:
-                    mine = (pairs, lens)
-            pairs, lens = mine
+            # this rank's rows cut into the P column blocks, side by side (block q for rank q):
+            # row lengths and (local column, value) pairs, then one Alltoallv of each
+            lens = np.empty((P, sh.rows), dtype=np.int64)
+            pairs = np.empty((X.nnz, 2))
+            nnz = np.zeros(P, dtype=np.int64)
+            for q in range(P):
+                piece = X[:, self.edges[q]:self.edges[q + 1]]
+                lens[q] = np.diff(piece.indptr)
+                at = int(nnz.sum())
+                pairs[at:at + piece.nnz, 0] = piece.indices
+                pairs[at:at + piece.nnz, 1] = piece.data
+                nnz[q] = piece.nnz
+            lens = world.alltoallv(lens.reshape(-1), [sh.rows] * P)   # all n rows, in order
+            pairs = world.alltoallv(pairs, nnz)
             indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
             Xc = sp.csr_matrix((np.ascontiguousarray(pairs[:, 1]),
                                 pairs[:, 0].astype(np.int32), indptr),
@@ -257,7 +263,7 @@ class _VR(Algorithm):
         self.Xc = Xc
         self.cs = slice(int(self.edges[world.rank]), int(self.edges[world.rank + 1]))
         self.lmc = LinearShard(Shard(Xc, self.y, 0, self.n, self.n, Xc.shape[1], sh.path),
-                               self.ctx.model["loss"])
+                               self.ctx.model["loss"], self.ctx.model["values"])
         self.dl = np.empty(self.n)           # loss derivatives at x̃ (all rows)
 
     def gather_blocks(self, *vecs):
@@ -281,9 +287,21 @@ class _VR(Algorithm):
         """The step when [solver] eta = 0."""
         return self.theory_eta()
 
-    def lazy_csr(self):
+    @classmethod
+    def lazy_csr(cls, solver, sparse):
         """Does the inner loop update lazily on CSR data (what the columns mode needs)?"""
         return False
+
+    @classmethod
+    def communication(cls, solver, sparse):
+        """What [solver] communication means for this job (the one rule, used by setup and
+        memory_bytes): "auto" is dense for dense data, columns where the inner loop updates
+        lazily on CSR data (docs/dasvrda.md: measured faster at P = 1 and 2), else sparse."""
+        mode = solver["communication"]
+        if mode == "auto":
+            mode = ("dense" if not sparse else "columns" if cls.lazy_csr(solver, sparse)
+                    else "sparse")
+        return mode
 
     @abc.abstractmethod
     def theory_eta(self):
@@ -466,9 +484,7 @@ class _VR(Algorithm):
         d, n, rows = int(train.d), int(train.n), int(train.rows)
         s = job["solver"]
         b = int(s["batch"]) or max(1, math.isqrt(n))
-        columns = s["communication"] == "columns" or (
-            s["communication"] == "auto" and train.sparse and s.get("updates", "dense") != "dense")
-        extra = 24 * train.nnz + 24 * n if columns else 0
+        extra = 24 * train.nnz + 24 * n if cls.communication(s, train.sparse) == "columns" else 0
         return 8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train)))) + extra
 
 
@@ -504,8 +520,9 @@ class DASVRDA(_VR):
     def gamma(self):
         return (3.0 + math.sqrt(9.0 + 8.0 * self.b / (self.m + 1))) / 2.0
 
-    def lazy_csr(self):
-        return self.sh.sparse and self.ctx.solver["updates"] != "dense"
+    @classmethod
+    def lazy_csr(cls, solver, sparse):
+        return sparse and solver["updates"] != "dense"
 
     def theory_eta(self):
         return 1.0 / ((1.0 + self.gamma() * (self.m + 1) / self.b) * self.L)
@@ -516,12 +533,9 @@ class DASVRDA(_VR):
         return PRACTICAL_C / self.L
 
     def init_state(self):
-        mode = self.ctx.solver["updates"]
-        if mode == "auto":
-            mode = "lazy" if self.sh.sparse else "dense"
-        if mode == "lazy" and not self.sh.sparse:
+        if self.ctx.solver["updates"] == "lazy" and not self.sh.sparse:
             raise JobError("[solver] updates = 'lazy' needs sparse (CSR) training data")
-        self.lazy = mode == "lazy"
+        self.lazy = self.lazy_csr(self.ctx.solver, self.sh.sparse)
         d = self.d
         self.xprev = np.zeros(d)       # x̃ₛ₋₂
         self.zt = np.zeros(d)          # z̃ₛ₋₁
