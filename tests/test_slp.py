@@ -3,7 +3,8 @@ round instead of the upper groups regenerating them. Asserted: float32 streaming
 or the share that balances the cost model) gives the bits of regeneration; float16 codes are
 the rounded regenerated codes, in the right rows; a run whose cached codes are dropped (as
 after a resume) regenerates them and continues bit for bit; the cost model's share; and the
-SLP benchmark's protocol (validation rows of the training data, never test rows)."""
+SLP benchmark's protocol (validation rows of the training data, never test rows); codes
+travel in messages below MPI's 2³¹-byte count limit, cut so that the bits do not change."""
 import json
 import os
 
@@ -11,7 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from mpitrain.algorithms.ae_slp import group_cost, layout, stream_costs, stream_share
+from mpitrain import comm
+from mpitrain.algorithms import ae_slp
+from mpitrain.algorithms.ae_slp import (byte_pieces, group_cost, layout, stream_costs,
+                                        stream_share)
 from test_autoencoders import run_inproc
 
 # 64-48-40-16 on digits: at P = 2 the layout is [1] | [2, 3] and the balancing share of
@@ -58,6 +62,50 @@ def test_streamed_codes_equal_regenerated_bit_for_bit(world, digits_h5):
             assert runs["split"].codes_rows == 3 * 600
     else:
         assert runs["stream"].codes_rows == 0
+
+
+@pytest.mark.timeout(10)
+def test_byte_pieces_cut_a_message_below_the_count_limit(monkeypatch):
+    """The pieces are views of the array's bytes, in order, none longer than CHUNK_BYTES
+    (the default keeps a count below 2³¹), and writing them fills the array."""
+    assert comm.CHUNK_BYTES < 2**31
+    a = np.arange(1, 7 * 3 + 1, dtype=np.float32).reshape(7, 3)
+    assert [len(b) for b in byte_pieces(a)] == [84]
+    monkeypatch.setattr(comm, "CHUNK_BYTES", 10)
+    pieces = byte_pieces(a[2:6])  # 48 bytes, cut inside values
+    assert [len(b) for b in pieces] == [10, 10, 10, 10, 8]
+    assert b"".join(b.tobytes() for b in pieces) == a[2:6].tobytes()
+    for b in pieces:
+        b[...] = 0
+    assert not a[2:6].any() and a[:2].all() and a[6].all()
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_codes_in_pieces_give_the_same_bits(world, digits_h5, monkeypatch):
+    """With a message limit of 1000 bytes (not a whole number of 48-float32 rows) the
+    streamed codes travel in many pieces per transfer, all of them, and train exactly what
+    regeneration trains under the same limit."""
+    sizes = []
+
+    def spy(arr):
+        out = byte_pieces(arr)
+        sizes.append([len(b) for b in out])
+        return out
+
+    monkeypatch.setattr(comm, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(ae_slp, "byte_pieces", spy)
+    ref, _ = run_inproc(world, "slp", digits_h5, MODEL, dict(SOLVER, codes="regenerate"))
+    assert not sizes
+    alg, _ = run_inproc(world, "slp", digits_h5, MODEL, dict(SOLVER, codes="stream"))
+    for n in ref.P:
+        np.testing.assert_array_equal(alg.P[n], ref.P[n], err_msg=n)
+    if alg.gi == 0 or alg.codes_rows:  # a sender, or a receiver: every transfer was cut
+        assert sizes and all(len(s) > 1 and max(s) <= 1000 for s in sizes)
+    else:
+        assert not sizes
+    if alg.gi > 0:  # the pieces cover exactly the received codes
+        assert sum(map(sum, sizes)) == alg.codes_rows * MODEL["layers"][0] * 4
 
 
 @pytest.mark.mpi(min_size=2)

@@ -23,8 +23,9 @@ Round r (one step()):
      itself; with "stream" / "split" the group owning layer 1 (layers 1..a), whose input x
      never changes, encodes h_a = enc_a∘…∘enc₁(x) of its rows with the weights it is about
      to publish (all of them, or the share `stream_share` that balances the layout's cost
-     model) and sends them point to point (Isend, float32 or float16) to every group with
-     an active layer next round; the receivers regenerate only the rest;
+     model) and sends them point to point (Isend, float32 or float16, in messages of at
+     most comm.CHUNK_BYTES) to every group with an active layer next round; the receivers
+     regenerate only the rest;
   5. synchronisation (all ranks): a passive wait for every rank (Ibarrier polled with
      sleeps: no busy-waiting), then for each active layer its group's first rank Bcasts
      the layer's parameters (encoder and decoder), the streamed codes arrive (passive wait
@@ -48,6 +49,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from .. import comm as C
 from ..comm import ACTIVITY
 from ..schema import Field
 from ..models import autoencoder as AE
@@ -80,6 +82,16 @@ def passive_barrier(world):
     """Wait for every rank of `world` without spinning (Ibarrier + passive_wait)."""
     if world.size > 1:
         passive_wait(world, [world.comm.Ibarrier()], "Ibarrier")
+
+
+def byte_pieces(arr):
+    """The bytes of the contiguous array `arr` as consecutive views of at most
+    comm.CHUNK_BYTES each: one message per piece keeps every MPI count below 2³¹ however
+    large a layer's codes (sender and receiver cut the same byte count the same way, and
+    messages between two ranks with one tag arrive in order)."""
+    flat = arr.reshape(-1).view(np.uint8)
+    step = C.CHUNK_BYTES
+    return [flat[s:s + step] for s in range(0, flat.size, step)]
 
 
 def group_cost(dims, layers, tau=1):
@@ -240,12 +252,14 @@ class SLP(AEBase):
                                              self.act, chunk=v - u)
         return out
 
-    def _published(self, lo, hi):
-        """[(sender rank, u, v)]: the published rows [u, v) within global rows [lo, hi)."""
+    def _published(self, lo, hi, sender=None, rest=False):
+        """[(sender rank, u, v)]: the published rows [u, v) within global rows [lo, hi)
+        (only those of layer-1 group member `sender` when given; with `rest`, the rows of
+        the layer-1 group's shards that are not published instead)."""
         out = []
-        for q, slo, e, _ in self.senders:
-            u, v = max(slo, lo), min(e, hi)
-            if u < v:
+        for q, slo, e, shi in self.senders:
+            u, v = (max(e, lo), min(shi, hi)) if rest else (max(slo, lo), min(e, hi))
+            if u < v and sender in (None, q):
                 out.append((q, u, v))
         return out
 
@@ -298,18 +312,16 @@ class SLP(AEBase):
                 for q in range(f, f + n)]
         comm, reqs, nbytes = self.world.comm, [], 0
         if self.gi == 0:
-            q0, lo, e, hi = self.senders[self.gworld.rank]
+            me, lo, e, _ = self.senders[self.gworld.rank]
             with self.ctx.phase("regen"):
                 codes = self._encode(self.GX, self.glo, lo, e, range(1, self.a + 1))
                 self._sendbuf = codes.astype(np.float16) if self.f16 else codes
             with self.ctx.phase("exchange"):
                 for q in dest:
-                    qlo, qhi = self.bounds[q]
-                    u, v = max(lo, qlo), min(e, qhi)
-                    if u < v:
+                    for _, u, v in self._published(*self.bounds[q], sender=me):
                         part = self._sendbuf[u - lo:v - lo]
-                        reqs.append(comm.Isend([part.reshape(-1).view(np.uint8), MPI.BYTE],
-                                               dest=q, tag=CODES_TAG))
+                        reqs += [comm.Isend([b, MPI.BYTE], dest=q, tag=CODES_TAG)
+                                 for b in byte_pieces(part)]
                         nbytes += part.nbytes
             return reqs, None, nbytes
         if self.world.rank not in dest:
@@ -317,9 +329,8 @@ class SLP(AEBase):
         buf = np.empty((self.ghi - self.glo, self.dims[self.a]),
                        np.float16 if self.f16 else F32)
         for q, u, v in self._published(self.glo, self.ghi):
-            part = buf[u - self.glo:v - self.glo]
-            reqs.append(comm.Irecv([part.reshape(-1).view(np.uint8), MPI.BYTE], source=q,
-                                   tag=CODES_TAG))
+            reqs += [comm.Irecv([b, MPI.BYTE], source=q, tag=CODES_TAG)
+                     for b in byte_pieces(buf[u - self.glo:v - self.glo])]
         return reqs, buf, 0
 
     def _received(self, buf):
@@ -334,11 +345,9 @@ class SLP(AEBase):
     def _fill(self):
         """The rows of h_a nobody published, regenerated from x."""
         H = self.H.get(self.a + 1)
-        for _, lo, e, hi in self.senders if H is not None else ():
-            u, v = max(e, self.glo), min(hi, self.ghi)
-            if u < v:
-                H[u - self.glo:v - self.glo] = self._encode(self.GX, self.glo, u, v,
-                                                            range(1, self.a + 1))
+        for _, u, v in self._published(self.glo, self.ghi, rest=True) if H is not None else ():
+            H[u - self.glo:v - self.glo] = self._encode(self.GX, self.glo, u, v,
+                                                        range(1, self.a + 1))
         self.fill = False
 
     def _active(self, r, epochs):
