@@ -3,6 +3,7 @@
 
 Accepted: `label idx:val idx:val ...` per line, '#' comments, blank lines (skipped, not
 rows), CRLF, tabs, `qid:N` tokens (ignored), unsorted indices (sorted later by the caller).
+Rows to predict may lack the label (`labels` of parse): `idx:val idx:val ...`, label 0.
 Rejected (ParseError with the line number inside the buffer): malformed labels or tokens,
 NaN/Inf, index 0 with 1-based indices, negative indices, duplicate indices in a row.
 """
@@ -49,10 +50,12 @@ cdef _token(const char* p, const char* end):
     return (<bytes>p[:q - p]).decode("utf-8", "replace")[:40]
 
 
-def parse(bytes text, bint zero_based=False):
+def parse(bytes text, bint zero_based=False, int labels=1):
     """Parse a whole-lines buffer. Returns (y, indptr, indices, data, max_index, lines)
     where max_index is the largest 0-based feature index seen (-1 if none) and lines the
-    number of newline-terminated or final lines consumed."""
+    number of newline-terminated or final lines consumed. `labels`: 1, every line starts
+    with its label; 0, no line has one (its first token is a feature); -1, a line whose
+    first token is `idx:val` has none. A row without a label gets label 0."""
     cdef const char* buf = text
     cdef Py_ssize_t n = len(text)
     cdef const char* p = buf
@@ -64,6 +67,7 @@ def parse(bytes text, bint zero_based=False):
     cdef double label, val
     cdef long long idx, max_index = -1, row_start
     cdef Py_ssize_t line = 0, k
+    cdef bint has_label
     cdef Buf ys, ptrs, inds, vals
     ys.ptr = NULL; ys.size = 0; ys.cap = 0; ys.item = sizeof(double)
     ptrs.ptr = NULL; ptrs.size = 0; ptrs.cap = 0; ptrs.item = sizeof(long long)
@@ -82,12 +86,20 @@ def parse(bytes text, bint zero_based=False):
             while p < eol and _is_space(p[0]):
                 p += 1
             if p < eol:
-                label = strtod(p, &tail)
-                if tail == p or tail > eol or (tail < eol and not _is_space(tail[0])):
-                    raise ParseError(line, f"malformed label {_token(p, eol)!r}")
-                if not isfinite(label):
-                    raise ParseError(line, f"label is not finite ({_token(p, eol)!r})")
-                p = tail
+                has_label = labels == 1
+                if labels == -1:  # a label is a first token without ':'
+                    q = p
+                    while q < eol and not _is_space(q[0]) and q[0] != b':':
+                        q += 1
+                    has_label = q == eol or q[0] != b':'
+                label = 0.0
+                if has_label:
+                    label = strtod(p, &tail)
+                    if tail == p or tail > eol or (tail < eol and not _is_space(tail[0])):
+                        raise ParseError(line, f"malformed label {_token(p, eol)!r}")
+                    if not isfinite(label):
+                        raise ParseError(line, f"label is not finite ({_token(p, eol)!r})")
+                    p = tail
                 row_start = inds.size
                 while True:
                     while p < eol and _is_space(p[0]):

@@ -102,16 +102,21 @@ def _parser():
                         "parmac-ba `code` (uint8 0/1); mac/backprop `code` (narrowest "
                         "layer). Rows are normalised as in training.")
     pd.add_argument("run", metavar="RUN_DIR", help="run directory (or its final.h5)")
-    pd.add_argument("data", metavar="DATA", help="rows to predict: HDF5, LIBSVM or .npy, "
-                    "with the model's feature count")
+    pd.add_argument("data", metavar="DATA", help="rows to predict: HDF5, LIBSVM, CSV or "
+                    ".npy, with the model's feature count; labels are not needed (HDF5 "
+                    "without y, LIBSVM lines that start with idx:val, or --no-labels)")
     pd.add_argument("--out", required=True, metavar="OUT.h5", help="output file (written "
                     "atomically by rank 0)")
     pd.add_argument("--reconstruct", action="store_true", help="autoencoders: also write "
                     "`reconstruction` (n × features)")
     pd.add_argument("--group", default="test", help="HDF5 group to read (default test; the "
                     "file's root when it has no such group)")
-    pd.add_argument("--format", default="auto", choices=["auto", "h5", "libsvm", "npy"],
+    pd.add_argument("--format", default="auto", choices=["auto", "h5", "libsvm", "csv",
+                                                         "npy", "npz"],
                     help="input format (default: from the file name)")
+    pd.add_argument("--no-labels", action="store_true", help="no row holds a label: every "
+                    "CSV column and every LIBSVM token is a feature (a CSV with a label "
+                    "column, e.g. a dummy one, needs no flag: column 0 is the label)")
 
     ex = sub.add_parser("export", help="write a run's model as .npz or a scikit-learn "
                         "estimator", description="Export the model of RUN_DIR: `npz` (every "
@@ -299,8 +304,13 @@ def _predict(args):
     from .comm import World
     from .predict import predict
     world = World()
-    n = predict(world, args.run, args.data, args.out, reconstruct=args.reconstruct,
-                group=args.group, fmt=args.format)
+    try:
+        n = predict(world, args.run, args.data, args.out, reconstruct=args.reconstruct,
+                    group=args.group, fmt=args.format, no_labels=args.no_labels)
+    except UserError as err:  # under mpiexec: one line for an error every rank shares
+        if not report_user_error(err, world.rank, world.size):
+            abort(err.code, world.rank)
+        return err.code
     if world.rank == 0:
         print(f"wrote {args.out}: {n} rows")
     return 0

@@ -182,14 +182,17 @@ def expand(path):
 
 def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
          positive=(), binary=False, normalize="none", max_rows=0, dtype=np.float64,
-         width_from=None, what="train", label_column="0"):
+         width_from=None, what="train", label_column="0", no_labels=False):
     """Load this rank's shard of `path` collectively (a DataError on any rank is raised on
     every rank). `path` may be a glob pattern: the matching files in sorted order form one
     dataset, split by rows (HDF5, .npy, .npz) or bytes (LIBSVM, CSV) so that a rank reads
     only the files, and the parts of files, that hold its rows. `binary`: labels must be ±1
     (or 1/0, mapped to ±1) after `positive`. `width_from`: a training Shard whose width the
     test data must fit. String labels (CSV, HDF5, .npy, .npz) become class indices 0..K-1
-    in sorted order over all ranks; the names are `Shard.classes`."""
+    in sorted order over all ranks; the names are `Shard.classes`. Rows to predict
+    (`what` = "prediction") may lack labels: an HDF5 group without y, LIBSVM lines that
+    start with a feature `idx:val`; `no_labels`: no row has one (LIBSVM lines and CSV rows
+    are features only; HDF5's y is not read). A row without a label gets label 0."""
     paths = expand(path)
     if not paths or not os.path.exists(paths[0]):
         err = InputMissing(f"{os.path.abspath(path)}: {what} data "
@@ -201,15 +204,22 @@ def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
         collectively(world, _raise, DataError(f"{special[0]}: {what} data is not a regular "
                                                 "file (a FIFO, device or directory)"))
     fmt = detect_format(path, fmt)
+    if no_labels and fmt in ("npy", "npz"):
+        collectively(world, _raise, DataError(
+            f"{path}: a .{fmt} file keeps its labels in the array (column 0 of .npy, y of "
+            ".npz); rows without labels: store them as HDF5 X, CSV or LIBSVM text"))
     if fmt in ("libsvm", "csv"):
         shard = _read_text(world, path, paths, fmt, zero_based=zero_based,
-                           label_column=label_column)
+                           label_column=label_column,
+                           labels=0 if no_labels else -1 if what == "prediction" else 1)
         if max_rows:
             shard = collectively(world, _cap_rows, world, shard, max_rows)
     else:
         if fmt == "h5" and what != "prediction":  # only predict reads rows without labels
             collectively(world, _h5_require_labels, paths, group)
         shard = collectively(world, _read_rows, world, path, paths, fmt, group, max_rows)
+        if no_labels:
+            shard.y = np.zeros(shard.rows)
     collectively(world, _class_labels, world, shard)
     collectively(world, _finish, world, shard, features=features, normalize=normalize,
                  dtype=dtype, width_from=width_from, what=what)
@@ -527,15 +537,17 @@ def _align(fh, size, pos):
     return fh.tell()
 
 
-def _read_text(world, path, paths, fmt, *, zero_based, label_column):
+def _read_text(world, path, paths, fmt, *, zero_based, label_column, labels=1):
     """LIBSVM or CSV text, one file or several, split by bytes; the ranks agree on the row
-    counts and the width. Errors name the file and its line."""
+    counts and the width. Errors name the file and its line. `labels` as libsvm.parse's:
+    1 every row has a label, -1 LIBSVM lines may lack it, 0 no row has one (CSV: every
+    column is a feature)."""
     segs = _text_share(world, paths)
     if fmt == "csv":
-        header = collectively(world, _csv_header, paths, label_column)
+        header = collectively(world, _csv_header, paths, label_column if labels else None)
         parts = collectively(world, _parse_csv_segments, paths, segs, header)
     else:
-        parts = collectively(world, _parse_libsvm_segments, paths, segs, zero_based)
+        parts = collectively(world, _parse_libsvm_segments, paths, segs, zero_based, labels)
     ys = [p[0] for p in parts]
     y = np.concatenate(ys) if ys else np.zeros(0)
     counts = np.array(world.gather_obj(len(y)), dtype=np.int64)
@@ -556,12 +568,12 @@ def _read_text(world, path, paths, fmt, *, zero_based, label_column):
     return Shard(X, y, start, start + len(y), n, max(d, 0), where)
 
 
-def _parse_libsvm_segments(paths, segs, zero_based):
+def _parse_libsvm_segments(paths, segs, zero_based, labels):
     from ._kernels.libsvm import ParseError, parse
     out = []
     for i, text, before in segs:
         try:
-            y, indptr, indices, data, max_index, _ = parse(text, zero_based)
+            y, indptr, indices, data, max_index, _ = parse(text, zero_based, labels)
         except ParseError as exc:
             raise DataError(f"{paths[i]}: line {before + exc.line + 1}: {exc.reason}")
         X = sp.csr_matrix((data, indices, indptr), shape=(len(y), int(max_index) + 1))
@@ -572,8 +584,8 @@ def _parse_libsvm_segments(paths, segs, zero_based):
 def _check_width(paths, segs, parts, d):
     for (i, _, _), (_, X) in zip(segs, parts):
         if X.shape[1] != d:
-            raise DataError(f"{paths[i]}: {X.shape[1] + 1} columns, but other files have "
-                            f"{d + 1}")
+            raise DataError(f"{paths[i]}: {X.shape[1]} feature columns, but other files have "
+                            f"{d}")
 
 
 def _csv_dialect(line):
@@ -581,8 +593,9 @@ def _csv_dialect(line):
 
 
 def _csv_header(paths, label_column):
-    """Per file: (delimiter, has a header line, label column index, feature names). A
-    first line is a header when one of its fields (other than the label) is not a number."""
+    """Per file: (delimiter, has a header line, label column index, column count). A first
+    line is a header when one of its fields (other than the label) is not a number.
+    `label_column` None: the rows have no label (index None)."""
     out = []
     for p in paths:
         try:
@@ -595,6 +608,9 @@ def _csv_header(paths, label_column):
             fields = [f.strip() for f in first.decode("utf-8").rstrip("\r\n").split(delim)]
         except UnicodeDecodeError:
             raise DataError(f"{p}: line 1: not UTF-8 text")
+        if label_column is None:
+            out.append((delim, not all(map(_is_number, fields)), None, len(fields)))
+            continue
         label = str(label_column).strip()
         has_header = label in fields and not label.lstrip("-").isdigit() or any(
             not _is_number(f) for j, f in enumerate(fields) if j != _col(label, fields, p))
@@ -635,7 +651,7 @@ def _parse_csv_segments(paths, segs, header):
         first_line = before + 1
         if has_header and before == 0:
             lines, first_line = lines[1:], 2
-        labels, rows = [], []
+        labels, rows, at = [], [], []
         for k, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -643,18 +659,23 @@ def _parse_csv_segments(paths, segs, header):
             if len(fields) != width:
                 raise DataError(f"{paths[i]}: line {first_line + k}: {len(fields)} fields, "
                                 f"expected {width}")
+            at.append(first_line + k)
+            if col is None:
+                rows.append(fields)
+                continue
             labels.append(fields[col].strip())
             rows.append(fields[:col] + fields[col + 1:])
         try:
-            X = np.array(rows, dtype=np.float64).reshape(len(rows), width - 1)
+            X = np.array(rows, dtype=np.float64).reshape(len(rows), width - (col is not None))
         except ValueError:
             for k, r in enumerate(rows):
                 for f in r:
                     if not _is_number(f):
-                        raise DataError(f"{paths[i]}: line {first_line + k}: feature {f!r} "
-                                        "is not a number")
+                        raise DataError(f"{paths[i]}: line {at[k]}: feature {f!r} is not a "
+                                        "number")
             raise
-        out.append((np.array(labels, dtype=str), X))  # numbers or names: _class_labels
+        out.append((np.array(labels, dtype=str) if col is not None else np.zeros(len(rows)),
+                    X))  # labels: numbers or names (_class_labels)
     return out
 
 
@@ -717,12 +738,14 @@ def _class_labels(world, s):
 def _finish(world, s, *, features, normalize, dtype, width_from, what):
     where = s.path
     if features:
+        want = f"[data] features = {features}" if what != "prediction" else \
+            f"the model has {features} features"
         if s.d > features:
-            raise DataError(f"{where}: the data has {s.d} features but [data] features = "
-                            f"{features}")
+            raise DataError(f"{where}: the data has {s.d} features but {want}")
         if not s.sparse and s.d != features:
-            raise DataError(f"{where}: dense X has {s.d} columns but [data] features = "
-                            f"{features}")
+            hint = "; if no column is a label, pass --no-labels" \
+                if what == "prediction" and s.d + 1 == features else ""
+            raise DataError(f"{where}: dense X has {s.d} columns but {want}{hint}")
         s.d = features
     if width_from is not None:
         if s.d > width_from.d:

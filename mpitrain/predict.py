@@ -1,8 +1,10 @@
 """`mpitrain predict RUN_DIR DATA --out OUT.h5`: a trained model applied to new rows.
 
 Serial, or under mpiexec: each rank reads only its rows of DATA (any format the data loader
-reads), computes them with the same code as `mpitrain.load(...)` (api.py), and rank 0
-gathers them (Gatherv) in input order and writes OUT.h5 atomically. Datasets:
+reads; labels are not needed: an HDF5 group without y, LIBSVM lines that start with a feature
+`idx:val`, or with `no_labels` (--no-labels) CSV rows and LIBSVM lines of features only),
+computes them with the same code as `mpitrain.load(...)` (api.py), and rank 0 gathers them
+(Gatherv) in input order and writes OUT.h5 atomically. Datasets:
     linear               score (n, float64), label (n, the data's original label values)
     autoencoder          code (n × code size, float32) [+ reconstruction with --reconstruct]
     binary-autoencoder   code (n × L, uint8 0/1)        [+ reconstruction]
@@ -18,14 +20,17 @@ from .api import load as load_model
 from .runtime import collectively
 
 
-def predict(world, run, data_path, out, *, reconstruct=False, group="test", fmt="auto"):
+def predict(world, run, data_path, out, *, reconstruct=False, group="test", fmt="auto",
+            no_labels=False):
     """Collective: predict every row of `data_path`; rank 0 writes `out`. Returns the row
-    count."""
+    count. `no_labels`: no row of the data holds a label (every CSV column and every LIBSVM
+    token is a feature)."""
     model = collectively(world, load_model, run)
     meta = model.meta
     shard = data.load(world, data_path, fmt=fmt, group=group, features=model.features,
                       zero_based=bool(meta.get("zero_based", 0)), binary=False,
-                      normalize="none", dtype=model.dtype, what="prediction")
+                      normalize="none", dtype=model.dtype, what="prediction",
+                      no_labels=no_labels)
     local = collectively(world, model.outputs, shard.X, reconstruct)
     counts = np.array(world.gather_obj(shard.rows), dtype=np.int64)
     label_values = None

@@ -162,3 +162,140 @@ def test_eval_run_dir_and_job_hash_check(tmp_path, digits2_h5, digits_h5):
     assert "KeyError" not in arch.stderr
     missing = cli(["eval", str(tmp_path / "nope")])
     assert missing.returncode == 66 and missing.stderr.count("\n") == 1
+
+
+# -- rows without labels in text formats (LIBSVM, CSV) -------------------------------------
+@pytest.fixture(scope="module")
+def lin_run(tmp_path_factory, digits2_h5):
+    """A tiny linear model on digits '2 vs rest' and the test rows it will predict."""
+    tmp = str(tmp_path_factory.mktemp("unlabeled"))
+    run = os.path.join(tmp, "run")
+    res = cli(["run", tiny_job(tmp, "lin", digits2_h5), "--out", run])
+    assert res.returncode == 0, res.stderr
+    with h5py.File(digits2_h5, "r") as f:
+        X = f["test/X"][()].astype(np.float64)
+    return run, X
+
+
+def _predicted(tmp, run, data, *flags, nranks=1):
+    out = os.path.join(tmp, "p.h5")
+    if os.path.exists(out):
+        os.remove(out)
+    res = cli(["predict", run, data, "--out", out] + list(flags), nranks=nranks)
+    assert res.returncode == 0, res.stderr
+    return _outputs(out)[0]
+
+
+def _h5_rows(path, X, csr=False):
+    """The rows X as an HDF5 file without labels (dense X, or CSR)."""
+    import scipy.sparse as sp
+    with h5py.File(path, "w") as f:
+        g = f.create_group("test")
+        if csr:
+            A = sp.csr_matrix(X)
+            g["indptr"], g["indices"], g["data"] = A.indptr, A.indices, A.data
+            g.attrs["shape"] = A.shape
+        else:
+            g["X"] = X
+    return path
+
+
+def _failure(res, path, line):
+    """One line on stderr, exit 65, naming the file and the line."""
+    assert res.returncode == 65, (res.returncode, res.stderr)
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert f"{path}: line {line}:" in res.stderr, res.stderr
+
+
+@pytest.mark.timeout(10)
+def test_libsvm_parse_label_modes():
+    """parse(labels=...): 1 reads a label first (a leading idx:val is a malformed label), 0
+    reads features only (a leading number is a malformed token), -1 decides per line by
+    the first token's ':'; rows without a label get 0, the features are the same."""
+    from mpitrain._kernels.libsvm import ParseError, parse
+    text = b"2:0.5 4:1\n# c\n-1 1:3\n\n3:2 qid:1 1:1\n"
+    y, ptr, ind, val, mx, lines = parse(text, False, -1)
+    assert y.tolist() == [0.0, -1.0, 0.0] and ptr.tolist() == [0, 2, 3, 5] and mx == 3
+    assert ind.tolist() == [1, 3, 0, 2, 0] and val.tolist() == [0.5, 1, 3, 2, 1] and lines == 5
+    y0, ptr0, ind0, val0, _, _ = parse(b"2:0.5 4:1\n1:3\n3:2 1:1\n", False, 0)
+    assert y0.tolist() == [0.0] * 3 and ptr0.tolist() == ptr.tolist()
+    assert ind0.tolist() == ind.tolist() and val0.tolist() == val.tolist()
+    with pytest.raises(ParseError, match="malformed label '2:0.5'") as e:
+        parse(text, False)
+    assert e.value.line == 0
+    with pytest.raises(ParseError, match="malformed token '-1'") as e:
+        parse(text, False, 0)
+    assert e.value.line == 2
+    with pytest.raises(ParseError, match="malformed label 'x'"):
+        parse(b"1:1\nx 2:1\n", False, -1)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_predict_libsvm_without_labels(tmp_path, lin_run):
+    """LIBSVM lines that start with a feature (idx:val, 1-based like the training data)
+    are rows without labels: predicted at P = 1 and 2 exactly as the same rows stored as
+    HDF5 CSR, with or without --no-labels, and a labelled line may sit among them. A
+    malformed line is refused naming the file and its line, at P = 2 in the second rank's
+    half too."""
+    run, X = lin_run
+    tmp = str(tmp_path)
+    lines = [" ".join(f"{j + 1}:{v!r}" for j, v in enumerate(r) if v) for r in X.tolist()]
+    lines[5] = "-1 " + lines[5]  # a labelled line among unlabelled ones
+    svm = tmp_path / "new.svm"
+    svm.write_text("# new rows\n" + "\n".join(lines) + "\n")
+    want = _predicted(tmp, run, _h5_rows(str(tmp_path / "csr.h5"), X, csr=True))
+    dense = _predicted(tmp, run, _h5_rows(str(tmp_path / "dense.h5"), X))
+    np.testing.assert_allclose(want["score"], dense["score"], rtol=1e-12, atol=1e-12)
+    assert np.array_equal(want["label"], dense["label"]) and len(set(want["label"])) == 2
+    for nranks in (1, 2):
+        _same(_predicted(tmp, run, str(svm), nranks=nranks), want)
+    lines[5] = lines[5][3:]
+    svm.write_text("\n".join(lines) + "\n")
+    _same(_predicted(tmp, run, str(svm), "--no-labels"), want)
+    # malformed: a token that is not idx:val (line 291 of 297: the second rank's half)
+    bad = tmp_path / "bad.svm"
+    bad.write_text("\n".join(lines[:290] + ["3:0.5 x:1"] + lines[291:]) + "\n")
+    res = cli(["predict", run, str(bad), "--out", str(tmp_path / "b.h5")], nranks=2)
+    _failure(res, bad, 291)
+    assert "malformed token 'x:1'" in res.stderr
+    # --no-labels: a leading label is a malformed feature
+    bad.write_text("\n".join(lines[:3] + ["1 " + lines[3]] + lines[4:]) + "\n")
+    res = cli(["predict", run, str(bad), "--out", str(tmp_path / "b.h5"), "--no-labels"])
+    _failure(res, bad, 4)
+    assert "expected index:value" in res.stderr
+    assert not os.path.exists(tmp_path / "b.h5")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_predict_csv_without_labels(tmp_path, lin_run):
+    """CSV rows of features only (--no-labels; a header line is allowed) are predicted
+    exactly as the same rows in HDF5; a CSV with a dummy label column needs no flag. Without
+    the flag, a label-less file is refused with the hint; a malformed line is refused naming
+    the file and its line (blank lines counted)."""
+    run, X = lin_run
+    tmp = str(tmp_path)
+    rows = [",".join(repr(v) for v in r) for r in X.tolist()]
+    want = _predicted(tmp, run, _h5_rows(str(tmp_path / "dense.h5"), X))
+    csv = tmp_path / "new.csv"
+    csv.write_text(",".join(f"f{j}" for j in range(X.shape[1])) + "\n" + "\n".join(rows)
+                   + "\n")
+    _same(_predicted(tmp, run, str(csv), "--no-labels"), want)
+    dummy = tmp_path / "dummy.csv"
+    dummy.write_text("\n".join("0," + r for r in rows) + "\n")
+    _same(_predicted(tmp, run, str(dummy)), want)
+    res = cli(["predict", run, str(csv), "--out", str(tmp_path / "b.h5")])
+    assert res.returncode == 65 and "pass --no-labels" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and "63 columns but the model has 64" in res.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(rows[:2] + ["", rows[2].replace(repr(float(X[2, 3])), "abc", 1)]
+                             + rows[3:]) + "\n")
+    res = cli(["predict", run, str(bad), "--out", str(tmp_path / "b.h5"), "--no-labels"])
+    _failure(res, bad, 4)
+    assert "feature 'abc' is not a number" in res.stderr
+    bad.write_text("\n".join(rows[:6] + [rows[6] + ",1.0"] + rows[7:]) + "\n")
+    res = cli(["predict", run, str(bad), "--out", str(tmp_path / "b.h5"), "--no-labels"])
+    _failure(res, bad, 7)
+    assert "65 fields, expected 64" in res.stderr
+    assert not os.path.exists(tmp_path / "b.h5")
