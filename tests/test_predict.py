@@ -298,4 +298,8 @@ def test_predict_csv_without_labels(tmp_path, lin_run):
     res = cli(["predict", run, str(bad), "--out", str(tmp_path / "b.h5"), "--no-labels"])
     _failure(res, bad, 7)
     assert "65 fields, expected 64" in res.stderr
+    npy = str(tmp_path / "rows.npy")  # column 0 of an .npy is its label: refused
+    np.save(npy, X)
+    res = cli(["predict", run, npy, "--out", str(tmp_path / "b.h5"), "--no-labels"])
+    assert res.returncode == 65 and "keeps its labels in the array" in res.stderr
     assert not os.path.exists(tmp_path / "b.h5")
