@@ -218,29 +218,32 @@ class World:
         The counts travel first (one Allgather of every rank's P counts, so every rank knows
         every size and takes the same path), then the rows in one Alltoallv, or, when a rank
         would send or receive CHUNK_BYTES or more, in P − 1 rounds of chunked Isend/Irecv."""
-        counts = np.asarray(counts, dtype=np.int64)
-        inner = int(np.prod(local.shape[1:])) if local.ndim > 1 else 1
         t0 = time.perf_counter()
-        if self.size == 1:
-            self._account(local.nbytes, t0)
-            return np.array(local, copy=True)
+        out = (self._exchange_blocks(np.ascontiguousarray(local),
+                                     np.ascontiguousarray(counts, dtype=np.int64))
+               if self.size > 1 else np.array(local, copy=True))
+        self._account(local.nbytes, t0)
+        return out
+
+    def _exchange_blocks(self, send, counts):
+        """alltoallv's transfer (P > 1)."""
         P, me = self.size, self.rank
+        inner = int(np.prod(send.shape[1:])) if send.ndim > 1 else 1
         table = np.empty(P * P, dtype=np.int64)      # table[p, q]: rows p sends to q
-        self.comm.Allgather(np.ascontiguousarray(counts), table)
+        self.comm.Allgather(counts, table)
         table = table.reshape(P, P)
         recv = table[:, me]
-        out = np.empty((int(recv.sum()),) + local.shape[1:], dtype=local.dtype)
-        send = np.ascontiguousarray(local)
+        out = np.empty((int(recv.sum()),) + send.shape[1:], dtype=send.dtype)
         sdispl = np.concatenate([[0], np.cumsum(counts)])
         rdispl = np.concatenate([[0], np.cumsum(recv)])
         most = max(int(table.sum(axis=0).max()), int(table.sum(axis=1).max()))
-        if most * inner * local.itemsize >= CHUNK_BYTES:
+        if most * inner * send.itemsize >= CHUNK_BYTES:
             out[rdispl[me]:rdispl[me + 1]] = send[sdispl[me]:sdispl[me + 1]]
             for shift in range(1, P):
                 dest, src = (me + shift) % P, (me - shift) % P
                 s = send[sdispl[dest]:sdispl[dest + 1]].reshape(-1)
                 r = out[rdispl[src]:rdispl[src + 1]].reshape(-1)
-                step = max(1, CHUNK_BYTES // max(1, local.itemsize))  # chunks in order
+                step = max(1, CHUNK_BYTES // max(1, send.itemsize))  # chunks in order
                 reqs = [self.comm.Irecv(r[k:k + step], source=src, tag=8)
                         for k in range(0, r.size, step)]
                 reqs += [self.comm.Isend(s[k:k + step], dest=dest, tag=8)
@@ -249,7 +252,6 @@ class World:
         else:
             self.comm.Alltoallv([send.reshape(-1), (counts * inner, sdispl[:-1] * inner)],
                                 [out.reshape(-1), (recv * inner, rdispl[:-1] * inner)])
-        self._account(local.nbytes, t0)
         return out
 
     def _send_chunked(self, arr, dest):
