@@ -14,7 +14,7 @@ Losses are functions of the label y and the margin m = wᵀx:
 from cython.parallel cimport prange
 from libc.stdint cimport uint16_t
 
-from losses cimport loss_at, dloss_at
+from losses cimport loss_at, loss_dloss_at
 
 ctypedef fused real:  # stored values (float32 as an option); every sum is in double
     float
@@ -29,50 +29,130 @@ LOSS_CODES = {"logistic": 0, "squared_hinge": 1, "squared": 2}
 # Reductions are summed over blocks of this many rows, block partials then in order.
 DEF RBLOCK = 2048
 DEF CBLOCK = 64
+DEF FBLOCK = 32  # rows per step of split_fused: margins, losses, then their scatter
+
+
+cdef inline double row_dot(long long k0, long long k1, const index* idx, const real* val,
+                           const double* w) noexcept nogil:
+    """Σ_{k0 ≤ k < k1} val[k]·w[idx[k]] in double, in a fixed order: four running sums (terms
+    k0, k0+4, ... in the first, k0+1, ... in the second, and so on), then (s0 + s1) + (s2 +
+    s3), so that four additions are in flight instead of one chain."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef long long k = k0
+    while k + 4 <= k1:
+        s0 = s0 + val[k] * w[idx[k]]
+        s1 = s1 + val[k + 1] * w[idx[k + 1]]
+        s2 = s2 + val[k + 2] * w[idx[k + 2]]
+        s3 = s3 + val[k + 3] * w[idx[k + 3]]
+        k = k + 4
+    if k < k1:
+        s0 = s0 + val[k] * w[idx[k]]
+        if k + 1 < k1:
+            s1 = s1 + val[k + 1] * w[idx[k + 1]]
+            if k + 2 < k1:
+                s2 = s2 + val[k + 2] * w[idx[k + 2]]
+    return (s0 + s1) + (s2 + s3)
 
 
 def csr_margins(const long long[::1] indptr, const index[::1] indices, const real[::1] data,
                 const double[::1] w, double[::1] out, bint add=False):
-    """out[i] = x_iᵀw for the CSR rows (indptr, indices, data); with add, out[i] += x_iᵀw
-    (the terms added to out[i] one by one, in order). Sums in double for float32 data."""
+    """out[i] = x_iᵀw for the CSR rows (indptr, indices, data), summed by row_dot; with add,
+    out[i] += x_iᵀw. Sums in double for float32 data."""
     cdef Py_ssize_t n = out.shape[0], i
-    cdef long long k
+    cdef const index* ip = &indices[0]
+    cdef const real* vp = &data[0]
     cdef double s
     for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
-        s = out[i] if add else 0.0
-        for k in range(indptr[i], indptr[i + 1]):
-            s = s + data[k] * w[indices[k]]
-        out[i] = s
+        s = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0])
+        out[i] = out[i] + s if add else s
 
 
-def split_rmatvec(const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
-                  const int[::1] hot, const long long[::1] panels, double[:, ::1] part,
-                  const long long[::1] tcut, const int[::1] tcol, const int[::1] trow,
-                  const real[::1] tval, const double[::1] coef, double[::1] out):
-    """out = Xᵀcoef for a shard split into a hot CSR part (columns hot[0..H), local uint16
-    indices) and a tail of the other columns (models/linear.py SplitCSR).
-
-    Hot part: the rows of panel p (panels[p] ≤ i < panels[p+1]) scatter into their own
-    partial part[p] (H doubles: it stays in cache), then out[hot[j]] = Σ_p part[p, j] in
-    panel order. Tail part: entries (tcol, trow, tval) sorted by column then row, cut into
-    chunks at column boundaries (tcut), so each column is summed by one thread in row order.
-    The panels and chunks are fixed by the data, so the bits do not depend on the threads."""
-    cdef Py_ssize_t d = out.shape[0], H = part.shape[1], P = part.shape[0]
-    cdef Py_ssize_t nc = tcut.shape[0] - 1, c, p, i, j
+cdef inline void scatter_rows(Py_ssize_t i0, Py_ssize_t i1, const long long* hptr,
+                              const uint16_t* hidx, const real* hval, const double* coef,
+                              double* part) noexcept nogil:
+    """part[hidx[k]] += hval[k]·coef[i] for the hot rows i0 ≤ i < i1, in order."""
+    cdef Py_ssize_t i
     cdef long long k
-    cdef double a, s
+    cdef double a
+    for i in range(i0, i1):
+        a = coef[i]
+        for k in range(hptr[i], hptr[i + 1]):
+            part[hidx[k]] += hval[k] * a
+
+
+def split_fused(int code, const double[::1] y, const long long[::1] mptr,
+                const index[::1] midx, const real[::1] mval, const double[::1] wm,
+                const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
+                const long long[::1] panels, double[:, ::1] part, double[::1] ploss,
+                double[::1] margins, double[::1] coef, bint add):
+    """The fused pass of a loss + gradient over the hot block of a SplitCSR shard
+    (models/linear.py). Fills margins[i] = mᵢ = row_dot(row i of mptr/midx/mval, wm), plus
+    the margins[i] already there with add (the tail's part); coef[i] = dℓ/dm(yᵢ, mᵢ); and
+    part[p] = Σ_{i in panel p} coef[i]·(hot row i of hptr/hidx/hval), the partials of Xᵀcoef
+    that split_gather adds up. Returns Σᵢ ℓ(yᵢ, mᵢ).
+
+    The margin rows are the hot rows with wm the hot slice of w (add: the tail's margins
+    first), or the shard's whole CSR rows with wm = w (no add); either way the bits of
+    csr_margins. Each row panel p (panels[p] ≤ i < panels[p+1]) is one thread's, in blocks
+    of FBLOCK rows: the block's margins, then its losses and derivatives, then its hot rows
+    scattered into part[p] while they are still in cache (the hot data is read once). The
+    loss is summed in row order within a panel (ploss[p]), then over the panels in order;
+    the panels depend only on the data, so the bits do not depend on the threads."""
+    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], p, b, nb, i, i0, i1, j
+    cdef const index* mi = &midx[0]
+    cdef const real* mv = &mval[0]
+    cdef double a, f, total = 0.0
+    for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
+        for j in range(H):
+            part[p, j] = 0.0
+        f = 0.0
+        nb = (panels[p + 1] - panels[p] + FBLOCK - 1) // FBLOCK
+        for b in range(nb):
+            i0 = panels[p] + b * FBLOCK
+            i1 = i0 + FBLOCK
+            if i1 > panels[p + 1]:
+                i1 = panels[p + 1]
+            for i in range(i0, i1):
+                a = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0])
+                margins[i] = margins[i] + a if add else a
+            for i in range(i0, i1):
+                f = f + loss_dloss_at(code, y[i], margins[i], &coef[i])
+            scatter_rows(i0, i1, &hptr[0], &hidx[0], &hval[0], &coef[0], &part[p, 0])
+        ploss[p] = f
+    for p in range(P):
+        total += ploss[p]
+    return total
+
+
+def split_scatter(const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
+                  const long long[::1] panels, double[:, ::1] part, const double[::1] coef):
+    """part[p] = Σ_{i in panel p} coef[i]·(hot row i), each panel one thread's, rows in order
+    (the hot block's share of Xᵀcoef, as split_fused leaves it; split_gather adds it up)."""
+    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], p, j
+    for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
+        for j in range(H):
+            part[p, j] = 0.0
+        scatter_rows(panels[p], panels[p + 1], &hptr[0], &hidx[0], &hval[0], &coef[0],
+                     &part[p, 0])
+
+
+def split_gather(const int[::1] hot, const double[:, ::1] part, const long long[::1] tcut,
+                 const int[::1] tcol, const int[::1] trow, const real[::1] tcval,
+                 const double[::1] coef, double[::1] out):
+    """out = Xᵀcoef from the hot block's panel partials (split_fused or split_scatter) and
+    the tail: out[hot[j]] = Σ_p part[p, j] in panel order; the tail entries (tcol, trow,
+    tcval), sorted by column then row and cut into chunks at column boundaries (tcut), so
+    that each column is summed by one thread in row order; every other column 0. The chunks
+    are fixed by the data, so the bits do not depend on the threads."""
+    cdef Py_ssize_t d = out.shape[0], H = part.shape[1], P = part.shape[0]
+    cdef Py_ssize_t nc = tcut.shape[0] - 1, c, p, j
+    cdef long long k
+    cdef double s
     for j in prange(d, nogil=True, schedule="static"):
         out[j] = 0.0
     for c in prange(nc, nogil=True, schedule="dynamic", chunksize=1):
         for k in range(tcut[c], tcut[c + 1]):
-            out[tcol[k]] += tval[k] * coef[trow[k]]
-    for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
-        for j in range(H):
-            part[p, j] = 0.0
-        for i in range(panels[p], panels[p + 1]):
-            a = coef[i]
-            for k in range(hptr[i], hptr[i + 1]):
-                part[p, hidx[k]] += hval[k] * a
+            out[tcol[k]] += tcval[k] * coef[trow[k]]
     for j in prange(H, nogil=True, schedule="static"):
         s = part[0, j]
         for p in range(1, P):
@@ -135,7 +215,7 @@ def loss_dloss(int code, const double[::1] y, const double[::1] margins,
     The sum is taken over fixed blocks of rows, then the block partials in order."""
     cdef Py_ssize_t n = y.shape[0], nb = (n + RBLOCK - 1) // RBLOCK, b, i, i1
     cdef double[::1] part
-    cdef double s, total = 0.0
+    cdef double s, g, total = 0.0
     if nb == 0:
         return 0.0
     import numpy as np
@@ -146,8 +226,8 @@ def loss_dloss(int code, const double[::1] y, const double[::1] margins,
         if i1 > n:
             i1 = n
         for i in range(b * RBLOCK, i1):
-            s = s + loss_at(code, y[i], margins[i])
-            dloss[i] = scale * dloss_at(code, y[i], margins[i])
+            s = s + loss_dloss_at(code, y[i], margins[i], &g)
+            dloss[i] = scale * g
         part[b] = s
     for b in range(nb):
         total += part[b]
@@ -182,7 +262,7 @@ def line_phi(int code, const double[::1] y, const double[::1] a, const double[::
     along a direction whose margins δ were cached. Fixed-order block sums."""
     cdef Py_ssize_t n = y.shape[0], nb = (n + RBLOCK - 1) // RBLOCK, b, i, i1
     cdef double[::1] pf, pg
-    cdef double s, sg, m, f = 0.0, g = 0.0
+    cdef double s, sg, m, gi, f = 0.0, g = 0.0
     if nb == 0:
         return 0.0, 0.0
     import numpy as np
@@ -196,8 +276,8 @@ def line_phi(int code, const double[::1] y, const double[::1] a, const double[::
             i1 = n
         for i in range(b * RBLOCK, i1):
             m = a[i] + t * delta[i]
-            s = s + loss_at(code, y[i], m)
-            sg = sg + delta[i] * dloss_at(code, y[i], m)
+            s = s + loss_dloss_at(code, y[i], m, &gi)
+            sg = sg + delta[i] * gi
         pf[b] = s
         pg[b] = sg
     for b in range(nb):

@@ -36,6 +36,12 @@ class SplitCSR:
     are computed straight from the shard's CSR rows (one pass beats two there; the tail is
     then kept once, by column).
 
+    A loss + gradient (loss_grad) is three passes: the tail's margins; one fused pass over
+    the hot block (kernels/linear.pyx split_fused: per block of rows, the margins, the
+    losses and derivatives, then the rows' scatter into their panel's partial gradient, so
+    the hot non-zeros are read once); the tail's Xᵀcoef by column and the panel partials
+    summed in panel order (split_gather). Its margins have the bits of margins().
+
     values = "float32" stores the values in single precision (6 instead of 10 bytes per hot
     non-zero); products and sums stay in double, so the results are those of the data
     rounded to float32 (a relative change of at most 2⁻²⁴ per value). Panels and chunks
@@ -67,7 +73,7 @@ class SplitCSR:
         self.hval = X.data[ish].astype(vt)
         tail = ~ish
         tidx, trow, tval = cols[tail].astype(np.int32), rows[tail], X.data[tail].astype(vt)
-        if not self.direct:  # the tail's CSR rows serve only the two-pass margins
+        if not self.direct:  # the tail's CSR rows serve only the margins
             self.tptr, self.tidx, self.tval = _row_pointer(trow, n), tidx, tval
         by_col = np.argsort(tidx, kind="stable")  # rows stay in order within a column
         self.tcol = tidx[by_col]
@@ -79,26 +85,40 @@ class SplitCSR:
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
         self.part = np.empty((P, hot.size), dtype=np.float64)
+        self.ploss = np.empty(P, dtype=np.float64)
         self.whot = None if H == d or self.direct else np.empty(H, dtype=np.float64)
 
-    def margins(self, w, out):
-        """out[i] = x_iᵀw."""
+    def _margin_rows(self, w, out):
+        """Fill out with the tail's margins (none when direct); return the rows that give the
+        rest, the w they index and whether their sums are added to out's."""
         if self.direct:
-            K.csr_margins(*self.rows_csr, w, out)
-            return
-        wh = w
-        if self.whot is not None:
-            wh = self.whot
-            np.take(w, self.hot, out=wh)
-        # two passes, so that the hot slice of w stays in cache during the first; the loss is
-        # a pass of its own: fused into the tail pass, its exp() calls stalled the tail's
-        # random reads of w (1.8x slower)
-        K.csr_margins(self.hptr, self.hidx, self.hval, wh, out)
-        K.csr_margins(self.tptr, self.tidx, self.tval, w, out, True)
+            return self.rows_csr, w, False
+        K.csr_margins(self.tptr, self.tidx, self.tval, w, out)
+        wm = w
+        if self.whot is not None:  # the hot slice of w, in cache during the hot pass
+            wm = self.whot
+            np.take(w, self.hot, out=wm)
+        return (self.hptr, self.hidx, self.hval), wm, True
+
+    def margins(self, w, out):
+        """out[i] = x_iᵀw (the same bits as loss_grad's margins)."""
+        rows, wm, add = self._margin_rows(w, out)
+        K.csr_margins(*rows, wm, out, add)
+
+    def loss_grad(self, code, y, w, margins, coef, out):
+        """The loss + gradient passes (see the class): fills margins = Xw, coef[i] =
+        dℓ/dm(yᵢ, mᵢ) and out = Xᵀcoef; returns Σᵢ ℓ(yᵢ, mᵢ)."""
+        rows, wm, add = self._margin_rows(w, margins)
+        f = K.split_fused(code, y, *rows, wm, self.hptr, self.hidx, self.hval, self.panels,
+                          self.part, self.ploss, margins, coef, add)
+        K.split_gather(self.hot, self.part, self.tcut, self.tcol, self.trow, self.tcval, coef,
+                       out)
+        return f
 
     def rmatvec(self, coef, out):
-        K.split_rmatvec(self.hptr, self.hidx, self.hval, self.hot, self.panels, self.part,
-                        self.tcut, self.tcol, self.trow, self.tcval, coef, out)
+        K.split_scatter(self.hptr, self.hidx, self.hval, self.panels, self.part, coef)
+        K.split_gather(self.hot, self.part, self.tcut, self.tcol, self.trow, self.tcval, coef,
+                       out)
 
 
 def layout_bytes(shard, values="float64"):
@@ -193,9 +213,15 @@ class LinearShard:
     def loss_grad_sums(self, w, out, margins=None):
         """Fill out[:d] = Σᵢ∈shard ∇ℓᵢ(w) and out[d] = Σᵢ∈shard ℓᵢ(w) (the buffer one
         Allreduce sums over ranks). Returns the margins used."""
-        m = self.margins(w, margins)
+        s = self.shard
+        m = np.empty(s.rows, dtype=np.float64) if margins is None else margins
+        if s.sparse:
+            out[self.d] = self.layout.loss_grad(self.code, self.y, w, m, self._coef,
+                                                out[:self.d])
+            return m
+        K.dense_margins(s.X, w, m)
         out[self.d] = K.loss_dloss(self.code, self.y, m, self._coef)
-        self.rmatvec(self._coef, out[:self.d])
+        K.dense_rmatvec(s.X, self._coef, out[:self.d])
         return m
 
     def loss_sum(self, margins):
