@@ -237,11 +237,12 @@ def _ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize=
 
 
 def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
-          positive=()):
+          positive=(), stop=True):
     """The same rule for every method (module docstring): P = 1 runs at each multiplier of
     the method's default step, ranked by (passes to a certified `gap` against `flow`, final
     objective), failed or divergent runs last; while the best is at an end of the grid tried
-    so far, one more run ×4 past that end (at most EXTEND). Returns (best scale, its run,
+    so far, one more run ×4 past that end (at most EXTEND). With `stop` every run stops at
+    that gap ([solver] target). Returns (best scale, its run,
     {scale: (passes to gap or None, final objective)} of every run)."""
     runs, tried = {}, {}
 
@@ -258,7 +259,7 @@ def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
         os.makedirs(d, exist_ok=True)
         r = _ours(d, alg, path, max_rows, l1, l2, 1, stages,
                   dict(sets, **{"solver.eta_scale": sc}), d, positive=positive,
-                  target=flow * (1 + gap))
+                  target=flow * (1 + gap) if stop else 0.0)
         runs[sc] = dict(r, dir=d) if r else None
         c = r["curve"] if r else []
         tried[sc] = (_first(c, flow, gap, "passes") if c else None,
@@ -383,7 +384,8 @@ def main(argv):
                 label, p1 = "", None
                 if scales:
                     sc, p1, tried[alg] = _tune(base, alg, path, max_rows, l1, l2, stages,
-                                               sets, scales, flow, gap, positive)
+                                               sets, scales, flow, gap, positive,
+                                               stop=bool(args.stop_at))
                     sets = dict(sets, **{"solver.eta_scale": sc})
                     tuned[alg] = sc
                     label = f" ×{sc:g}"
