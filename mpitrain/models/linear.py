@@ -84,7 +84,7 @@ class SplitCSR:
         P = _panel_count(hnnz, n)
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
-        self.part = np.empty((P, hot.size), dtype=np.float64)
+        self.part = np.empty((P, 2 * hot.size), dtype=np.float64)  # (w, ∂) per hot column
         self.ploss = np.empty(P, dtype=np.float64)
         self.whot = None if H == d or self.direct else np.empty(H, dtype=np.float64)
 
@@ -124,16 +124,17 @@ class SplitCSR:
 def layout_bytes(shard, values="float64"):
     """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
     dense rows): kept, 2 + v bytes per hot and 12 + 2v per tail non-zero (the tail is stored
-    twice; v = 8 for float64 values, 4 for float32),
-    the row pointers and the row panels' partial gradients; while building, about 33 bytes per
-    non-zero of int64 temporaries (columns, rows, local ids, masks) and 3 int64 vectors of the
-    width (counts, order, local ids). The kept layout is counted as all-tail (the worst case)."""
+    twice; v = 8 for float64 values, 4 for float32), the row pointers and the row panels'
+    partial gradients (each interleaved with a copy of w's hot slice); while building, about
+    33 bytes per non-zero of int64 temporaries (columns, rows, local ids, masks) and 3 int64
+    vectors of the width (counts, order, local ids). The kept layout is counted as all-tail
+    (the worst case)."""
     if not getattr(shard, "sparse", False):
         return 0
     nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
     v = np.dtype(VALUE_TYPES[values]).itemsize
     return ((12 + 2 * v + 33) * nnz + 24 * d + 4 * 8 * (n + 1)
-            + 8 * (_panel_count(nnz, n) + 2) * _hot_width(nnz, d))
+            + 8 * (2 * _panel_count(nnz, n) + 2) * _hot_width(nnz, d))
 
 
 def _hot_width(nnz, d):
