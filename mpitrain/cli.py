@@ -205,9 +205,7 @@ def _run(args):
     except Stopped:
         code = EX_TEMPFAIL
     except UserError as err:
-        if not report_user_error(err, world.rank, world.size):
-            abort(err.code, world.rank)
-        code = err.code
+        code = _collective_user_error(err, world)
     except BaseException:
         internal_error(world.rank, world.size)
     signals.close()
@@ -299,6 +297,14 @@ def _eval(args):
     return 0
 
 
+def _collective_user_error(err, world):
+    """A user error under mpiexec: one line when every rank shares it, else this rank's line
+    and an abort of the job (runtime.report_user_error); returns the exit code."""
+    if not report_user_error(err, world.rank, world.size):
+        abort(err.code, world.rank)
+    return err.code
+
+
 def _predict(args):
     set_thread_env()
     from .comm import World
@@ -307,10 +313,8 @@ def _predict(args):
     try:
         n = predict(world, args.run, args.data, args.out, reconstruct=args.reconstruct,
                     group=args.group, fmt=args.format, no_labels=args.no_labels)
-    except UserError as err:  # under mpiexec: one line for an error every rank shares
-        if not report_user_error(err, world.rank, world.size):
-            abort(err.code, world.rank)
-        return err.code
+    except UserError as err:
+        return _collective_user_error(err, world)
     if world.rank == 0:
         print(f"wrote {args.out}: {n} rows")
     return 0
