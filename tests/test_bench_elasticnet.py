@@ -148,3 +148,31 @@ def test_report_from_two_parts_merges_settings_and_keeps_each_parts_load(tmp_pat
     merged = json.load(open(out / "results.json"))
     assert [e["dataset"] for e in merged["settings"]] == ["mnist-2vr", "rt-polarity"]
     assert os.path.exists(out / "report.md")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_ours_runs_two_vs_rest_and_stops_at_the_certified_target(tmp_path):
+    """_ours writes [data] positive and [solver] target: on a 10-class file the run's objective
+    is the bench's own 2-vs-rest objective, and it stops once it is ≤ target."""
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 8))
+    y10 = rng.integers(0, 10, 300).astype(np.float64)
+    path = str(tmp_path / "m.h5")
+    with h5py.File(path, "w") as f:
+        f["train/X"], f["train/y"] = X, y10
+    pos = E._positive(path)
+    Xu, y = E._load(path, 0, positive=pos)
+    l1, l2 = 1e-4, 1e-3
+    f_ref, c_ref = E._certificate(Xu, y, E._reference(Xu, y, l1, l2), l1, l2)
+    flow = f_ref - c_ref
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    r = E._ours(out, "dasvrda", path, 0, l1, l2, 1, 200, {}, out, positive=pos,
+                target=flow * (1 + 1e-6))
+    assert r["stop"] == "target reached" and len(r["curve"]) < 200
+    w = E._final_w(out)
+    assert E._objective(Xu, y, w, l1, l2) == pytest.approx(r["curve"][-1]["objective"],
+                                                          rel=1e-12)
+    assert (r["curve"][-1]["objective"] - flow) / flow <= 1e-6
+    assert E._first(r["curve"], flow, 1e-6, "passes") == r["curve"][-1]["passes"]
