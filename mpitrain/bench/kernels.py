@@ -3,7 +3,7 @@
     mpitrain bench kernels [--quick] [--out DIR]
 
 1. The loss/gradient evaluation of a linear model on a CSR shard (margins X·w, loss and dℓ,
-   Xᵀ·coef: two passes over the non-zeros) at 1 and 2 OpenMP threads, in non-zeros/s:
+   Xᵀ·coef) at 1 and 2 OpenMP threads, in non-zeros/s:
    LinearShard's split layout with float64 and with float32 values, and the previous layout
    (CSR rows + a CSR copy of Xᵀ), next to scipy's single-threaded CSR matvec X·w (one pass)
    and scipy's gradient (X·w then Xᵀ·coef) on the same matrix.
@@ -71,10 +71,17 @@ def _kernel_rates(X, y, repeats):
             lm.loss_grad_sums(w, buf, m)
             out[f"split_{values}_{t}t"] = X.nnz / _best(
                 lambda: lm.loss_grad_sums(w, buf, m), repeats)
-            parts[f"split_{values}_{t}t"] = {
-                "margins_s": _best(lambda: lay.margins(w, m), repeats),
-                "loss_s": _best(lambda: K.loss_dloss(lm.code, lm.y, m, lm._coef), repeats),
-                "rmatvec_s": _best(lambda: lay.rmatvec(lm._coef, buf[:-1]), repeats)}
+            rows, wm, _ = lay._margin_rows(w, m)
+            parts[f"split_{values}_{t}t"] = {  # the stages of SplitCSR.loss_grad, alone
+                "tail_margins_s": _best(lambda: lay._margin_rows(w, m), repeats),
+                # the fused pass without adding the tail's margins (no drift over the calls)
+                "fused_s": _best(lambda: K.split_fused(
+                    lm.code, lm.y, *rows, wm, lay.hptr, lay.hidx, lay.hval, lay.panels,
+                    lay.part, lay.ploss, m, lm._coef, False), repeats),
+                "gather_s": _best(lambda: K.split_gather(
+                    lay.hot, lay.part, lay.tcut, lay.tcol, lay.trow, lay.tcval, lm._coef,
+                    buf[:-1]), repeats),
+                "margins_s": _best(lambda: lay.margins(w, m), repeats)}
     XT = shard.XT  # the previous layout: CSR rows, then Xᵀ as a CSR copy
     coef = np.empty(X.shape[0])
     for t in (1, 2):
@@ -170,11 +177,13 @@ def main(argv):
         for v in ("float64", "float32"):
             q = parts[f"split_{v}_{t}t"]
             rows.append([f"ours, split layout, {v} values", t, k[f"split_{v}_{t}t"] / 1e6,
-                         1e3 * q["margins_s"], 1e3 * q["loss_s"], 1e3 * q["rmatvec_s"]])
-    rows += [["previous: CSR rows + Xᵀ CSR copy, float64", t, k[f"csr_xt_{t}t"] / 1e6, "", "",
-              ""] for t in (1, 2)]
-    rows += [["scipy CSR matvec X·w (1 pass)", 1, sm / 1e6, "", "", ""],
-             ["scipy gradient X·w, Xᵀ·coef (2 passes)", 1, k["scipy_grad_1t"] / 1e6, "", "", ""]]
+                         1e3 * X.nnz / k[f"split_{v}_{t}t"], 1e3 * q["tail_margins_s"],
+                         1e3 * q["fused_s"], 1e3 * q["gather_s"], 1e3 * q["margins_s"]])
+    rows += [["previous: CSR rows + Xᵀ CSR copy, float64", t, k[f"csr_xt_{t}t"] / 1e6,
+              1e3 * X.nnz / k[f"csr_xt_{t}t"], "", "", "", ""] for t in (1, 2)]
+    rows += [["scipy CSR matvec X·w (1 pass)", 1, sm / 1e6, 1e3 * X.nnz / sm, "", "", "", ""],
+             ["scipy gradient X·w, Xᵀ·coef (2 passes)", 1, k["scipy_grad_1t"] / 1e6,
+              1e3 * X.nnz / k["scipy_grad_1t"], "", "", "", ""]]
     sections = [
         f"Matrix: {n} × {d} CSR, {X.nnz} non-zeros (Zipf-like columns); load average "
         f"{load0:.1f} before and {load:.1f} after measuring (a shared machine); kernel times "
@@ -182,15 +191,21 @@ def main(argv):
         f"times medians of {repeats}.",
         "## Loss + gradient kernel (non-zeros per second)",
         "Each row but scipy's is one loss + gradient evaluation (margins, loss and dℓ, "
-        "Xᵀ·coef: two passes over the non-zeros). The split layout (models/linear.py "
-        "`SplitCSR`) keeps the (up to 65,536) most frequent columns as a CSR block with 16-bit "
-        "indices (their slice of w, or a row panel's partial gradient, stays in cache) and the "
-        "rare columns as CSR rows plus column-sorted entries; built once in "
+        "Xᵀ·coef). The split layout (models/linear.py `SplitCSR`) keeps the (up to 65,536) "
+        "most frequent columns as a CSR block with 16-bit indices (their slice of w, "
+        "interleaved with a row panel's partial gradient, stays in cache) and the rare columns "
+        "as CSR rows plus column-sorted entries. Ours is three stages: the tail's margins; one "
+        "fused pass over the hot block (per 32 rows: margins, loss and dℓ, then the rows' "
+        "scatter into their panel's partial gradient, so the hot non-zeros are read once); the "
+        "tail's Xᵀ·coef by column plus the panel partials summed in order. The stage columns "
+        "time each stage called alone (warmer caches than inside the full call, so they add up "
+        "to less); X·w alone is the margins-only call of the line searches. Built once in "
         f"{build['float64']:.2f} s (float64) / {build['float32']:.2f} s (float32). Here the "
         f"{layout['hot_columns']} hot columns hold {100 * layout['hot_nnz'] / X.nnz:.1f} % of the "
         f"non-zeros ({layout['row_panels']} row panels); the tail's "
         f"{100 * (1 - layout['hot_nnz'] / X.nnz):.1f} % are read at random (w, coef).",
-        table(["what", "threads", "M nnz/s", "X·w ms", "loss, dℓ ms", "Xᵀ·coef ms"], rows),
+        table(["what", "threads", "M nnz/s", "total ms", "tail X·w ms", "fused hot pass ms",
+               "tail Xᵀ·coef + panel sum ms", "X·w alone ms"], rows),
         "Ratio ours (2 threads) / scipy matvec (1 thread): "
         f"**{r['grad_2t_vs_scipy_matvec_1t']:.2f}** with float64 values, "
         f"**{r['grad_f32_2t_vs_scipy_matvec_1t']:.2f}** with float32 (previous layout "

@@ -213,7 +213,9 @@ class LinearShard:
 
     def loss_grad_sums(self, w, out, margins=None):
         """Fill out[:d] = Σᵢ∈shard ∇ℓᵢ(w) and out[d] = Σᵢ∈shard ℓᵢ(w) (the buffer one
-        Allreduce sums over ranks). Returns the margins used."""
+        Allreduce sums over ranks), and self._coef[i] = dℓ/dm at the margins. Returns the
+        margins (in `margins` when given; the bits of margins(w)). A CSR shard takes the
+        fused pass of its SplitCSR (loss_grad)."""
         s = self.shard
         m = np.empty(s.rows, dtype=np.float64) if margins is None else margins
         if s.sparse:
