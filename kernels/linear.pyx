@@ -34,9 +34,9 @@ DEF FBLOCK = 32  # rows per step of split_fused: margins, losses, then their sca
 
 cdef inline double row_dot(long long k0, long long k1, const index* idx, const real* val,
                            const double* w, Py_ssize_t ws) noexcept nogil:
-    """Σ_{k0 ≤ k < k1} val[k]·w[ws·idx[k]] in double (w with a stride ws), in a fixed order: four running sums (terms
-    k0, k0+4, ... in the first, k0+1, ... in the second, and so on), then (s0 + s1) + (s2 +
-    s3), so that four additions are in flight instead of one chain."""
+    """Σ_{k0 ≤ k < k1} val[k]·w[ws·idx[k]] in double (w with a stride ws), in a fixed order:
+    four running sums (terms k0, k0+4, ... in the first, k0+1, ... in the second, and so on),
+    then (s0 + s1) + (s2 + s3), so that four additions are in flight instead of one chain."""
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     cdef long long k = k0
     while k + 4 <= k1:
