@@ -470,11 +470,21 @@ def test_world_alltoallv(monkeypatch, chunk):
         k = (src + dst) % 3
         return np.column_stack([np.full(k, src), np.full(k, dst), np.arange(k)]).astype(float)
 
+    used = []
+
+    class Spy:      # records the MPI calls, so each parametrisation checks the path it names
+        def __getattr__(self, name):
+            used.append(name)
+            return getattr(world_comm, name)
+
+    world_comm = world.comm
+    monkeypatch.setattr(world, "comm", Spy())
     counts = [(me + q) % 3 for q in range(P)]
     local = np.concatenate([block(me, q) for q in range(P)])
     calls = world.calls
     got = world.alltoallv(local, counts)
     assert world.calls == calls + 1
+    assert ("Alltoallv" in used) == (chunk is None) and ("Isend" in used) == bool(chunk), used
     assert np.array_equal(got, np.concatenate([block(p, me) for p in range(P)]))
 
 
