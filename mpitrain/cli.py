@@ -315,6 +315,8 @@ def _predict(args):
                     group=args.group, fmt=args.format, no_labels=args.no_labels)
     except UserError as err:
         return _collective_user_error(err, world)
+    except BaseException:   # one rank's failure must end the job, not leave it in a collective
+        internal_error(world.rank, world.size)
     if world.rank == 0:
         print(f"wrote {args.out}: {n} rows")
     return 0
