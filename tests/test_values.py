@@ -182,7 +182,8 @@ def test_float32_across_ranks(world, shared_tmp, rt_h5, name):
             assert gp @ gp / (2 * L2) <= 1e-10 * vp and g1 @ g1 / (2 * L2) <= 1e-10 * v1
             assert abs(vp - v1) <= 1e-9 * v1, (vp, v1)
             if name == "lbfgs":
-                assert np.linalg.norm(wp - w1) <= 1e-6 * np.linalg.norm(w1)
+                # measured 1e-16 at P = 2, 3; a rank reading float64 instead: 1.5e-8
+                assert np.linalg.norm(wp - w1) <= 1e-10 * np.linalg.norm(w1)
         except Exception as exc:   # noqa: BLE001 - reported on every rank below
             failed = repr(exc)
     failed = world.comm.bcast(failed, root=0)
