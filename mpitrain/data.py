@@ -192,7 +192,7 @@ def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
     in sorted order over all ranks; the names are `Shard.classes`. Rows to predict
     (`what` = "prediction") may lack labels: an HDF5 group without y, LIBSVM lines that
     start with a feature `idx:val`; `no_labels`: no row has one (LIBSVM lines and CSV rows
-    are features only; HDF5's y is not read). A row without a label gets label 0."""
+    are features only; an HDF5 y is read but ignored). A row without a label gets label 0."""
     paths = expand(path)
     if not paths or not os.path.exists(paths[0]):
         err = InputMissing(f"{os.path.abspath(path)}: {what} data "
