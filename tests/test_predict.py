@@ -303,3 +303,42 @@ def test_predict_csv_without_labels(tmp_path, lin_run):
     res = cli(["predict", run, npy, "--out", str(tmp_path / "b.h5"), "--no-labels"])
     assert res.returncode == 65 and "keeps its labels in the array" in res.stderr
     assert not os.path.exists(tmp_path / "b.h5")
+
+
+_RANK1_FAILS = """
+import sys
+import mpitrain.predict as P
+real = P.predict
+def predict(world, *a, **k):
+    if world.rank == 1:
+        raise RuntimeError("a bug on rank 1")
+    return real(world, *a, **k)
+P.predict = predict
+from mpitrain.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_predict_internal_error_on_one_rank_ends_the_job(tmp_path, lin_run):
+    """A failure that is not a user error on one rank of predict (here a RuntimeError on
+    rank 1 while rank 0 waits in a collective) ends the job: rank 1's traceback, one line
+    naming it, exit 1, no output file; without the handler the job hangs."""
+    import subprocess
+    import sys
+    from util import env, kill_group, mpiexec
+    run, X = lin_run
+    out = tmp_path / "p.h5"
+    p = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-c", _RANK1_FAILS, "predict",
+                          run, _h5_rows(str(tmp_path / "rows.h5"), X), "--out", str(out)],
+                         env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=40)
+    finally:
+        kill_group(p)   # a hang must not leave ranks behind
+    assert p.returncode == 1, (p.returncode, err)
+    assert "RuntimeError: a bug on rank 1" in err, err
+    assert "mpitrain: internal error on rank 1; aborting all ranks" in err
+    assert not out.exists()
