@@ -222,7 +222,8 @@ def load(world, path, *, fmt="auto", group=None, features=0, zero_based=False,
             shard.y = np.zeros(shard.rows)
     collectively(world, _class_labels, world, shard)
     collectively(world, _finish, world, shard, features=features, normalize=normalize,
-                 dtype=dtype, width_from=width_from, what=what)
+                 dtype=dtype, width_from=width_from, what=what,
+                 label_hint=fmt == "csv" and not no_labels)
     collectively(world, _labels, world, shard, positive=positive, binary=binary)
     return shard
 
@@ -735,7 +736,7 @@ def _class_labels(world, s):
 
 
 # -- shared post-processing ----------------------------------------------------------------
-def _finish(world, s, *, features, normalize, dtype, width_from, what):
+def _finish(world, s, *, features, normalize, dtype, width_from, what, label_hint=False):
     where = s.path
     if features:
         want = f"[data] features = {features}" if what != "prediction" else \
@@ -744,7 +745,7 @@ def _finish(world, s, *, features, normalize, dtype, width_from, what):
             raise DataError(f"{where}: the data has {s.d} features but {want}")
         if not s.sparse and s.d != features:
             hint = "; if no column is a label, pass --no-labels" \
-                if what == "prediction" and s.d + 1 == features else ""
+                if label_hint and what == "prediction" and s.d + 1 == features else ""
             raise DataError(f"{where}: dense X has {s.d} columns but {want}{hint}")
         s.d = features
     if width_from is not None:

@@ -288,6 +288,10 @@ def test_predict_csv_without_labels(tmp_path, lin_run):
     res = cli(["predict", run, str(csv), "--out", str(tmp_path / "b.h5")])
     assert res.returncode == 65 and "pass --no-labels" in res.stderr, res.stderr
     assert res.stderr.count("\n") == 1 and "63 columns but the model has 64" in res.stderr
+    short = _h5_rows(str(tmp_path / "short.h5"), X[:, 1:])  # no flag helps HDF5: no hint
+    res = cli(["predict", run, short, "--out", str(tmp_path / "b.h5")])
+    assert res.returncode == 65 and "63 columns but the model has 64" in res.stderr
+    assert "--no-labels" not in res.stderr, res.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(rows[:2] + ["", rows[2].replace(repr(float(X[2, 3])), "abc", 1)]
                              + rows[3:]) + "\n")
