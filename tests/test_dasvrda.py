@@ -457,9 +457,10 @@ def test_iterates_independent_of_P(shared_tmp, digits2_h5, rt_h5, alg, data):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("chunk", [None, 40])
 def test_world_alltoallv(monkeypatch, chunk):
-    """World.alltoallv (the columns mode's redistribution): rank p sends (p + q) % 3 rows to
+    """World.alltoallv (the columns mode's redistribution): rank p sends (p + 2q) % 4 rows to
     rank q (some blocks empty) and every rank receives its blocks in rank order, in one
-    counted call; `chunk` forces the large path (chunked Isend/Irecv, CHUNK_BYTES = 40)."""
+    counted call; `chunk` forces the large path (chunked Isend/Irecv, CHUNK_BYTES = 40: a
+    block of 2 or more rows travels in several messages, at P = 2 too)."""
     from mpitrain import comm
     world = comm.World()
     if chunk:
@@ -467,7 +468,7 @@ def test_world_alltoallv(monkeypatch, chunk):
     P, me = world.size, world.rank
 
     def block(src, dst):    # rows of 3 values that say where they come from and go to
-        k = (src + dst) % 3
+        k = (src + 2 * dst) % 4
         return np.column_stack([np.full(k, src), np.full(k, dst), np.arange(k)]).astype(float)
 
     used = []
@@ -479,7 +480,7 @@ def test_world_alltoallv(monkeypatch, chunk):
 
     world_comm = world.comm
     monkeypatch.setattr(world, "comm", Spy())
-    counts = [(me + q) % 3 for q in range(P)]
+    counts = [(me + 2 * q) % 4 for q in range(P)]
     local = np.concatenate([block(me, q) for q in range(P)])
     calls = world.calls
     got = world.alltoallv(local, counts)
