@@ -115,9 +115,10 @@ class LinearModel(Model):
         self.positive = json.loads(meta.get("label_positive", "[]"))
 
     def decision_function(self, X):
-        """Scores wᵀx + b, each row summed in feature order by the training kernels (so a
-        row's score does not depend on which other rows come with it: `predict` gives the
-        same bits at any number of ranks)."""
+        """Scores wᵀx + b, each row summed by the training kernels (dense rows in feature
+        order, CSR rows in the CSR kernel's fixed order), so a row's score does not depend on
+        which other rows come with it: `predict` gives the same bits at any number of ranks.
+        The same rows given dense and sparse agree to rounding, not bit for bit."""
         from ._kernels import linear as K
         X = self.prepare(X)
         if self.coef.ndim == 2:  # n × K scores XW + b
