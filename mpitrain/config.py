@@ -166,7 +166,9 @@ def resolve(raw, source, overrides, registry):
 def job_hash(job, algo_cls):
     """Hash of everything in the job that determines the result (not caps, logs, paths)."""
     schema = _sections(algo_cls)
-    keep = {s: {k: v for k, v in job[s].items() if schema[s][k].affects_result}
+    keep = {s: {k: v for k, v in job[s].items()
+                if schema[s][k].affects_result
+                and (schema[s][k].hash_omits is None or v != schema[s][k].hash_omits)}
             for s in job}
     # Data paths: the file's name, not its directory, so a moved run directory still resumes.
     for key in ("train", "test"):

@@ -13,10 +13,13 @@ class Field:
 
     type: int | float | str | bool | "list[int]" | "list[float]" | "list[str]".
     affects_result: False for keys that may change between a run and its resume
-    (iteration caps, tolerances, logging, output), so they are left out of the job hash."""
+    (iteration caps, tolerances, logging, output), so they are left out of the job hash.
+    hash_omits: for a key added after runs were written, the value that reproduces what those
+    runs did; at that value the key is left out of the job hash, so their checkpoints and
+    models still match (a later change of the default does not change this value)."""
 
     def __init__(self, type, default=REQUIRED, help="", choices=None, min=None,
-                 affects_result=True, max=None):
+                 affects_result=True, max=None, hash_omits=None):
         self.type = type
         self.default = default
         self.help = help
@@ -24,6 +27,7 @@ class Field:
         self.min = min
         self.affects_result = affects_result
         self.max = max
+        self.hash_omits = hash_omits
 
     def type_name(self):
         return self.type if isinstance(self.type, str) else self.type.__name__
