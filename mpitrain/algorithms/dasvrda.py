@@ -71,7 +71,7 @@ from .._kernels import vr_sparse as V
 from ..schema import Field
 from ..errors import JobError
 from ..data import Shard
-from ..models.linear import LinearShard
+from ..models.linear import LinearShard, layout_bytes
 from ..state import Array, Float, Int, Rng
 from .base import Algorithm
 from ..models.losses import LOSSES
@@ -480,12 +480,14 @@ class _VR(Algorithm):
         margins and weights, and a minibatch's exchanged rows (at most the batch times the
         width). The columns mode (also what auto means for DASVRDA's lazy updates on CSR data)
         adds this rank's column block of all rows and its transpose (about twice the shard's
-        non-zeros, 12 bytes each) and 3 vectors over all rows."""
+        non-zeros, 12 bytes each) and 3 vectors over all rows. Every mode adds the split CSR
+        layout of the full-gradient evaluation (models/linear.layout_bytes)."""
         d, n, rows = int(train.d), int(train.n), int(train.rows)
         s = job["solver"]
         b = int(s["batch"]) or max(1, math.isqrt(n))
         extra = 24 * train.nnz + 24 * n if cls.communication(s, train.sparse) == "columns" else 0
-        return 8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train)))) + extra
+        return (8 * (26 * d + 3 * n + 4 * rows + 3 * b * min(d, max(1, _row_width(train))))
+                + extra + layout_bytes(train, job["model"]["values"]))
 
 
 def _row_width(train):
