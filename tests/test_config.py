@@ -115,3 +115,11 @@ RELEASED_HASHES = {
 def test_released_runs_keep_their_job_hash(algorithm):
     job = resolve({"job": {"algorithm": algorithm}, "data": {"train": "x.h5"}})
     assert job_hash(job) == RELEASED_HASHES[algorithm]
+
+
+def test_float32_values_with_intercept_refused_naming_the_file():
+    raw = {**GOOD, "model": {"intercept": True, "values": "float32"}}
+    with pytest.raises(JobError, match=r"^job.toml: \[model\] values = 'float32' applies to "
+                                       r"models without intercept"):
+        resolve(raw)
+    resolve({**GOOD, "model": {"intercept": True}})  # float64 with intercept is fine

@@ -55,10 +55,15 @@ def capable(what):
 
 
 def check_job(name, job, source):
-    """Refuse (JobError, exit 78) an intercept that `name` cannot fit."""
+    """Refuse (JobError, exit 78) an intercept that `name` cannot fit, or float32 values with
+    an intercept (the multinomial case is refused once the labels are known: objective())."""
     if job["model"].get("intercept") and "intercept" not in CAPABLE.get(name, set()):
         raise JobError(f"{source}: [model] intercept = true is not supported by {name}; "
                        f"algorithms that fit an intercept: {capable('intercept')}")
+    if job["model"].get("intercept") and job["model"].get("values", "float64") != "float64":
+        raise JobError(f"{source}: [model] values = {job['model']['values']!r} applies to "
+                       "models without intercept (the CSR kernels' path); with intercept = "
+                       "true it needs \"float64\"")
 
 
 def multiclass_kind(name, model):
@@ -215,8 +220,7 @@ def objective(ctx, name):
         obj = LinearObjective(ctx.train, m["loss"], m["l2"], values=m["values"])
     elif m["values"] != "float64":  # the same labels and job on every rank: one line
         err = JobError(f"[model] values = {m['values']!r} applies to binary models without "
-                       f"intercept; this {labels.kind} model"
-                       f"{' with intercept' if m.get('intercept') else ''} needs \"float64\"")
+                       f"intercept; this {labels.kind} model needs \"float64\"")
         err.collective = True
         raise err
     else:
