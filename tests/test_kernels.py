@@ -194,3 +194,26 @@ def test_split_layout_bits_identical_across_thread_counts(skewed, values):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("values", ["float64", "float32"])
+def test_layout_bytes_bounds_the_build_peak(values):
+    """layout_bytes bounds the traced peak of building a SplitCSR (kept arrays and
+    temporaries), for a mostly-tail shard with w beyond 1 MiB (the split margins)."""
+    import tracemalloc
+    rng = np.random.default_rng(7)
+    n, d, per_row = 4000, 1 << 18, 25
+    X = sp.csr_matrix((rng.random(n * per_row) + 0.1,
+                       (np.repeat(np.arange(n), per_row), rng.integers(0, d, n * per_row))),
+                      shape=(n, d))
+    X.sum_duplicates()
+    shard = Shard(X, np.ones(n), 0, n, n, d, "wide")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        lay = linear_model.SplitCSR(X, values)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not lay.direct and lay.tcol.size > 0.5 * X.nnz
+    assert peak <= linear_model.layout_bytes(shard, values)

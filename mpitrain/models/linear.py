@@ -55,36 +55,46 @@ class SplitCSR:
         if self.direct:  # the shard's own arrays (no copy when already int64/int32/float64)
             self.rows_csr = (indptr, np.asarray(X.indices, dtype=np.int32),
                              np.asarray(X.data, dtype=np.float64))
+        # Temporaries are freed as soon as they are dead: layout_bytes bounds the peak.
         cols = np.asarray(X.indices, dtype=np.int64)
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
         H = _hot_width(cols.size, d)
         if H == d:
-            hot = np.arange(d, dtype=np.int64)
-        else:
+            self.hot = np.arange(d, dtype=np.int32)
+        else:  # by decreasing count (negated in place), ties to the lower index
             count = np.bincount(cols, minlength=d)
-            hot = np.argsort(-count, kind="stable")[:H]
+            np.negative(count, out=count)
+            self.hot = np.argsort(count, kind="stable")[:H].astype(np.int32)
+            del count
         local = np.full(d, -1, dtype=np.int64)
-        local[hot] = np.arange(hot.size)
+        local[self.hot] = np.arange(H)
         lk = local[cols]
+        del local
         ish = lk >= 0
-        self.hot = hot.astype(np.int32)
         self.hptr = _row_pointer(rows[ish], n)
         self.hidx = lk[ish].astype(np.uint16)
+        del lk
         self.hval = X.data[ish].astype(vt)
         tail = ~ish
-        tidx, trow, tval = cols[tail].astype(np.int32), rows[tail], X.data[tail].astype(vt)
+        del ish
+        tidx = cols[tail].astype(np.int32)
+        del cols
+        trow = rows[tail]
+        del rows
+        tval = X.data[tail].astype(vt)
+        del tail
         if not self.direct:  # the tail's CSR rows serve only the margins
             self.tptr, self.tidx, self.tval = _row_pointer(trow, n), tidx, tval
         by_col = np.argsort(tidx, kind="stable")  # rows stay in order within a column
         self.tcol = tidx[by_col]
-        self.trow = trow[by_col].astype(np.int32)
+        self.trow = trow[by_col]
         self.tcval = tval[by_col]
         self.tcut = _chunks_at_column_starts(self.tcol, TAIL_CHUNKS)
         hnnz = int(self.hidx.size)
         P = _panel_count(hnnz, n)
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
-        self.part = np.empty((P, 2 * hot.size), dtype=np.float64)  # (w, ∂) per hot column
+        self.part = np.empty((P, 2 * H), dtype=np.float64)  # (w, ∂) per hot column
         self.ploss = np.empty(P, dtype=np.float64)
         self.whot = None if H == d or self.direct else np.empty(H, dtype=np.float64)
 
@@ -125,8 +135,9 @@ def layout_bytes(shard, values="float64"):
     """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
     dense rows): kept, 2 + v bytes per hot and 12 + 2v per tail non-zero (the tail is stored
     twice; v = 8 for float64 values, 4 for float32), the row pointers and the row panels'
-    partial gradients (each interleaved with a copy of w's hot slice); while building, about
-    33 bytes per non-zero of int64 temporaries (columns, rows, local ids, masks) and 3 int64
+    partial gradients (each interleaved with a copy of w's hot slice); while building, 33
+    bytes per non-zero of temporaries (at most about 25 alive at once: int64 columns and
+    local ids, int32 rows, masks; the rest leaves room for a sort's buffer) and 3 int64
     vectors of the width (counts, order, local ids). The kept layout is counted as all-tail
     (the worst case)."""
     if not getattr(shard, "sparse", False):
