@@ -749,7 +749,7 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None):
     readme = readme.replace("QUICKREF", "[docs/bench/elasticnet-quick.md]"
                             "(docs/bench/elasticnet-quick.md)")
     doc = doc.replace("QUICKREF", "the default-step table above")
-    readme, doc = wrap(readme), wrap(doc, 100)
+    readme, doc = wrap(readme), wrap(doc, 100) + "\n"
 
     ks = sorted(tuned)
     kept1 = [r for r in rows if r["e"]["eta_scale"]["dasvrda"] == 1.0]
