@@ -71,13 +71,14 @@ def _kernel_rates(X, y, repeats):
             lm.loss_grad_sums(w, buf, m)
             out[f"split_{values}_{t}t"] = X.nnz / _best(
                 lambda: lm.loss_grad_sums(w, buf, m), repeats)
-            rows, wm, _ = lay._margin_rows(w, m)
+            rows, wm, add = lay._margin_rows(w, m)
             parts[f"split_{values}_{t}t"] = {  # the stages of SplitCSR.loss_grad, alone
                 "tail_margins_s": _best(lambda: lay._margin_rows(w, m), repeats),
-                # the fused pass without adding the tail's margins (no drift over the calls)
+                # the fused pass as loss_grad calls it (w read interleaved from the panels;
+                # the hot margins add up over the calls, which only the timing sees)
                 "fused_s": _best(lambda: K.split_fused(
                     lm.code, lm.y, *rows, wm, lay.hptr, lay.hidx, lay.hval, lay.panels,
-                    lay.part, lay.ploss, m, lm._coef, False), repeats),
+                    lay.part, lay.ploss, m, lm._coef, add), repeats),
                 "gather_s": _best(lambda: K.split_gather(
                     lay.hot, lay.part, lay.tcut, lay.tcol, lay.trow, lay.tcval, lm._coef,
                     buf[:-1]), repeats),
