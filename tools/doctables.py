@@ -80,16 +80,6 @@ def load_json(path):
         raise Error(f"{path}: not JSON ({e})") from None
 
 
-def key(d, *names, where="results.json"):
-    """d[names[0]][names[1]]... with an error that names the missing key."""
-    for n in names:
-        try:
-            d = d[n]
-        except (KeyError, IndexError, TypeError):
-            raise Error(f"{where}: no key {'/'.join(map(str, names))}") from None
-    return d
-
-
 def uptime_load(path, first_only=True):
     """The load averages of an `uptime` line: the 1-min figure, or all three as written."""
     text = read(path)
@@ -184,7 +174,7 @@ class Out:
             for name, body in self.parts:
                 print(f"----- {name} ({SECTIONS[name][0]})\n{body}", end="")
             for rel, text, src in self.files:
-                print(f"----- {rel}" + (f" (copy of {src})" if src else f"\n{text}"), end="")
+                print(f"----- {rel}" + (f" (copy of {src})\n" if src else f"\n{text}"), end="")
             return
         # render everything first, so that a missing anchor writes nothing
         new = {}
