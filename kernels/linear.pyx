@@ -104,7 +104,7 @@ def split_fused(int code, const double[::1] y, const long long[::1] mptr,
     cdef Py_ssize_t P = part.shape[0], H = part.shape[1] // 2, p, b, nb, i, i0, i1, j
     cdef const index* mi = &midx[0]
     cdef const real* mv = &mval[0]
-    cdef double a, f, total = 0.0
+    cdef double f, total = 0.0
     for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
         for j in range(H):
             part[p, 2 * j] = wm[j] if hot_rows else 0.0
@@ -137,9 +137,9 @@ def split_scatter(const long long[::1] hptr, const uint16_t[::1] hidx, const rea
     """part[p, 2j+1] = Σ_{i in panel p} coef[i]·(hot row i)[j], each panel one thread's, rows
     in order (the hot block's share of Xᵀcoef, as split_fused leaves it; split_gather adds it
     up)."""
-    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], p, j
+    cdef Py_ssize_t P = part.shape[0], W = part.shape[1], p, j  # W = 2 per hot column
     for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
-        for j in range(H):
+        for j in range(W):
             part[p, j] = 0.0
         scatter_rows(panels[p], panels[p + 1], &hptr[0], &hidx[0], &hval[0], &coef[0],
                      &part[p, 1])
