@@ -217,3 +217,30 @@ def test_layout_bytes_bounds_the_build_peak(values):
         tracemalloc.stop()
     assert not lay.direct and lay.tcol.size > 0.5 * X.nnz
     assert peak <= linear_model.layout_bytes(shard, values)
+
+
+@pytest.mark.parametrize("direct", [0, 1 << 17])
+@pytest.mark.parametrize("values", ["float64", "float32"])
+@pytest.mark.parametrize("n, nnz", [(0, 0), (7, 0), (1, 15)])
+def test_split_layout_empty_and_single_row_shards(monkeypatch, direct, values, n, nnz):
+    """A shard of no row, of rows with no non-zero, or of one row: loss, gradient, margins and
+    Xᵀcoef of the split layout equal NumPy's (no read past the empty arrays)."""
+    monkeypatch.setattr(linear_model, "DIRECT_COLUMNS", direct)
+    d = 50
+    rng = np.random.default_rng(11)
+    X = sp.csr_matrix((n, d))
+    if nnz:
+        X = sp.csr_matrix((rng.random(nnz) + 0.1, (np.zeros(nnz, int), rng.permutation(d)[:nnz])),
+                          shape=(n, d))
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    w = rng.normal(size=d)
+    lm, m, dl, m_only, buf, xtc = _split_eval(Shard(X, y, 0, n, n, d, "small"), w, "logistic",
+                                              values)
+    Xr = X.astype(values).astype(np.float64)
+    l_ref, dl_ref = ref_loss(CODES["logistic"], y, Xr @ w)
+    np.testing.assert_allclose(m, Xr @ w, rtol=1e-13, atol=1e-13)
+    assert np.array_equal(m, m_only)
+    np.testing.assert_allclose(dl, dl_ref, rtol=1e-12, atol=1e-15)
+    assert buf[-1] == pytest.approx(l_ref.sum(), rel=1e-12, abs=1e-300)
+    np.testing.assert_allclose(buf[:-1], Xr.T @ dl_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(xtc, Xr.T @ np.linspace(-1.0, 1.0, n), rtol=1e-12, atol=1e-15)
