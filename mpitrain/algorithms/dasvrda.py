@@ -581,7 +581,6 @@ class DASVRDA(_VR):
             self.z[:] = yt
             self.gbar[:] = 0.0
 
-
     def _restart(self):
         self.xprev[:] = self.xt
         self.zt[:] = self.xt
