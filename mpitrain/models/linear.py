@@ -74,14 +74,14 @@ class SplitCSR:
         self.hptr = _row_pointer(rows[ish], n)
         self.hidx = lk[ish].astype(np.uint16)
         del lk
-        self.hval = X.data[ish].astype(vt)
+        self.hval = X.data[ish].astype(vt, copy=False)  # the mask already copied
         tail = ~ish
         del ish
         tidx = cols[tail].astype(np.int32)
         del cols
         trow = rows[tail]
         del rows
-        tval = X.data[tail].astype(vt)
+        tval = X.data[tail].astype(vt, copy=False)
         del tail
         if not self.direct:  # the tail's CSR rows serve only the margins
             self.tptr, self.tidx, self.tval = _row_pointer(trow, n), tidx, tval
