@@ -129,7 +129,7 @@ def test_float16_codes_are_the_rounded_codes_and_survive_a_resume(world, digits_
         mask = np.zeros(h.shape[0], bool)
         for u, v in pub:
             mask[u - alg.glo:v - alg.glo] = True
-            want = alg._encode(alg.GX, alg.glo, u, v, [1]).astype(np.float16)
+            want = alg._encode(alg.GX, u, v, [1]).astype(np.float16)
             np.testing.assert_array_equal(h[u - alg.glo:v - alg.glo], want.astype(np.float32))
         np.testing.assert_allclose(h[mask], z[mask], atol=1e-3)  # float16 of codes in (0,1)
         if not mask.all():  # the rows regenerated here stay float32

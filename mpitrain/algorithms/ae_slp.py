@@ -238,17 +238,17 @@ class SLP(AEBase):
         self.cuts = np.array(sorted(cuts | set(range(0, self.ctx.train.n, CODE_CHUNK))))
         self.f16 = self.ctx.solver["code_dtype"] == "float16"
 
-    def _encode(self, src, src_lo, a, b, ks):
-        """Codes of global rows [a, b) through the encoders ks, `src` holding rows from
-        global row src_lo on; one GEMM chain per chunk between consecutive self.cuts, so a
-        row's code does not depend on which rank computes it."""
+    def _encode(self, src, a, b, ks):
+        """Codes of global rows [a, b) through the encoders ks, `src` holding this group's
+        rows (from global row self.glo on); one GEMM chain per chunk between consecutive
+        self.cuts, so a row's code does not depend on which rank computes it."""
         ks = list(ks)
         out = np.empty((b - a, self.dims[ks[-1]]), F32)
         i = int(np.searchsorted(self.cuts, a, side="right"))
         pts = [a] + [int(c) for c in self.cuts[i:] if c < b] + [b]
         for u, v in zip(pts, pts[1:]):
             if u < v:
-                out[u - a:v - a] = AE.encode(self.P, src[u - src_lo:v - src_lo], ks,
+                out[u - a:v - a] = AE.encode(self.P, src[u - self.glo:v - self.glo], ks,
                                              self.act, chunk=v - u)
         return out
 
@@ -291,8 +291,8 @@ class SLP(AEBase):
             if j < floor < k:
                 self._regen(floor)
                 j = floor
-            src, lo = (self.GX, self.glo) if j == 1 else (self.H[j], self.glo)
-            H = self._encode(src, lo, self.glo, self.ghi, range(j, k))
+            src = self.GX if j == 1 else self.H[j]
+            H = self._encode(src, self.glo, self.ghi, range(j, k))
             if k == self.a + 1 and self.f16:
                 for _, u, v in self._published(self.glo, self.ghi):
                     H[u - self.glo:v - self.glo] = H[u - self.glo:v - self.glo].astype(
@@ -314,7 +314,7 @@ class SLP(AEBase):
         if self.gi == 0:
             me, lo, e, _ = self.senders[self.gworld.rank]
             with self.ctx.phase("regen"):
-                codes = self._encode(self.GX, self.glo, lo, e, range(1, self.a + 1))
+                codes = self._encode(self.GX, lo, e, range(1, self.a + 1))
                 self._sendbuf = codes.astype(np.float16) if self.f16 else codes
             with self.ctx.phase("exchange"):
                 for q in dest:
@@ -346,8 +346,7 @@ class SLP(AEBase):
         """The rows of h_a nobody published, regenerated from x."""
         H = self.H.get(self.a + 1)
         for _, u, v in self._published(self.glo, self.ghi, rest=True) if H is not None else ():
-            H[u - self.glo:v - self.glo] = self._encode(self.GX, self.glo, u, v,
-                                                        range(1, self.a + 1))
+            H[u - self.glo:v - self.glo] = self._encode(self.GX, u, v, range(1, self.a + 1))
         self.fill = False
 
     def _active(self, r, epochs):
