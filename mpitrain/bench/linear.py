@@ -129,7 +129,8 @@ def _sklearn(X, y, l2, solver, tols, fstar):
     pts = []
     for tol in tols:
         clf = LogisticRegression(C=1.0 / (n * l2), fit_intercept=False, solver=solver,
-                                 tol=tol, max_iter=100000)
+                                 tol=tol, max_iter=100000,
+                                 random_state=0)  # saga/liblinear shuffle: seeded
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
