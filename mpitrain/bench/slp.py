@@ -3,7 +3,7 @@
 Protocol (ALGORITHMS.md §3, issue 14 part 3), for each seed:
   1. sae-greedy at 1 rank (the paper's setting) and at 2 ranks (data-parallel, equal cores
      with SLP), E epochs per layer;
-  2. the target: greedy P=1's final unrolled test error g₁ times (1 + tol); greedy P=2 must
+  2. the target: greedy P=1's final unrolled validation error g₁ times (1 + tol); greedy P=2 must
      agree with g₁ within tol (a learning rate at which the result does not hang on float32
      summation order), the report says whether it does;
   3. slp at 2 ranks with target_error = the target (it stops there, or after E epochs per
