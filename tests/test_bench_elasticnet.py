@@ -176,3 +176,40 @@ def test_ours_runs_two_vs_rest_and_stops_at_the_certified_target(tmp_path):
                                                           rel=1e-12)
     assert (r["curve"][-1]["objective"] - flow) / flow <= 1e-6
     assert E._first(r["curve"], flow, 1e-6, "passes") == r["curve"][-1]["passes"]
+
+
+@pytest.mark.timeout(30)
+def test_seed_spread_reruns_kept_multipliers_per_seed_and_ranks_by_mean(tmp_path, monkeypatch):
+    """--seeds: every method at its kept multiplier, one P = 1 run per seed against the tuned
+    run's f_lower; mean ± sample sd, and a method that misses the gap on any seed has no mean."""
+    calls = []
+    per_seed = {"dasvrda": {1: 10.0, 2: 30.0, 3: 20.0}, "prox-svrg": {1: 18.0, 2: 18.0, 3: None},
+                "katyusha": {1: 19.0, 2: 19.0, 3: 19.0}}
+
+    def ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize="unit_rows",
+             positive=(), target=0.0):
+        calls.append((alg, sets["solver.eta_scale"], sets["job.seed"], P, target))
+        p = per_seed[alg][sets["job.seed"]]
+        obj = FLOW * (1 + (5e-7 if p is not None else 1e-3))
+        return {"curve": [{"time": 0.1, "passes": p or 400.0, "objective": obj}]}
+    monkeypatch.setattr(E, "_ours", ours)
+    monkeypatch.setattr(E, "_positive", lambda path: ())   # no data file is opened
+    tuned = {"quick": True, "stages": 50, "settings": [
+        {"dataset": "rt-polarity", "l1": 0.0, "l2": 1e-6, "f_lower": FLOW,
+         "eta_scale": {"dasvrda": 1.0, "prox-svrg": 1024.0, "katyusha": 64.0}}]}
+    src = tmp_path / "tuned.json"
+    src.write_text(json.dumps(tuned))
+    out = tmp_path / "out"
+    assert E.main(["--seeds", "1,2,3", "--from", str(src), "--rt", "rt.h5",
+                   "--out", str(out)]) == 0
+    assert sorted({(a, s) for a, s, _, _, _ in calls}) == [
+        ("dasvrda", 1.0), ("katyusha", 64.0), ("prox-svrg", 1024.0)]
+    assert {c[2] for c in calls} == {1, 2, 3} and all(c[3] == 1 for c in calls)
+    assert all(c[4] == pytest.approx(FLOW * (1 + 1e-6)) for c in calls)
+    res = json.load(open(out / "results.json"))
+    assert res["settings"][0]["passes"]["prox-svrg"] == [18.0, 18.0, None]
+    assert E.seed_stats([10.0, 30.0, 20.0]) == (20.0, 10.0, 3)
+    assert E.seed_stats([18.0, 18.0, None]) == (None, None, 2)
+    report = open(out / "report.md").read()
+    assert "| rt-polarity | (0, 1e-06) | 20.0 ± 10.0 ×1 | – (2 of 3) ×1024 | 19.0 ± 0.0 ×64 " \
+           "| katyusha |" in report
