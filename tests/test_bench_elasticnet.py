@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from mpitrain.bench import elasticnet as E
 
@@ -213,3 +214,77 @@ def test_seed_spread_reruns_kept_multipliers_per_seed_and_ranks_by_mean(tmp_path
     report = open(out / "report.md").read()
     assert "| rt-polarity | (0, 1e-06) | 20.0 ± 10.0 ×1 | – (2 of 3) ×1024 | 19.0 ± 0.0 ×64 " \
            "| katyusha |" in report
+
+
+def _fake_scaling(monkeypatch, per_stage):
+    """Fakes --scaling's runs: P ranks take per_stage[P] s a stage (columns twice that), 3
+    stages; records (P, communication) of every run (the certifying run has none)."""
+    calls = []
+
+    def ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize="unit_rows",
+             positive=(), target=0.0):
+        comm = sets.get("solver.communication", "").strip('"')
+        calls.append((P, comm, os.path.basename(data)))
+        t = per_stage[P] * (2 if comm == "columns" else 1)
+        return {"wall": 1.0, "curve": [{"time": t * k, "passes": 2.0 * k,
+                                        "objective": FLOW * (1 + 10.0 ** -(3 * k))}
+                                       for k in (1, 2, 3)],
+                "phases": {"t_inner": 0.5, "comm_seconds": 0.25, "comm_calls": 7 * P},
+                "stop": "", "communication": comm}
+    monkeypatch.setattr(E, "_ours", ours)
+    monkeypatch.setattr(E, "_load", lambda path, max_rows, unit_rows=True: (
+        sp.csr_matrix(np.eye(4, 3)), np.ones(4)))
+    monkeypatch.setattr(E, "_final_w", lambda d: None)
+    monkeypatch.setattr(E, "_saga", lambda *a, **k: [
+        {"time": 0.5, "passes": 4.0, "objective": FLOW * (1 + 1e-8)}])
+    monkeypatch.setattr(E, "_certify", lambda X, y, l1, l2, runs, reference=None: {
+        "l1": l1, "l2": l2, "f_lower": FLOW, "certificate_width_rel": 1e-12,
+        "certificates": {}, "runs": runs})
+    return calls
+
+
+@pytest.mark.timeout(30)
+def test_scaling_runs_every_rank_count_and_reports_speed_up_against_smallest_p(tmp_path,
+                                                                               monkeypatch):
+    """--scaling --ranks 1,2,4: both exchanges at each P, only the --sets data set; the
+    report's speed-up is P = 1 sparse's ms/stage over each run's, the intro names the P list."""
+    calls = _fake_scaling(monkeypatch, {1: 0.08, 2: 0.04, 4: 0.01})
+    (tmp_path / "rt.h5").write_text("")
+    out = tmp_path / "out"
+    assert E.main(["--scaling", "--ranks", "1,2,4", "--sets", "rt-polarity", "--repeat", "1",
+                   "--rt", str(tmp_path / "rt.h5"), "--synth", str(tmp_path / "no.h5"),
+                   "--out", str(out)]) == 0
+    runs = [c[:2] for c in calls if c[1]]
+    assert runs == [(1, "sparse"), (1, "columns"), (2, "sparse"), (2, "columns"),
+                    (4, "sparse"), (4, "columns")]
+    assert {c[2] for c in calls} == {"rt.h5"}          # --sets: the synthetic set not run
+    assert not (tmp_path / "no.h5").exists()           # ... nor made
+    text = (out / "report.md").read_text()
+    assert "DASVRDA at P = 1, 2, 4 (sparse" in text and "at P = 1, 2 and 4 ranks" in text
+    # ms/stage 80 at P = 1 sparse: speed-up 1, 0.5 (columns), 2, 8, 4
+    for name, ms, up, calls_ in [("P=1 sparse", "80.0", "1.00", 7),
+                                 ("P=1 columns", "160.0", "0.50", 7),
+                                 ("P=2 sparse", "40.0", "2.00", 14),
+                                 ("P=4 sparse", "10.0", "8.00", 28),
+                                 ("P=4 columns", "20.0", "4.00", 28)]:
+        assert f"| rt-polarity | dasvrda {name} | {ms} | {up} | 0.500 | 0.000 | 0.250 | " \
+               f"{calls_} | 4 |" in text, name
+    assert json.load(open(out / "results.json"))["ranks"] == [1, 2, 4]
+
+
+@pytest.mark.timeout(30)
+def test_scaling_default_ranks_are_one_and_two_and_bad_lists_are_refused(tmp_path,
+                                                                         monkeypatch, capsys):
+    calls = _fake_scaling(monkeypatch, {1: 0.08, 2: 0.04})
+    (tmp_path / "rt.h5").write_text("")
+    out = tmp_path / "out"
+    assert E.main(["--scaling", "--sets", "rt-polarity", "--repeat", "1",
+                   "--rt", str(tmp_path / "rt.h5"), "--out", str(out)]) == 0
+    assert sorted({c[0] for c in calls}) == [1, 2]
+    text = (out / "report.md").read_text()
+    assert "DASVRDA at P = 1, 2 (sparse" in text and "at P = 1 and 2 ranks" in text
+    for bad in ("1,x", "0,2", "2,2"):
+        with pytest.raises(SystemExit) as ex:
+            E.main(["--scaling", "--ranks", bad])
+        assert ex.value.code == 2 and "--ranks" in capsys.readouterr().err
+    assert E.main(["--scaling", "--sets", "mnist-2vr", "--out", str(out)]) == 2

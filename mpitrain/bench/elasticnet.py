@@ -38,8 +38,8 @@ MNIST: --mnist may be the 2-vs-rest file (`mpitrain data prepare mnist-2vr`) or 
 file (labels 0-9), whose digit 2 is then +1 and the rest −1 ([data] positive = [2]) in the
 runs and in the bench's own objective alike.
 
-`--scaling` measures instead how DASVRDA scales with ranks: P = 1 and 2, the sparse exchange
-against the feature-parallel columns mode, on rt-polarity and the synthetic set of
+`--scaling` measures instead how DASVRDA scales with ranks: at each P of --ranks (default 1, 2),
+the sparse exchange against the feature-parallel columns mode, on rt-polarity and the synthetic set of
 jobs/dasvrda-synth.toml, with SAGA at the same settings (_scaling). There the certifying point is
 a separate P = 1 run with 4× the stages, Newton-polished (the L-BFGS-B reference takes many
 minutes at these sizes); the bound is as rigorous, only possibly wider (the report states it).
@@ -59,7 +59,6 @@ METHODS = [("dasvrda", {}), ("prox-svrg", {"solver.eta_scale": 4.0}),
            ("katyusha", {})]
 GAPS = (1e-4, 1e-6)
 SYNTH_ARGS = ["--n", "60000", "--d", "262144", "--nnz", "50"]   # as jobs/dasvrda-synth.toml
-SCALING_MODES = [(1, "sparse"), (1, "columns"), (2, "sparse"), (2, "columns")]
 EXTEND = 3     # --eta-scales: how many times the grid may grow past its best end (×4 each)
 MNIST_POSITIVE = 2.0   # the digit that is +1 when --mnist has the 10 class labels
 
@@ -325,9 +324,10 @@ def main(argv):
     ap.add_argument("--mnist", default="data/mnist-2vr.h5",
                     help="MNIST 2-vs-rest, or the 10-class file (digit 2 is then +1)")
     ap.add_argument("--rt", default="data/rt-polarity.h5")
-    ap.add_argument("--sets", default="mnist-2vr,rt-polarity",
-                    help="comma-separated data sets to run (mnist-2vr, rt-polarity); a run "
-                    "split by set is merged with --report-from A.json,B.json")
+    ap.add_argument("--sets", default="",
+                    help="comma-separated data sets to run (mnist-2vr, rt-polarity; default "
+                    "both); a run split by set is merged with --report-from A.json,B.json. "
+                    "With --scaling: rt-polarity, synthetic (default both)")
     ap.add_argument("--stages", type=int, default=0,
                     help="stage budget of every run (default 25 with --quick, else 60)")
     ap.add_argument("--stop-at", type=float, default=1e-6,
@@ -343,9 +343,12 @@ def main(argv):
                     help="only re-render report.md (into --out) from saved results.json "
                     "files (comma-separated: their settings are merged in order)")
     ap.add_argument("--scaling", action="store_true",
-                    help="instead: DASVRDA at P = 1 and 2, sparse exchange vs columns "
+                    help="instead: DASVRDA at each P of --ranks, sparse exchange vs columns "
                     "(feature-parallel), on rt-polarity and the synthetic set (--synth), "
                     "with SAGA; time per stage, its breakdown, time to a certified 1e-6")
+    ap.add_argument("--ranks", default="1,2", type=_ranks,
+                    help="--scaling: comma-separated rank counts P (default 1,2), one "
+                    "thread per rank; the speed-up is against the smallest P's sparse run")
     ap.add_argument("--synth", default="data/synth.h5",
                     help="--scaling's larger sparse set; made with `mpitrain data synth "
                     f"{' '.join(SYNTH_ARGS)}` when missing")
@@ -372,7 +375,7 @@ def main(argv):
     scales = [float(v) for v in args.eta_scales.split(",") if v.strip()]
     stages = args.stages or (25 if args.quick else 60)
     gap = args.stop_at or GAPS[-1]
-    names = [v for v in args.sets.split(",") if v]
+    names = [v for v in (args.sets or "mnist-2vr,rt-polarity").split(",") if v]
     for v in names:
         if v not in ("mnist-2vr", "rt-polarity"):
             ap.error(f"--sets: unknown data set {v!r} (mnist-2vr, rt-polarity)")
@@ -517,27 +520,60 @@ def _merge(parts):
     return out
 
 
+def _ranks(text):
+    """--ranks: distinct positive rank counts, in the order given ("1,2,4")."""
+    try:
+        ranks = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
+    if not ranks or min(ranks) < 1 or len(set(ranks)) != len(ranks):
+        raise argparse.ArgumentTypeError(f"rank counts must be distinct and ≥ 1: {text!r}")
+    return ranks
+
+
+SCALING_SETS = ("rt-polarity", "synthetic")
+
+
+def _scaling_modes(ranks):
+    """--scaling's runs: at each P, the sparse exchange and the columns mode."""
+    return [(P, comm) for P in ranks for comm in ("sparse", "columns")]
+
+
+def _plist(ranks):
+    """'1 and 2', '1, 2, 4 and 8'."""
+    ps = [str(P) for P in ranks]
+    return ps[0] if len(ps) == 1 else ", ".join(ps[:-1]) + " and " + ps[-1]
+
+
 def _scaling(args):
     """The --scaling mode (see its --help); report.md and results.json in --out."""
     import subprocess
     import sys
     stages = args.stages or 30
+    names = [v for v in (args.sets or ",".join(SCALING_SETS)).split(",") if v]
+    for v in names:
+        if v not in SCALING_SETS:
+            print(f"bench: --sets: unknown data set {v!r} for --scaling "
+                  f"({', '.join(SCALING_SETS)})", file=sys.stderr)
+            return 2
     os.makedirs(args.out, exist_ok=True)
-    if not os.path.exists(args.synth):
+    if "synthetic" in names and not os.path.exists(args.synth):
         print(f"bench: making {args.synth}", flush=True)
         subprocess.run([sys.executable, "-m", "mpitrain", "data", "synth"] + SYNTH_ARGS
                        + [args.synth], check=True, stdout=subprocess.DEVNULL)
-    results = {"scaling": [], "stages": stages, "repeat": args.repeat,
+    results = {"scaling": [], "stages": stages, "repeat": args.repeat, "ranks": args.ranks,
                "load": os.getloadavg()}
     for dname, path, norm, l1, l2, sampling in [
             ("rt-polarity", args.rt, "unit_rows", 1e-4, 1e-6, "uniform"),
             ("synthetic", args.synth, "none", 1e-5, 1e-5, "importance")]:
+        if dname not in names:
+            continue
         if not os.path.exists(path):
             print(f"bench: {path} missing (mpitrain data prepare ...); skipped")
             continue
         print(f"bench: scaling on {dname}", flush=True)
         runs = {}
-        for P, comm in SCALING_MODES:
+        for P, comm in _scaling_modes(args.ranks):
             best = None
             for rep in range(args.repeat):
                 d = os.path.join(args.out, "runs", f"{dname}-P{P}-{comm}-{rep}")
@@ -572,17 +608,20 @@ def _scaling(args):
 def _render_scaling(results, out):
     """report.md and results.json of --scaling; returns the report's path."""
     rows, certs = [], []
+    ranks = results.get("ranks", [1, 2])    # results of before --ranks: P = 1, 2
     for e in results["scaling"]:
-        flow, base = e["f_lower"], None
+        flow = e["f_lower"]
+        r0 = e["runs"].get(f"dasvrda P={min(ranks)} sparse")
+        base = r0["curve"][-1]["time"] / len(r0["curve"]) if r0 and r0["curve"] else None
         for name, r in e["runs"].items():
             c, ph = r["curve"], r.get("phases", {})
             p6, t6 = _first(c, flow, 1e-6, "passes"), _first(c, flow, 1e-6, "time")
             final = (c[-1]["objective"] - flow) / abs(flow) if c else None
             if "phases" in r:
                 per = c[-1]["time"] / len(c)
-                base = base or per
                 inner_comm = ph.get("t_allreduce", 0.0) + ph.get("t_allgatherv", 0.0)
-                row = [f"{per * 1e3:.1f}", f"{base / per:.2f}", f"{ph.get('t_inner', 0):.3f}",
+                row = [f"{per * 1e3:.1f}", f"{base / per:.2f}" if base else "-",
+                       f"{ph.get('t_inner', 0):.3f}",
                        f"{inner_comm:.3f}", f"{ph.get('comm_seconds', 0):.3f}",
                        ph.get("comm_calls", 0)]
             else:   # SAGA: fresh fits with 1, 2, 4, ... epochs, no stages
@@ -595,7 +634,8 @@ def _render_scaling(results, out):
                       f"({e['l1']:g}, {e['l2']:g})", e["sampling"], f"{flow:.15g}",
                       _gap(e["certificate_width_rel"])])
     sections = [
-        "DASVRDA (default step, lazy updates) at P = 1 and 2 ranks, one thread per rank: the "
+        f"DASVRDA (default step, lazy updates) at P = {_plist(ranks)} ranks, one thread per "
+        "rank: the "
         "sparse exchange (the mini-batch's (column, value) pairs by one Allgatherv per inner "
         "step; at P = 1 no collective) against the feature-parallel `columns` mode (each rank "
         "updates only its block of columns; one Allreduce of the b margins per inner step). "
@@ -611,9 +651,12 @@ def _render_scaling(results, out):
         f"{' '.join(SYNTH_ARGS)}` (Zipf columns, rows of different norms, importance "
         "sampling for DASVRDA). "
         f"Load average (1, 5, 15 min) at start: {_loadavg(results['load'])}, at the end: "
-        f"{_loadavg(results['load_after'])}; the 2-core machine was shared with other work.",
+        f"{_loadavg(results['load_after'])}; the "
+        f"{results.get('machine', common.machine())['cpus']}-core machine was shared with "
+        "other work.",
         "## Time per stage and to a certified 1e-6\n\n"
-        "ms/stage: wall time / stages; speed-up: P = 1 sparse's ms/stage over this one's; "
+        f"ms/stage: wall time / stages; speed-up: P = {min(ranks)} sparse's ms/stage over "
+        "this one's; "
         "t_inner: seconds in inner steps (rank 0, all stages), of which inner comm: in the "
         "inner step's collective (waiting for the other rank included); comm: all "
         "collectives' seconds and count. Generated from results.json.\n\n"
@@ -621,8 +664,9 @@ def _render_scaling(results, out):
                         "comm s", "collectives", "passes→1e-6", "s→1e-6", "final gap"], rows),
         "## Certificates\n\n" + common.table(["data", "n×d", "nnz", "(l1, l2)", "sampling",
                                               "f_lower", "width"], certs)]
-    return common.write_report(out, "elasticnet --scaling: DASVRDA at P = 1, 2 (sparse "
-                               "exchange vs columns) and SAGA", sections, results)
+    return common.write_report(out, "elasticnet --scaling: DASVRDA at P = "
+                               f"{', '.join(map(str, ranks))} (sparse exchange vs columns) "
+                               "and SAGA", sections, results)
 
 
 def _gap(g):
