@@ -1,9 +1,9 @@
 """Kernel throughput (loss+gradient vs scipy CSR matvec) and LIBSVM parse rate vs scikit-learn.
 
-    mpitrain bench kernels [--quick] [--out DIR]
+    mpitrain bench kernels [--quick] [--threads 1,2,4,...] [--out DIR]
 
 1. The loss/gradient evaluation of a linear model on a CSR shard (margins X·w, loss and dℓ,
-   Xᵀ·coef) at 1 and 2 OpenMP threads, in non-zeros/s:
+   Xᵀ·coef) at 1 and 2 OpenMP threads (and any more of --threads), in non-zeros/s:
    LinearShard's split layout with float64 and with float32 values, and the previous layout
    (CSR rows + a CSR copy of Xᵀ), next to scipy's single-threaded CSR matvec X·w (one pass)
    and scipy's gradient (X·w then Xᵀ·coef) on the same matrix.
@@ -42,6 +42,21 @@ def _matrix(n, d, nnz, seed=0):
     return X, y
 
 
+STAGE_THREADS = (1, 2)   # the thread counts of the stage breakdown (and always measured)
+
+
+def _threads(text):
+    """--threads: OpenMP thread counts; 1 and 2 are always measured (the ratio line and the
+    stage breakdown are at 1 and 2 threads)."""
+    try:
+        ts = {int(v) for v in text.split(",") if v.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
+    if not ts or min(ts) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be ≥ 1: {text!r}")
+    return sorted(ts | set(STAGE_THREADS))
+
+
 def _best(fn, repeats):
     """The fastest of `repeats` calls (after one warm-up): on a shared machine the least
     disturbed run, the same rule for ours and scipy's."""
@@ -49,7 +64,7 @@ def _best(fn, repeats):
     return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
-def _kernel_rates(X, y, repeats):
+def _kernel_rates(X, y, repeats, threads=(1, 2)):
     from .._kernels import linear as K
     from .._kernels import omp
     from ..data import Shard
@@ -66,11 +81,13 @@ def _kernel_rates(X, y, repeats):
         build[values] = time.perf_counter() - t0
         layout = {"hot_columns": int(lay.hot.size), "hot_nnz": int(lay.hidx.size),
                   "row_panels": int(lay.part.shape[0])}
-        for t in (1, 2):
+        for t in threads:
             omp.set_num_threads(t)
             lm.loss_grad_sums(w, buf, m)
             out[f"split_{values}_{t}t"] = X.nnz / _best(
                 lambda: lm.loss_grad_sums(w, buf, m), repeats)
+            if t not in STAGE_THREADS:
+                continue
             rows, wm, add = lay._margin_rows(w, m)
             parts[f"split_{values}_{t}t"] = {  # the stages of SplitCSR.loss_grad, alone
                 "tail_margins_s": _best(lambda: lay._margin_rows(w, m), repeats),
@@ -85,7 +102,7 @@ def _kernel_rates(X, y, repeats):
                 "margins_s": _best(lambda: lay.margins(w, m), repeats)}
     XT = shard.XT  # the previous layout: CSR rows, then Xᵀ as a CSR copy
     coef = np.empty(X.shape[0])
-    for t in (1, 2):
+    for t in threads:
         omp.set_num_threads(t)
         out[f"csr_xt_{t}t"] = X.nnz / _best(lambda: (
             K.csr_margins(X.indptr, X.indices, X.data, w, m),
@@ -144,6 +161,10 @@ def main(argv):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller matrix, fewer repeats")
     ap.add_argument("--out", default="bench-out/kernels")
+    ap.add_argument("--threads", type=_threads, default="1,2",
+                    help="comma-separated OpenMP thread counts of the kernel rows (default "
+                    "1,2; 1 and 2 are always measured: the stage breakdown is at 1 and 2 "
+                    "threads, the headline ratio at 2)")
     ap.add_argument("--parse-worker", help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=None)
     a = ap.parse_args(argv)
@@ -154,14 +175,17 @@ def main(argv):
     repeats = a.repeats or (3 if a.quick else 5)
     X, y = _matrix(n, d, nnz)
     load0 = os.getloadavg()[0]
-    k, parts, build, layout = _kernel_rates(X, y, 3 * repeats)
+    k, parts, build, layout = _kernel_rates(X, y, 3 * repeats, a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.svm")
         _write_libsvm(X, y, path)
         p, size = _parse_rates(path, repeats)
     load = os.getloadavg()[0]
     sm = k["scipy_matvec_1t"]
-    res = {"matrix": {"n": n, "d": d, "nnz": int(X.nnz)}, "kernels_nnz_per_s": k,
+    more = [t for t in a.threads if t not in STAGE_THREADS]
+    tmax = max(a.threads)
+    res = {"matrix": {"n": n, "d": d, "nnz": int(X.nnz)}, "threads": a.threads,
+           "kernels_nnz_per_s": k,
            "kernel_parts_s": parts, "layout_build_s": build, "layout": layout,
            "parse_MB_per_s": p, "libsvm_bytes": size, "loadavg_1min": [load0, load],
            "ratios": {"grad_2t_vs_scipy_matvec_1t": k["split_float64_2t"] / sm,
@@ -173,15 +197,20 @@ def main(argv):
                       "grad_1t_vs_scipy_grad_1t": k["split_float64_1t"] / k["scipy_grad_1t"],
                       "parse_2r_vs_sklearn": p["ours_parse_2r"] / p["sklearn_parse"]}}
     r = res["ratios"]
+    for t in more:
+        r.update({f"grad_{t}t_vs_scipy_matvec_1t": k[f"split_float64_{t}t"] / sm,
+                  f"grad_f32_{t}t_vs_scipy_matvec_1t": k[f"split_float32_{t}t"] / sm,
+                  f"csr_xt_{t}t_vs_scipy_matvec_1t": k[f"csr_xt_{t}t"] / sm})
     rows = []
-    for t in (1, 2):
+    for t in a.threads:
         for v in ("float64", "float32"):
-            q = parts[f"split_{v}_{t}t"]
+            q = parts.get(f"split_{v}_{t}t")
             rows.append([f"ours, split layout, {v} values", t, k[f"split_{v}_{t}t"] / 1e6,
-                         1e3 * X.nnz / k[f"split_{v}_{t}t"], 1e3 * q["tail_margins_s"],
-                         1e3 * q["fused_s"], 1e3 * q["gather_s"], 1e3 * q["margins_s"]])
+                         1e3 * X.nnz / k[f"split_{v}_{t}t"]]
+                        + ([1e3 * q["tail_margins_s"], 1e3 * q["fused_s"],
+                            1e3 * q["gather_s"], 1e3 * q["margins_s"]] if q else [""] * 4))
     rows += [["previous: CSR rows + Xᵀ CSR copy, float64", t, k[f"csr_xt_{t}t"] / 1e6,
-              1e3 * X.nnz / k[f"csr_xt_{t}t"], "", "", "", ""] for t in (1, 2)]
+              1e3 * X.nnz / k[f"csr_xt_{t}t"], "", "", "", ""] for t in a.threads]
     rows += [["scipy CSR matvec X·w (1 pass)", 1, sm / 1e6, 1e3 * X.nnz / sm, "", "", "", ""],
              ["scipy gradient X·w, Xᵀ·coef (2 passes)", 1, k["scipy_grad_1t"] / 1e6,
               1e3 * X.nnz / k["scipy_grad_1t"], "", "", "", ""]]
@@ -215,10 +244,17 @@ def main(argv):
         f"{r['grad_f32_1t_vs_scipy_matvec_1t']:.2f} (float32), previous layout "
         f"{r['csr_xt_1t_vs_scipy_matvec_1t']:.2f}; ours / scipy gradient "
         f"{r['grad_1t_vs_scipy_grad_1t']:.2f}."
-        + (f" The load average ({max(load0, load):.1f}, this run included) left less than 2 of the "
-           f"{os.cpu_count()} cores free: a 2-thread call can share a core with other work (the "
-           "best of the calls lessens this, it cannot rule it out)."
-           if max(load0, load) > os.cpu_count() - 1 else ""),
+        + (f" {tmax} threads are more than the {os.cpu_count()} cores: the calls at more "
+           "threads than cores share cores." if tmax > os.cpu_count() else
+           f" The load average ({max(load0, load):.1f}, this run included) left less than "
+           f"{tmax} of the {os.cpu_count()} cores free: a {tmax}-thread call can share a core "
+           "with other work (the best of the calls lessens this, it cannot rule it out)."
+           if max(load0, load) > os.cpu_count() - (tmax - 1) else ""),
+        *[f"Ratio ours ({t} threads) / scipy matvec (1 thread): "
+          f"**{r[f'grad_{t}t_vs_scipy_matvec_1t']:.2f}** with float64 values, "
+          f"**{r[f'grad_f32_{t}t_vs_scipy_matvec_1t']:.2f}** with float32 (previous layout "
+          f"{r[f'csr_xt_{t}t_vs_scipy_matvec_1t']:.2f}); stage columns not timed."
+          for t in more],
         "## LIBSVM parsing (MB/s of text)",
         table(["parser", "MB/s"], [["ours, 1 rank", p["ours_parse_1r"]],
                                    ["ours, 2 ranks", p["ours_parse_2r"]],
