@@ -346,3 +346,43 @@ def test_predict_internal_error_on_one_rank_ends_the_job(tmp_path, lin_run):
     assert "RuntimeError: a bug on rank 1" in err, err
     assert "mpitrain: internal error on rank 1; aborting all ranks" in err
     assert not out.exists()
+
+
+# -- evaluate_linear: the test rows as stored, no layout ------------------------------------
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("values", ["float64", "float32"])
+def test_evaluate_linear_equals_numpy_without_a_layout(tmp_path, rt_h5, values):
+    """`mpitrain eval` of a linear model on rt-polarity's test rows (CSR): mean loss,
+    objective and accuracy equal NumPy's on the stored rows (loss to 1e-12; accuracy
+    exactly: no margin near 0) whatever [model] values is, and the test set gets no
+    SplitCSR: the pass's traced peak stays within its documented copies (32 bytes per row,
+    4 per value), far below the layout it used to build (layout_bytes)."""
+    import tracemalloc
+    from mpitrain import driver
+    from mpitrain.algorithms.base import Context
+    from mpitrain.algorithms.linear_family import LinearAlgorithm, evaluate_linear
+    from mpitrain.comm import World
+    from mpitrain.models.linear import layout_bytes
+    l2 = 1e-3
+    job = driver.load_job(World(), write_job(str(tmp_path / "j.toml"), {
+        "job": {"algorithm": "lbfgs"}, "data": {"train": rt_h5, "test": rt_h5},
+        "model": {"l2": l2, "values": values}}))
+    train, test = driver.load_data(World(), job, LinearAlgorithm)
+    X, y = test.X, test.y
+    w = np.random.default_rng(0).normal(size=X.shape[1])
+    tracemalloc.start()
+    try:
+        got = evaluate_linear(Context(World(), job, train, test), w)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    m = X @ w
+    assert np.abs(m).min() > 1e-9
+    loss = float(np.mean(np.logaddexp(0.0, -y * m)))
+    assert got["rows"] == test.rows == X.shape[0] > 1000 and got["data"] == "test"
+    assert got["mean_loss"] == pytest.approx(loss, rel=1e-12)
+    assert got["objective"] == pytest.approx(loss + 0.5 * l2 * (w @ w), rel=1e-12)
+    assert got["accuracy"] == np.mean(np.where(m >= 0, 1.0, -1.0) == y)
+    assert "_split_csr" not in vars(test)
+    bound = 32 * (test.rows + 1) + 4 * test.nnz + (16 << 10)
+    assert peak <= bound < layout_bytes(test, values) / 4, (peak, bound)

@@ -160,10 +160,17 @@ def duality_gap(buf, conj, s, w, n, l1, l2):
 
 
 def evaluate_linear(ctx, w):
-    """Objective and accuracy of a linear model on the test data (or train if none)."""
+    """Objective and accuracy of a linear model on the test data (or train if none).
+
+    The margins are those of `mpitrain predict` (models/glm.scores: the kernels' per-row
+    sums over the rows as stored), so eval's accuracy is that of predict's labels. No
+    SplitCSR layout is built for the test set: beyond the loaded data the pass needs four
+    vectors of the rows (margins, copied row pointers: 32 bytes per row) and a copy of the
+    column indices (4 bytes per stored value). [model] values does not apply here: it is how training
+    keeps the training set's values."""
     shard = ctx.test if ctx.test is not None else ctx.train
-    lm = LinearShard(shard, ctx.model["loss"], ctx.model["values"])
-    m = lm.margins(w)
+    lm = LinearShard(shard, ctx.model["loss"])  # the labels and the loss; not its layout
+    m = glm.scores(shard.X, w[:, None], None)[:, 0]
     correct, rows = lm.accuracy_counts(w, m)
     loss, correct = ctx.world.allreduce_scalars(lm.loss_sum(m), float(correct))
     l1 = ctx.model.get("l1", 0.0)
