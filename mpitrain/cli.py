@@ -116,7 +116,11 @@ def _parser():
                     help="input format (default: from the file name)")
     pd.add_argument("--no-labels", action="store_true", help="no row holds a label: every "
                     "CSV column and every LIBSVM token is a feature (a CSV with a label "
-                    "column, e.g. a dummy one, needs no flag: column 0 is the label)")
+                    "column, e.g. a dummy one, needs no flag: column 0 is the label, or "
+                    "the --label-column one)")
+    pd.add_argument("--label-column", metavar="K", help="CSV only: the label (read and "
+                    "ignored) is column K, 0-based; negative counts from the end (-1 = the "
+                    "last). Default 0")
 
     ex = sub.add_parser("export", help="write a run's model as .npz or a scikit-learn "
                         "estimator", description="Export the model of RUN_DIR: `npz` (every "
@@ -312,7 +316,8 @@ def _predict(args):
     world = World()
     try:
         n = predict(world, args.run, args.data, args.out, reconstruct=args.reconstruct,
-                    group=args.group, fmt=args.format, no_labels=args.no_labels)
+                    group=args.group, fmt=args.format, no_labels=args.no_labels,
+                    label_column=args.label_column)
     except UserError as err:
         return _collective_user_error(err, world)
     except BaseException:   # one rank's failure must end the job, not leave it in a collective

@@ -309,6 +309,50 @@ def test_predict_csv_without_labels(tmp_path, lin_run):
     assert not os.path.exists(tmp_path / "b.h5")
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_predict_csv_label_column(tmp_path, lin_run):
+    """--label-column K: a CSV whose (string) label is the last column, with a header line,
+    gives the predictions of the same rows with the label first (scores bit for bit, hence
+    the same labels and accuracy), as -1 and as its index, at P = 1 and 2 (without the
+    option, column 0 is the label and 'dog' a malformed feature). Refused with one line
+    naming the file and the column: out of range (exit 65), not a number (64); with
+    --no-labels and for LIBSVM (64, naming the option)."""
+    run, X = lin_run
+    tmp = str(tmp_path)
+    rows = [",".join(repr(v) for v in r) for r in X.tolist()]
+    first = tmp_path / "first.csv"
+    first.write_text("\n".join("5," + r for r in rows) + "\n")
+    want = _predicted(tmp, run, str(first))
+    assert len(set(want["label"])) == 2
+    last = tmp_path / "last.csv"
+    last.write_text(",".join(f"f{j}" for j in range(X.shape[1])) + ",kind\n"
+                    + "\n".join(r + (",cat" if i % 2 else ",dog") for i, r in enumerate(rows))
+                    + "\n")
+    for flags, nranks in ((["--label-column", "-1"], 1), (["--label-column", "64"], 1),
+                          (["--label-column=-1"], 2)):
+        _same(_predicted(tmp, run, str(last), *flags, nranks=nranks), want)
+    out = str(tmp_path / "b.h5")
+    res = cli(["predict", run, str(last), "--out", out])   # column 0 as the label: 'dog' is
+    assert res.returncode == 65 and "feature 'dog' is not a number" in res.stderr  # a feature
+    for k in ("65", "-66"):
+        res = cli(["predict", run, str(last), "--out", out, "--label-column", k])
+        assert res.returncode == 65 and res.stderr.count("\n") == 1, res.stderr
+        assert f"{last}: --label-column {k}: the rows have 65 columns" in res.stderr
+    res = cli(["predict", run, str(last), "--out", out, "--label-column", "last"])
+    assert res.returncode == 64 and res.stderr.count("\n") == 1, res.stderr
+    assert f"{last}: --label-column last: not a column number" in res.stderr
+    res = cli(["predict", run, str(last), "--out", out, "--label-column", "0", "--no-labels"])
+    assert res.returncode == 64 and "contradict" in res.stderr, res.stderr
+    svm = tmp_path / "rows.svm"
+    svm.write_text("\n".join(" ".join(f"{j + 1}:{v!r}" for j, v in enumerate(r) if v)
+                             for r in X[:4].tolist()) + "\n")
+    res = cli(["predict", run, str(svm), "--out", out, "--label-column", "0"], nranks=2)
+    assert res.returncode == 64 and res.stderr.count("\n") == 1, res.stderr
+    assert f"{svm}: --label-column 0 applies to CSV rows only, not to libsvm" in res.stderr
+    assert not os.path.exists(out)
+
+
 _RANK1_FAILS = """
 import sys
 import mpitrain.predict as P
