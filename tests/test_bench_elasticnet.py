@@ -195,7 +195,7 @@ def test_seed_spread_reruns_kept_multipliers_per_seed_and_ranks_by_mean(tmp_path
         return {"curve": [{"time": 0.1, "passes": p or 400.0, "objective": obj}]}
     monkeypatch.setattr(E, "_ours", ours)
     monkeypatch.setattr(E, "_positive", lambda path: ())   # no data file is opened
-    tuned = {"quick": True, "stages": 50, "settings": [
+    tuned = {"quick": True, "stages": 50, "tune_seeds": [9], "settings": [
         {"dataset": "rt-polarity", "l1": 0.0, "l2": 1e-6, "f_lower": FLOW,
          "eta_scale": {"dasvrda": 1.0, "prox-svrg": 1024.0, "katyusha": 64.0}}]}
     src = tmp_path / "tuned.json"
@@ -288,3 +288,73 @@ def test_scaling_default_ranks_are_one_and_two_and_bad_lists_are_refused(tmp_pat
             E.main(["--scaling", "--ranks", bad])
         assert ex.value.code == 2 and "--ranks" in capsys.readouterr().err
     assert E.main(["--scaling", "--sets", "mnist-2vr", "--out", str(out)]) == 2
+
+
+@pytest.mark.timeout(30)
+def test_tuning_picks_by_mean_over_tuning_seeds_and_evaluates_only_held_out(tmp_path,
+                                                                            monkeypatch):
+    """--tune-seeds 1,2,3: each multiplier's rank is its MEAN passes over those seeds, a miss on
+    any of them loses, and --seeds then refuses them. Built so that every other selection keeps
+    another multiplier: seed 1 alone keeps ×4, seeds 1..5 or the evaluation seeds 4,5 keep ×4,
+    ignoring the miss keeps ×16; only the mean over 1,2,3 with misses losing keeps ×1."""
+    passes = {1.0: {1: 30.0, 2: 30.0, 3: 30.0, 4: 90.0, 5: 90.0},
+              4.0: {1: 10.0, 2: 50.0, 3: 50.0, 4: 5.0, 5: 5.0},
+              16.0: {1: 12.0, 2: None, 3: 12.0, 4: 12.0, 5: 12.0}}
+    calls = []
+
+    def ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize="unit_rows",
+             positive=(), target=0.0):
+        s, seed = float(sets["solver.eta_scale"]), sets.get("job.seed", 1)
+        calls.append((alg, s, seed, P))
+        p = passes.get(s, {}).get(seed) if s in passes else None
+        obj = FLOW * (1 + (5e-7 if p is not None else 1e-3 * s))
+        return {"wall": 1.0, "curve": [{"time": 0.1, "passes": p or 400.0, "objective": obj}],
+                "phases": {}, "stop": "", "communication": ""}
+    monkeypatch.setattr(E, "_ours", ours)
+    monkeypatch.setattr(E, "EXTEND", 0)
+    sc, run, tried = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {},
+                             [1, 4, 16], FLOW, 1e-6, seeds=[1, 2, 3])
+    assert sc == 1.0 and run["curve"][-1]["passes"] == 30.0
+    assert tried[4.0][0] == pytest.approx(110.0 / 3) and tried[4.0][2] == [10.0, 50.0, 50.0]
+    assert tried[16.0][0] is None and tried[16.0][2] == [12.0, None]   # seed 3 not run
+    assert {c[2] for c in calls} == {1, 2, 3} and all(c[3] == 1 for c in calls)
+    assert (16.0, 3) not in {(c[1], c[2]) for c in calls}
+    # a single tuning seed keeps ×4 (10 passes on seed 1): the rule the old tuning had
+    assert E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4, 16],
+                   FLOW, 1e-6)[0] == 4.0
+    # the whole pipeline: the kept multiplier and the tuning seeds are recorded ...
+    for name, fake in [("_positive", lambda path: ()), ("_load", lambda *a, **k: (None, None)),
+                       ("_reference", lambda *a: None), ("_plot", lambda *a: None),
+                       ("_certificate", lambda *a: (FLOW, 0.0)), ("_saga", lambda *a, **k: []),
+                       ("_certify", lambda X, y, l1, l2, runs, ref: {
+                           "l1": l1, "l2": l2, "f_lower": FLOW, "certificate_width_rel": 0.0,
+                           "certificates": {ref[0]: {"f": FLOW, "bound": 0.0}},
+                           "runs": runs})]:
+        monkeypatch.setattr(E, name, fake)
+    monkeypatch.setattr(E, "SETTINGS", [(0.0, 1e-6)])
+    data = tmp_path / "rt.h5"
+    data.write_text("")
+    tuned = tmp_path / "tuned"
+    calls.clear()
+    assert E.main(["--sets", "rt-polarity", "--rt", str(data), "--eta-scales", "1,4,16",
+                   "--tune-seeds", "1,2,3", "--out", str(tuned)]) == 0
+    res = json.load(open(tuned / "results.json"))
+    assert res["tune_seeds"] == [1, 2, 3] and res["settings"][0]["eta_scale"] == {
+        "dasvrda": 1.0, "prox-svrg": 1.0, "katyusha": 1.0}
+    assert {c[2] for c in calls} == {1, 2, 3}
+    assert "×4: 36.7 passes (10, 50, 50); ×16: – (1.6e-02, seed 2)" in open(
+        tuned / "report.md").read()
+    # ... and the evaluation refuses a tuning seed, then runs only the held-out ones
+    for overlap in ("3,4", "1"):
+        with pytest.raises(SystemExit) as ex:
+            E.main(["--seeds", overlap, "--from", str(tuned / "results.json"),
+                    "--rt", str(data), "--out", str(tmp_path / "bad")])
+        assert ex.value.code == 2
+    calls.clear()
+    assert E.main(["--seeds", "4,5", "--from", str(tuned / "results.json"), "--rt", str(data),
+                   "--out", str(tmp_path / "held")]) == 0
+    assert {(c[1], c[2]) for c in calls} == {(1.0, 4), (1.0, 5)}
+    held = json.load(open(tmp_path / "held" / "results.json"))
+    assert held["settings"][0]["passes"]["dasvrda"] == [90.0, 90.0]
+    assert "tuned on job seeds 1, 2, 3, none of the seeds here" in open(
+        tmp_path / "held" / "report.md").read()

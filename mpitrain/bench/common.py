@@ -68,6 +68,19 @@ def job_file(out, name, sections):
     return path
 
 
+def counts(text):
+    """An argparse type: distinct positive integers, comma-separated ("1,2,4"), in the order
+    given (rank or thread counts)."""
+    import argparse
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
+    if not out or min(out) < 1 or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"counts must be distinct and ≥ 1: {text!r}")
+    return out
+
+
 def median_time(fn, repeats=3):
     times = []
     for _ in range(repeats):

@@ -16,23 +16,26 @@ with max_iter = 1, 2, 4, ... epochs, each objective evaluated by us.
 
 Steps: by default each method uses its own step rule (DASVRDA its practical 4/L, Katyusha
 the theoretical step, ProxSVRG 1/L: its default 1/(4L) times 4). With `--eta-scales
-1,4,16,64,256` every method is tuned by the same rule instead (_tune): one P = 1 run per
-multiplier of its default step, the same stage budget, judged on the training objective
-against the reference's certified f_lower: fewest passes to a certified `--stop-at` gap
-(default 1e-6), then the lowest final objective; divergent scales lose. While the best scale
-is at an end of the grid, the grid grows past that end by ×4 (at most EXTEND times), so no
-method is held to the grid's edge. The P = 1 run of the kept scale is the one reported (the
-runs are deterministic), with a P = 2 run of it. Every run of ours stops at the certified
+1,4,16,64,256` every method is tuned by the same rule instead (_tune): P = 1 runs at each
+multiplier of its default step on each job seed of `--tune-seeds` (default 1), the same stage
+budget, judged on the training objective against the reference's certified f_lower: fewest
+MEAN passes over those seeds to a certified `--stop-at` gap (default 1e-6), then the lowest
+final objective; a multiplier that misses the gap on any tuning seed loses to every one that
+reaches it on all; divergent scales lose. While the best scale is at an end of the grid, the
+grid grows past that end by ×4 (at most EXTEND times), so no method is held to the grid's
+edge. The P = 1 run of the kept scale on the first tuning seed is the one reported, with a
+P = 2 run of it (the same seed). Every run of ours stops at the certified
 `--stop-at` gap ([solver] target = f_lower·(1 + gap), f_lower from the reference alone,
 which the final f_lower can only raise), so a stage budget large enough to decide the
 comparison costs little where a method gets there. Passes are counted the same way for our
 three methods (a full gradient = 1 pass, each sampled row 1/n); SAGA's are sklearn's epochs.
 
-`--seeds 1,2,3,4,5 --from RESULTS_JSON` measures the spread over sampling seeds of a tuned
-run's comparison (_seed_spread): each method at the multiplier that run kept, P = 1, every seed
+`--seeds 4,5,6,7,8 --from RESULTS_JSON` evaluates a tuned run's comparison on held-out
+sampling seeds (_seed_spread): each method at the multiplier that run kept, P = 1, every seed
 stopping at the same certified gap against the same f_lower; report.md gives passes to it as
 mean ± sample standard deviation per method and setting, and which method has the fewest on
-average. The tuning itself saw seed 1 only, so the other seeds are out of the tuning's sample.
+average. Seeds the tuning ran on (its results' tune_seeds) are refused: model selection never
+sees the evaluation sample.
 
 MNIST: --mnist may be the 2-vs-rest file (`mpitrain data prepare mnist-2vr`) or the 10-class
 file (labels 0-9), whose digit 2 is then +1 and the rest −1 ([data] positive = [2]) in the
@@ -242,39 +245,47 @@ def _ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize=
 
 
 def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
-          positive=(), stop=True):
+          positive=(), stop=True, seeds=(1,)):
     """The same rule for every method (module docstring): P = 1 runs at each multiplier of
-    the method's default step, ranked by (passes to a certified `gap` against `flow`, final
-    objective), failed or divergent runs last; while the best is at an end of the grid tried
-    so far, one more run ×4 past that end (at most EXTEND). With `stop` every run stops at
-    that gap ([solver] target). Returns (best scale, its run,
-    {scale: (passes to gap or None, final objective)} of every run)."""
-    runs, tried = {}, {}
-
-    def rank(sc):
-        r = runs[sc]
-        final = r["curve"][-1]["objective"] if r and r["curve"] else float("nan")
-        if not np.isfinite(final):
-            return (2, 0.0, 0.0)
-        p = _first(r["curve"], flow, gap, "passes")
-        return (0, p, final) if p is not None else (1, final, 0.0)
+    the method's default step on each tuning job seed in `seeds`, in order. A multiplier that
+    reaches a certified `gap` against `flow` on every seed ranks by (mean passes to it, mean
+    final objective); one that misses it on a seed ranks after all of those, by that run's
+    final objective, and its later seeds are not run (they cannot change that); a failed or
+    divergent run ranks last. While the best is at an end of the grid tried so far, one more
+    multiplier ×4 past that end (at most EXTEND). With `stop` every run stops at that gap
+    ([solver] target). Returns (best scale, its run on seeds[0], {scale: (mean passes or None,
+    final objective: the mean, or the missing run's, [passes per seed run])})."""
+    runs, tried, ranks = {}, {}, {}
 
     def trial(sc):
-        d = os.path.join(base, "tune", f"{alg}-x{sc:g}")
-        os.makedirs(d, exist_ok=True)
-        r = _ours(d, alg, path, max_rows, l1, l2, 1, stages,
-                  dict(sets, **{"solver.eta_scale": sc}), d, positive=positive,
-                  target=flow * (1 + gap) if stop else 0.0)
-        runs[sc] = dict(r, dir=d) if r else None
-        c = r["curve"] if r else []
-        tried[sc] = (_first(c, flow, gap, "passes") if c else None,
-                     c[-1]["objective"] if c else float("nan"))
+        per, finals = [], []
+        for seed in seeds:
+            d = os.path.join(base, "tune", f"{alg}-x{sc:g}-s{seed}")
+            os.makedirs(d, exist_ok=True)
+            r = _ours(d, alg, path, max_rows, l1, l2, 1, stages,
+                      dict(sets, **{"solver.eta_scale": sc, "job.seed": seed}), d,
+                      positive=positive, target=flow * (1 + gap) if stop else 0.0)
+            if not per:
+                runs[sc] = dict(r, dir=d) if r else None
+            c = r["curve"] if r else []
+            per.append(_first(c, flow, gap, "passes") if c else None)
+            finals.append(c[-1]["objective"] if c else float("nan"))
+            if per[-1] is None:
+                break
+        if not np.all(np.isfinite(finals)):
+            ranks[sc] = (2, 0.0, 0.0)
+        elif per[-1] is None:
+            ranks[sc] = (1, finals[-1], 0.0)
+        else:
+            ranks[sc] = (0, float(np.mean(per)), float(np.mean(finals)))
+        tried[sc] = (ranks[sc][1] if ranks[sc][0] == 0 else None,
+                     ranks[sc][2] if ranks[sc][0] == 0 else finals[-1], per)
 
     for sc in sorted(set(scales)):
         trial(sc)
     for _ in range(EXTEND):
-        best = min(runs, key=rank)
-        if rank(best)[0] == 2:
+        best = min(runs, key=ranks.get)
+        if ranks[best][0] == 2:
             break
         if best == max(runs):
             trial(best * 4)
@@ -282,8 +293,9 @@ def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
             trial(best / 4)
         else:
             break
-    best = min(runs, key=rank)
-    print(f"bench: {alg} tuned eta_scale = {best:g} (tried {sorted(runs)})", flush=True)
+    best = min(runs, key=ranks.get)
+    print(f"bench: {alg} tuned eta_scale = {best:g} (tried {sorted(runs)}, seeds "
+          f"{list(seeds)})", flush=True)
     return best, runs[best], tried
 
 
@@ -339,6 +351,10 @@ def main(argv):
     ap.add_argument("--eta-scales", default="",
                     help="comma-separated step multipliers to tune every method over (the "
                     "grid grows by x4 past an end that wins)")
+    ap.add_argument("--tune-seeds", default="1",
+                    help="--eta-scales: comma-separated job seeds the tuning runs each "
+                    "multiplier on (fewest MEAN passes; a miss on any seed loses); evaluate "
+                    "the kept multipliers on other seeds (--seeds ... --from)")
     ap.add_argument("--report-from", default="", metavar="RESULTS_JSON",
                     help="only re-render report.md (into --out) from saved results.json "
                     "files (comma-separated: their settings are merged in order)")
@@ -346,7 +362,7 @@ def main(argv):
                     help="instead: DASVRDA at each P of --ranks, sparse exchange vs columns "
                     "(feature-parallel), on rt-polarity and the synthetic set (--synth), "
                     "with SAGA; time per stage, its breakdown, time to a certified 1e-6")
-    ap.add_argument("--ranks", default="1,2", type=_ranks,
+    ap.add_argument("--ranks", default="1,2", type=common.counts,
                     help="--scaling: comma-separated rank counts P (default 1,2), one "
                     "thread per rank; the speed-up is against the smallest P's sparse run")
     ap.add_argument("--synth", default="data/synth.h5",
@@ -365,7 +381,13 @@ def main(argv):
     if args.seeds:
         if not args.from_:
             ap.error("--seeds needs --from RESULTS_JSON (a tuned run's results)")
-        return _seed_spread(args)
+        tuned = json.load(open(args.from_))
+        seeds = _seed_list(ap, "--seeds", args.seeds)
+        seen = sorted(set(seeds) & set(tuned.get("tune_seeds", [1])))
+        if seen:     # model selection never on the evaluation sample
+            ap.error(f"--seeds {','.join(map(str, seen))}: {args.from_} was tuned on seeds "
+                     f"{tuned.get('tune_seeds', [1])}; evaluate on held-out seeds")
+        return _seed_spread(args, tuned, seeds)
     if args.report_from:
         results = _merge([json.load(open(p)) for p in args.report_from.split(",") if p])
         print((_render_scaling if "scaling" in results else _render)(results, args.out))
@@ -373,6 +395,7 @@ def main(argv):
     if args.scaling:
         return _scaling(args)
     scales = [float(v) for v in args.eta_scales.split(",") if v.strip()]
+    tune_seeds = _seed_list(ap, "--tune-seeds", args.tune_seeds)
     stages = args.stages or (25 if args.quick else 60)
     gap = args.stop_at or GAPS[-1]
     names = [v for v in (args.sets or "mnist-2vr,rt-polarity").split(",") if v]
@@ -383,7 +406,7 @@ def main(argv):
                             ("rt-polarity", args.rt, 0)] if d[0] in names]
     os.makedirs(args.out, exist_ok=True)
     results = {"settings": [], "stages": stages, "quick": args.quick, "stop_at": args.stop_at,
-               "load": os.getloadavg(), "eta_scales": scales,
+               "load": os.getloadavg(), "eta_scales": scales, "tune_seeds": tune_seeds,
                "saga_epochs": args.saga_epochs or (64 if args.quick else 256)}
     for dname, path, max_rows in datasets:
         if not os.path.exists(path):
@@ -405,8 +428,8 @@ def main(argv):
                 if scales:
                     sc, p1, tried[alg] = _tune(base, alg, path, max_rows, l1, l2, stages,
                                                sets, scales, flow, gap, positive,
-                                               stop=bool(args.stop_at))
-                    sets = dict(sets, **{"solver.eta_scale": sc})
+                                               stop=bool(args.stop_at), seeds=tune_seeds)
+                    sets = dict(sets, **{"solver.eta_scale": sc, "job.seed": tune_seeds[0]})
                     tuned[alg] = sc
                     label = f" ×{sc:g}"
                 for P in (1, 2):
@@ -433,16 +456,26 @@ def main(argv):
     return 0
 
 
-def _seed_spread(args):
-    """The --seeds mode (see its --help); report.md and results.json in --out."""
-    tuned = json.load(open(args.from_))
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+def _seed_list(ap, opt, text):
+    """Distinct job seeds from a comma-separated option (a bad one: ap.error)."""
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"{opt} {text!r}: expected comma-separated integers")
+    if not seeds or len(set(seeds)) < len(seeds):
+        ap.error(f"{opt} {text!r}: expected distinct comma-separated integers")
+    return seeds
+
+
+def _seed_spread(args, tuned, seeds):
+    """The --seeds mode (see its --help): `tuned` the --from results, `seeds` disjoint from
+    its tuning seeds; report.md and results.json in --out."""
     gap = args.stop_at or GAPS[-1]
     paths = {"mnist-2vr": (args.mnist, 5000 if tuned.get("quick") else 0),
              "rt-polarity": (args.rt, 0)}
     os.makedirs(args.out, exist_ok=True)
     res = {"from": args.from_, "seeds": seeds, "stop_at": gap, "stages": tuned["stages"],
-           "load": os.getloadavg(), "settings": []}
+           "tune_seeds": tuned.get("tune_seeds", [1]), "load": os.getloadavg(), "settings": []}
     for e in tuned["settings"]:
         path, max_rows = paths[e["dataset"]]
         positive = _positive(path)
@@ -499,7 +532,9 @@ def _render_seeds(res, out):
              f"seeds {', '.join(map(str, res['seeds']))}, each run stopping at a certified "
              f"relative gap {res['stop_at']:g} against the same f_lower (at most "
              f"{res['stages']} stages). Cells: passes to that gap, mean ± sample sd over the "
-             f"{n} seeds (– (k of {n}): reached by only k seeds). The tuning saw seed 1 only. "
+             f"{n} seeds (– (k of {n}): reached by only k seeds). The multipliers were "
+             f"tuned on job seed{'s' if len(res['tune_seeds']) > 1 else ''} "
+             f"{', '.join(map(str, res['tune_seeds']))}, none of the seeds here. "
              f"Load average (1 min) {res['load'][0]:.2f} before, {res['load_after'][0]:.2f} "
              "after.")
     path = common.write_report(out, "elasticnet: seed spread of the tuned comparison",
@@ -518,17 +553,6 @@ def _merge(parts):
     out["parts"] = [{"sets": sorted({e["dataset"] for e in r["settings"]}),
                      "load": r["load"], "load_after": r["load_after"]} for r in parts]
     return out
-
-
-def _ranks(text):
-    """--ranks: distinct positive rank counts, in the order given ("1,2,4")."""
-    try:
-        ranks = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
-    if not ranks or min(ranks) < 1 or len(set(ranks)) != len(ranks):
-        raise argparse.ArgumentTypeError(f"rank counts must be distinct and ≥ 1: {text!r}")
-    return ranks
 
 
 SCALING_SETS = ("rt-polarity", "synthetic")
@@ -677,6 +701,7 @@ def _gap(g):
 def _render(results, out):
     """report.md and results.json from the collected results; returns the report's path."""
     table_rows, widths, summary, tuning = [], [], [], []
+    tseeds = results.get("tune_seeds", [1])
     for e in results["settings"]:
         dname, l1, l2, flow, runs = e["dataset"], e["l1"], e["l2"], e["f_lower"], e["runs"]
         ref = e["certificates"]["reference (L-BFGS-B, split)"]["bound"]
@@ -692,9 +717,8 @@ def _render(results, out):
             row += [r.get("stop", ""), r.get("communication", "")]
             table_rows.append(["-" if v is None else v for v in row])
         for alg, tried in e.get("tuning", {}).items():
-            cells = [f"×{k}: " + (f"{p:.0f} passes" if p is not None else
-                                  f"– ({(fin - flow) / abs(flow):.1e})")
-                     for k, (p, fin) in sorted(tried.items(), key=lambda kv: float(kv[0]))]
+            cells = [f"×{k}: " + _tried_cell(v, flow, tseeds)
+                     for k, v in sorted(tried.items(), key=lambda kv: float(kv[0]))]
             tuning.append([dname, f"({l1:g}, {l2:g})", alg, f"×{e['eta_scale'][alg]:g}",
                            "; ".join(cells)])
         pick = {w: [k for k in runs if k.startswith(w[0]) and k.endswith(w[1])]
@@ -732,12 +756,20 @@ def _render(results, out):
     if tuning:
         sections.append(
             "## Tuning\n\nThe same rule for every method (module docstring): P = 1 runs "
-            "at each multiplier of the method's default step, the grid "
-            + ", ".join(f"{v:g}" for v in results["eta_scales"])
-            + f" grown by ×4 past a winning end (at most {EXTEND} times); fewest passes to a "
+            "at each multiplier of the method's default step on job seed"
+            + (f"s {', '.join(map(str, tseeds))}" if len(tseeds) > 1 else f" {tseeds[0]}")
+            + ", the grid " + ", ".join(f"{v:g}" for v in results["eta_scales"])
+            + f" grown by ×4 past a winning end (at most {EXTEND} times); fewest "
+            + ("mean " if len(tseeds) > 1 else "") + "passes to a "
             "certified gap of " + f"{stop or GAPS[-1]:g}" + " against the reference's "
-            "f_lower, else the lowest final objective (– (g): not reached, g = the final "
-            "gap against that f_lower).\n\n"
+            "f_lower" + (" on every seed (a multiplier that misses it on a seed loses to "
+                         "any that reaches it on all, and its later seeds are not run; "
+                         "passes per seed in parentheses)" if len(tseeds) > 1 else "")
+            + ", else the lowest final objective (– (g): not reached, g = the final "
+            "gap against that f_lower" + (", on seed k" if len(tseeds) > 1 else "")
+            + "). The tables above show the kept multiplier's run on seed "
+            f"{tseeds[0]}" + (", a tuning seed: evaluate on held-out seeds (--seeds … "
+                              "--from)" if len(tseeds) > 1 else "") + ".\n\n"
             + common.table(["data", "(l1, l2)", "method", "kept", "runs"], tuning))
     sections += [
         "## Certificates\n\nf_lower per setting; the certificate's width "
@@ -746,6 +778,17 @@ def _render(results, out):
         + common.table(["data", "(l1, l2)", "f_lower", "width", "reference gap"], widths)]
     return common.write_report(out, "elasticnet: DASVRDA vs ProxSVRG, Katyusha, SAGA",
                                sections, results)
+
+
+def _tried_cell(v, flow, seeds):
+    """One multiplier of the Tuning table: (mean passes or None, final objective[, passes
+    per seed run]) as _tune returns it."""
+    p, fin, per = v[0], v[1], (v[2] if len(v) > 2 else [])
+    if len(per) <= 1:
+        return f"{p:.0f} passes" if p is not None else f"– ({(fin - flow) / abs(flow):.1e})"
+    if p is not None:
+        return f"{p:.1f} passes ({', '.join(f'{q:.0f}' for q in per)})"
+    return f"– ({(fin - flow) / abs(flow):.1e}, seed {seeds[len(per) - 1]})"
 
 
 def _summary_cell(runs, names, flow):

@@ -23,7 +23,7 @@ import timeit
 
 import numpy as np
 
-from .common import median_time, mpiexec, table, write_report
+from .common import counts, median_time, mpiexec, table, write_report
 
 
 def _matrix(n, d, nnz, seed=0):
@@ -48,13 +48,7 @@ STAGE_THREADS = (1, 2)   # the thread counts of the stage breakdown (and always 
 def _threads(text):
     """--threads: OpenMP thread counts; 1 and 2 are always measured (the ratio line and the
     stage breakdown are at 1 and 2 threads)."""
-    try:
-        ts = {int(v) for v in text.split(",") if v.strip()}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}")
-    if not ts or min(ts) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be ≥ 1: {text!r}")
-    return sorted(ts | set(STAGE_THREADS))
+    return sorted(set(counts(text)) | set(STAGE_THREADS))
 
 
 def _best(fn, repeats):
