@@ -218,7 +218,7 @@ def test_float32_across_ranks(world, shared_tmp, rt_h5, name):
 
 # psgd-mix: the lbfgs setting, 30 rounds; dasvrda: its tests' setting (unit rows, l1 > 0),
 # where 30 stages reach the optimum of the data each run computes with
-ACROSS = {"psgd-mix": dict(model=None, data=None, solver={"max_iter": 30}),
+ACROSS = {"psgd-mix": dict(model={}, data={}, solver={"max_iter": 30}),
           "dasvrda": dict(model={"l2": 1e-3, "l1": 1e-4},
                           data={"max_rows": 1000, "normalize": "unit_rows"},
                           solver={"max_stages": 30})}
@@ -256,13 +256,12 @@ def test_float32_across_ranks_psgd_mix_dasvrda(world, shared_tmp, rt_h5, name, c
             w[values] = fh["model/w"][()]
         reported[values] = s["objective"]
         assert all(np.array_equal(a, w[values]) for a in world.comm.allgather(w[values]))
-    l2 = (cfg["model"] or {}).get("l2", L2)
-    l1 = (cfg["model"] or {}).get("l1", 0.0)
+    l2, l1 = cfg["model"].get("l2", L2), cfg["model"].get("l1", 0.0)
 
     def check():
         sh = data.load(World(MPI.COMM_SELF), rt_h5, group="train",
-                       max_rows=(cfg["data"] or {}).get("max_rows", ROWS),
-                       normalize=(cfg["data"] or {}).get("normalize", "none"))
+                       max_rows=cfg["data"].get("max_rows", ROWS),
+                       normalize=cfg["data"].get("normalize", "none"))
         X, y = sh.X, sh.y
         f32, _ = _certified(_rounded(X), y, w["float32"], l2, l1)
         assert abs(reported["float32"] - f32) <= 1e-13 * f32, (reported["float32"], f32)

@@ -166,8 +166,8 @@ def evaluate_linear(ctx, w):
     sums over the rows as stored), so eval's accuracy is that of predict's labels. No
     SplitCSR layout is built for the test set: beyond the loaded data the pass needs four
     vectors of the rows (margins, copied row pointers: 32 bytes per row) and a copy of the
-    column indices (4 bytes per stored value). [model] values does not apply here: it is how training
-    keeps the training set's values."""
+    column indices (4 bytes per stored value). [model] values does not apply here: it is
+    how training keeps the training set's values."""
     shard = ctx.test if ctx.test is not None else ctx.train
     lm = LinearShard(shard, ctx.model["loss"])  # the labels and the loss; not its layout
     m = glm.scores(shard.X, w[:, None], None)[:, 0]
