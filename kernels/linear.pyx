@@ -14,7 +14,7 @@ Losses are functions of the label y and the margin m = wᵀx:
 from cython.parallel cimport prange
 from libc.stdint cimport uint16_t
 
-from losses cimport loss_at, loss_dloss_at
+from losses cimport dloss_at, loss_at, loss_dloss_at
 
 ctypedef fused real:  # stored values (float32 as an option); every sum is in double
     float
@@ -241,6 +241,14 @@ def loss_dloss(int code, const double[::1] y, const double[::1] margins,
     for b in range(nb):
         total += part[b]
     return total
+
+
+def dloss_values(int code, const double[::1] y, const double[::1] margins, double[::1] out):
+    """out[i] = dℓ/dm(yᵢ, mᵢ) by losses.pxd's dloss_at, the derivative alone that the SGD and
+    variance-reduced kernels use (exposed for its tests)."""
+    cdef Py_ssize_t i
+    for i in range(y.shape[0]):
+        out[i] = dloss_at(code, y[i], margins[i])
 
 
 def loss_sum(int code, const double[::1] y, const double[::1] margins):
