@@ -217,30 +217,35 @@ def test_float32_across_ranks(world, shared_tmp, rt_h5, name):
 
 
 # psgd-mix: the lbfgs setting, 30 rounds; dasvrda: its tests' setting (unit rows, l1 > 0),
-# where 30 stages reach the optimum of the data each run computes with
+# where 30 stages reach the optimum of the data each run computes with; its baselines (the
+# same full-gradient code) 4 stages, far from it
+_VR = dict(model={"l2": 1e-3, "l1": 1e-4}, data={"max_rows": 1000, "normalize": "unit_rows"})
 ACROSS = {"psgd-mix": dict(model={}, data={}, solver={"max_iter": 30}),
-          "dasvrda": dict(model={"l2": 1e-3, "l1": 1e-4},
-                          data={"max_rows": 1000, "normalize": "unit_rows"},
-                          solver={"max_stages": 30})}
+          "dasvrda": dict(_VR, solver={"max_stages": 30}),
+          "prox-svrg": dict(_VR, solver={"max_stages": 4}),
+          "katyusha": dict(_VR, solver={"max_stages": 4})}
 
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name,comm", [("psgd-mix", None), ("dasvrda", "columns"),
-                                       ("dasvrda", "sparse")])
-def test_float32_across_ranks_psgd_mix_dasvrda(world, shared_tmp, rt_h5, name, comm):
+                                       ("dasvrda", "sparse"), ("prox-svrg", "sparse"),
+                                       ("katyusha", "dense")])
+def test_float32_across_ranks_psgd_mix_vr(world, shared_tmp, rt_h5, name, comm):
     """float32 and float64 runs at P = world size. What float32 must give:
     - the replicas are bit-identical;
     - the reported objective is NumPy's on the float32-rounded data, to 1e-13·f (it differs
       from float64's by about 1e-10 (psgd-mix) and 2e-11 (dasvrda) relative, so a rank
       that kept float64 values fails it);
-    - the float64 run's point up to float32's resolution: w within 1e-6 relative, the same
-      certified bound on f(w) − f* of the float64 problem, dist(0, ∂f)²/(2·l2) in NumPy, to
-      1e-6 of it. dasvrda (its full gradient reads the rounded values, its inner steps the
-      float64 rows) reaches the optimum: that bound is ≤ 1e-15 on the float64 data and on the
-      rounded data (measured 4e-17, 4e-19), and w differs from float64's (measured 4e-8).
-      psgd-mix stalls near the optimum (certified gap about 1e-2, the method's known bias):
-      it reads the rounded values only to choose its step and report f."""
+    - the float64 run's point up to float32's resolution: w within 1e-6 relative, f within
+      1e-9 relative on the float64 data.
+    dasvrda (its full gradient reads the rounded values, its inner steps the float64 rows)
+    reaches the optimum: the certified bound on f(w) − f*, dist(0, ∂f)²/(2·l2) in NumPy, is
+    ≤ 1e-15 on the float64 data and on the rounded data (measured 4e-17, 4e-19), and w
+    differs from float64's (measured 4e-8). The others do not reach it (psgd-mix stalls at a
+    certified gap of about 1e-2, the method's known bias; prox-svrg and katyusha run only 4
+    stages): their bound equals the float64 run's to 1e-6 of it. psgd-mix reads the rounded
+    values only to choose its step and to report f."""
     from mpi4py import MPI
     from mpitrain import data
     cfg = dict(ACROSS[name])
@@ -270,8 +275,8 @@ def test_float32_across_ranks_psgd_mix_dasvrda(world, shared_tmp, rt_h5, name, c
         assert rel <= 1e-6, rel
         (v32, b32), (v64, b64) = (_certified(X, y, w[v], l2, l1) for v in ("float32",
                                                                          "float64"))
-        assert abs(v32 - v64) <= 1e-12 * v64, (v32, v64)
-        if name == "psgd-mix":
+        assert abs(v32 - v64) <= 1e-9 * v64, (v32, v64)
+        if name != "dasvrda":
             assert abs(b32 - b64) <= 1e-6 * b64, (b32, b64)
         else:
             assert 0 < rel and b32 <= 1e-15 and b64 <= 1e-15, (rel, b32, b64)
