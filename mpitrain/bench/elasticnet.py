@@ -682,7 +682,8 @@ def _render_scaling(results, out):
         f"ms/stage: wall time / stages; speed-up: P = {min(ranks)} sparse's ms/stage over "
         "this one's; "
         "t_inner: seconds in inner steps (rank 0, all stages), of which inner comm: in the "
-        "inner step's collective (waiting for the other rank included); comm: all "
+        "inner step's collective (waiting for the other "
+        + ("rank" if max(ranks) <= 2 else "ranks") + " included); comm: all "
         "collectives' seconds and count. Generated from results.json.\n\n"
         + common.table(["data", "run", "ms/stage", "speed-up", "t_inner s", "inner comm s",
                         "comm s", "collectives", "passes→1e-6", "s→1e-6", "final gap"], rows),
