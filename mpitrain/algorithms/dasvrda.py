@@ -17,8 +17,13 @@ DASVRDA (outer acceleration, θ̃ indexing "(s+2)/2": θ̃ₛ = (1 − 1/γ)(s +
         zₖ = prox_{ηθₖθₖ₋₁R}(z₀ − ηθₖθₖ₋₁ḡₖ)                   (anchored at z₀)
         xₖ = (1 − 1/θₖ)xₖ₋₁ + zₖ/θₖ
     (x̃ₛ, z̃ₛ) = (xₘ, zₘ)
-Restarts: "adaptive" resets the outer momentum (x̃ₛ₋₂ = z̃ₛ₋₁ = x̃ₛ₋₁, s = 1) when
-(ỹₛ₋₁ − x̃ₛ₋₁)ᵀ(ỹₛ − x̃ₛ₋₁) > 0; "fixed" resets every `restart_every` stages.
+Restarts reset the outer momentum (x̃ₛ₋₂ = z̃ₛ₋₁ = x̃ₛ₋₁, s = 1) at the start of stage s:
+"gradient" (default) when (ỹₛ₋₁ − x̃ₛ₋₁)ᵀ(x̃ₛ₋₁ − x̃ₛ₋₂) > 0, the gradient scheme of
+O'Donoghue & Candès with the stage as the step (ỹₛ₋₁ − x̃ₛ₋₁ plays the gradient mapping at
+ỹₛ₋₁): the last stage moved against it; "adaptive" when (ỹₛ₋₁ − x̃ₛ₋₁)ᵀ(ỹₛ − x̃ₛ₋₁) > 0 (the
+momentum direction instead of the last step); "objective" when P(x̃ₛ₋₁) > P(x̃ₛ₋₂) (their
+function-value scheme; P(x̃) comes with each stage's full gradient); "fixed" every
+`restart_every` stages; "none".
 Defaults: b = ⌊√n⌋, m = ⌊n/b⌋, η = PRACTICAL_C/L (`step = "theory"`: η = 1/((1 + γ(m+1)/b)·L)),
 L = max Lᵢ under uniform sampling, L̄ = mean Lᵢ under importance sampling (qᵢ = Lᵢ/ΣLⱼ, each
 sampled difference weighted by 1/(n qᵢ), so E[gₖ] = ∇F(yₖ)).
@@ -501,7 +506,7 @@ class DASVRDA(_VR):
     name = "dasvrda"
     STATE = {"xprev": Array(), "zt": Array(), "yprev": Array(), "x": Array(), "z0": Array(),
              "z": Array(), "gbar": Array(), "H": Array(), "last": Array(), "s_loc": Int(),
-             "restarts": Int()}
+             "restarts": Int(), "fprev": Float(optional=True)}
     INNER_BLOCKS = ("x", "H", "last")  # columns mode: gathered whole at a mid-stage boundary
     FAMILY = "linear"  # what final.h5 describes (model_file.py)
     summary = "doubly accelerated SVRDA: √n mini-batches, one collective per inner step"
@@ -511,8 +516,9 @@ class DASVRDA(_VR):
                    "(docs/dasvrda.md says how the constant was chosen), or theory "
                    "η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
                    choices=["practical", "theory"]),
-        restart=Field(str, "adaptive", "outer momentum restart",
-                      choices=["none", "adaptive", "fixed"]),
+        restart=Field(str, "gradient", "outer momentum restart (docs/dasvrda.md: the tests "
+                      "and why gradient is the default)",
+                      choices=["none", "gradient", "adaptive", "objective", "fixed"]),
         restart_every=Field(int, 10, "stages between restarts when restart = 'fixed'", min=1),
         updates=Field(str, "auto", "inner updates: lazy (sparse data, O(nnz of the batch)), "
                       "dense (O(d) per step), auto = lazy for CSR data",
@@ -541,9 +547,11 @@ class DASVRDA(_VR):
         d = self.d
         self.xprev = np.zeros(d)       # x̃ₛ₋₂
         self.zt = np.zeros(d)          # z̃ₛ₋₁
-        self.yprev = np.zeros(d)       # ỹₛ₋₁ (adaptive restart)
+        self.yprev = np.zeros(d)       # ỹₛ₋₁ (gradient and adaptive restarts)
         self.s_loc = 0                 # stages since the last restart
         self.restarts = 0
+        self.fprev = math.inf          # P(x̃ₛ₋₂) (objective restart; None: a checkpoint
+                                       # written before it was declared)
         self.x = np.zeros(d)           # inner xₖ (lazy: stored at step last[j])
         self.z0 = np.zeros(d)          # ỹ of the current stage
         self.z = np.zeros(d)           # inner zₖ (dense mode)
@@ -568,8 +576,11 @@ class DASVRDA(_VR):
         th, th_prev = (1 - 1 / g) * (s + 2) / 2, (1 - 1 / g) * (s + 1) / 2
         yt = (self.xt + ((th_prev - 1) / th) * (self.xt - self.xprev)
               + (th_prev / th) * (self.zt - self.xt))
-        if (solver["restart"] == "adaptive" and self.s_loc > 0
-                and float((self.yprev - self.xt) @ (yt - self.xt)) > 0):
+        rs = solver["restart"]
+        if self.s_loc > 0 and (
+                rs == "gradient" and float((self.yprev - self.xt) @ (self.xt - self.xprev)) > 0
+                or rs == "adaptive" and float((self.yprev - self.xt) @ (yt - self.xt)) > 0
+                or rs == "objective" and self.fprev is not None and self.f > self.fprev):
             self._restart()
             yt = self.xt.copy()
         self.z0[:] = yt
@@ -636,6 +647,7 @@ class DASVRDA(_VR):
         if self.columns:   # x̃ₛ, z̃ₛ full on every rank (replicated state at stage ends)
             self.gather_blocks(self.x, self.z)
         self.yprev[:] = self.z0
+        self.fprev = self.f            # P(x̃ₛ₋₁): full_gradient() then gives P(x̃ₛ)
         self.xprev[:] = self.xt
         self.xt = self.x.copy()
         self.zt[:] = self.z
