@@ -29,28 +29,31 @@ LOSS_CODES = {"logistic": 0, "squared_hinge": 1, "squared": 2}
 # Reductions are summed over blocks of this many rows, block partials then in order.
 DEF RBLOCK = 2048
 DEF CBLOCK = 64
-DEF FBLOCK = 32  # rows per step of split_fused: margins, losses, then their scatter
+# split_fused's steps: up to FROWS rows and FNNZ hot non-zeros (about 320 KB of float64 data,
+# still in L2 when their scatter reads them again); a step's size changes no result.
+DEF FROWS = 512
+DEF FNNZ = 32768
 
 
 cdef inline double row_dot(long long k0, long long k1, const index* idx, const real* val,
-                           const double* w, Py_ssize_t ws) noexcept nogil:
-    """Σ_{k0 ≤ k < k1} val[k]·w[ws·idx[k]] in double (w with a stride ws), in a fixed order:
-    four running sums (terms k0, k0+4, ... in the first, k0+1, ... in the second, and so on),
-    then (s0 + s1) + (s2 + s3), so that four additions are in flight instead of one chain."""
+                           const double* w) noexcept nogil:
+    """Σ_{k0 ≤ k < k1} val[k]·w[idx[k]] in double, in a fixed order: four running sums
+    (terms k0, k0+4, ... in the first, k0+1, ... in the second, and so on), then
+    (s0 + s1) + (s2 + s3), so that four additions are in flight instead of one chain."""
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     cdef long long k = k0
     while k + 4 <= k1:
-        s0 = s0 + val[k] * w[ws * idx[k]]
-        s1 = s1 + val[k + 1] * w[ws * idx[k + 1]]
-        s2 = s2 + val[k + 2] * w[ws * idx[k + 2]]
-        s3 = s3 + val[k + 3] * w[ws * idx[k + 3]]
+        s0 = s0 + val[k] * w[idx[k]]
+        s1 = s1 + val[k + 1] * w[idx[k + 1]]
+        s2 = s2 + val[k + 2] * w[idx[k + 2]]
+        s3 = s3 + val[k + 3] * w[idx[k + 3]]
         k = k + 4
     if k < k1:
-        s0 = s0 + val[k] * w[ws * idx[k]]
+        s0 = s0 + val[k] * w[idx[k]]
         if k + 1 < k1:
-            s1 = s1 + val[k + 1] * w[ws * idx[k + 1]]
+            s1 = s1 + val[k + 1] * w[idx[k + 1]]
             if k + 2 < k1:
-                s2 = s2 + val[k + 2] * w[ws * idx[k + 2]]
+                s2 = s2 + val[k + 2] * w[idx[k + 2]]
     return (s0 + s1) + (s2 + s3)
 
 
@@ -63,22 +66,22 @@ def csr_margins(const long long[::1] indptr, const index[::1] indices, const rea
     cdef const real* vp = &data[0]
     cdef double s
     for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
-        s = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0], 1)
+        s = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0])
         out[i] = out[i] + s if add else s
 
 
 cdef inline void scatter_rows(Py_ssize_t i0, Py_ssize_t i1, const long long* hptr,
                               const uint16_t* hidx, const real* hval, const double* coef,
                               double* g) noexcept nogil:
-    """g[2·hidx[k]] += hval[k]·coef[i] for the hot rows i0 ≤ i < i1, in order (g: the odd
-    slots of a panel's row of part)."""
+    """g[hidx[k]] += hval[k]·coef[i] for the hot rows i0 ≤ i < i1, in order (g: a panel's
+    row of part)."""
     cdef Py_ssize_t i
     cdef long long k
     cdef double a
     for i in range(i0, i1):
         a = coef[i]
         for k in range(hptr[i], hptr[i + 1]):
-            g[2 * hidx[k]] += hval[k] * a
+            g[hidx[k]] += hval[k] * a
 
 
 def split_fused(int code, const double[::1] y, const long long[::1] mptr,
@@ -89,43 +92,40 @@ def split_fused(int code, const double[::1] y, const long long[::1] mptr,
     """The fused pass of a loss + gradient over the hot block of a SplitCSR shard
     (models/linear.py). Fills margins[i] = mᵢ = row_dot(row i of mptr/midx/mval, wm), added
     to the margins[i] already there (the tail's) with hot_rows; coef[i] = dℓ/dm(yᵢ, mᵢ); and
-    the odd slots part[p, 2j+1] = Σ_{i in panel p} coef[i]·(hot row i of hptr/hidx/hval)[j],
-    the partials of Xᵀcoef that split_gather adds up. Returns Σᵢ ℓ(yᵢ, mᵢ).
+    part[p, j] = Σ_{i in panel p} coef[i]·(hot row i of hptr/hidx/hval)[j], the partials of
+    Xᵀcoef that split_gather adds up. Returns Σᵢ ℓ(yᵢ, mᵢ).
 
     The margin rows are the hot rows with wm the hot slice of w (hot_rows), or the shard's
-    whole CSR rows with wm = w; either way the bits of csr_margins. With hot_rows, the even
-    slots part[p, 2j] hold wm[j], so that the weight a hot non-zero reads and the partial it
-    updates share a cache line. Each row panel p (panels[p] ≤ i < panels[p+1]) is one
-    thread's, in blocks of FBLOCK rows: the block's margins, then its losses and
-    derivatives, then its hot rows scattered into part[p] while they are still in cache (the
-    hot data is read once). The loss is summed in row order within a panel (ploss[p]), then
-    over the panels in order; the panels depend only on the data, so the bits do not depend
-    on the threads."""
-    cdef Py_ssize_t P = part.shape[0], H = part.shape[1] // 2, p, b, nb, i, i0, i1, j
+    whole CSR rows with wm = w; either way the bits of csr_margins. Each row panel p
+    (panels[p] ≤ i < panels[p+1]) is one thread's, in steps of at most FROWS rows and FNNZ
+    hot non-zeros: the step's margins, then its losses and derivatives, then its hot rows
+    scattered into part[p] while they are still in cache (the hot data is read once from
+    memory). The loss is summed in row order within a panel (ploss[p]), then over the panels
+    in order; the panels depend only on the data, so the bits do not depend on the
+    threads."""
+    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], p, i, i0, i1, j
     cdef const index* mi = &midx[0]
     cdef const real* mv = &mval[0]
     cdef double f, total = 0.0
     for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
         for j in range(H):
-            part[p, 2 * j] = wm[j] if hot_rows else 0.0
-            part[p, 2 * j + 1] = 0.0
+            part[p, j] = 0.0
         f = 0.0
-        nb = (panels[p + 1] - panels[p] + FBLOCK - 1) // FBLOCK
-        for b in range(nb):
-            i0 = panels[p] + b * FBLOCK
-            i1 = i0 + FBLOCK
-            if i1 > panels[p + 1]:
-                i1 = panels[p + 1]
-            if hot_rows:
-                for i in range(i0, i1):
-                    margins[i] = margins[i] + row_dot(mptr[i], mptr[i + 1], mi, mv,
-                                                      &part[p, 0], 2)
-            else:
-                for i in range(i0, i1):
-                    margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], 1)
+        i0 = panels[p]
+        while i0 < panels[p + 1]:
+            i1 = i0 + 1
+            while (i1 < panels[p + 1] and i1 - i0 < FROWS
+                   and hptr[i1 + 1] - hptr[i0] <= FNNZ):
+                i1 = i1 + 1
+            for i in range(i0, i1):
+                if hot_rows:
+                    margins[i] = margins[i] + row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0])
+                else:
+                    margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0])
             for i in range(i0, i1):
                 f = f + loss_dloss_at(code, y[i], margins[i], &coef[i])
-            scatter_rows(i0, i1, &hptr[0], &hidx[0], &hval[0], &coef[0], &part[p, 1])
+            scatter_rows(i0, i1, &hptr[0], &hidx[0], &hval[0], &coef[0], &part[p, 0])
+            i0 = i1
         ploss[p] = f
     for p in range(P):
         total += ploss[p]
@@ -134,26 +134,26 @@ def split_fused(int code, const double[::1] y, const long long[::1] mptr,
 
 def split_scatter(const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
                   const long long[::1] panels, double[:, ::1] part, const double[::1] coef):
-    """part[p, 2j+1] = Σ_{i in panel p} coef[i]·(hot row i)[j], each panel one thread's, rows
-    in order (the hot block's share of Xᵀcoef, as split_fused leaves it; split_gather adds it
+    """part[p, j] = Σ_{i in panel p} coef[i]·(hot row i)[j], each panel one thread's, rows in
+    order (the hot block's share of Xᵀcoef, as split_fused leaves it; split_gather adds it
     up)."""
-    cdef Py_ssize_t P = part.shape[0], W = part.shape[1], p, j  # W = 2 per hot column
+    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], p, j
     for p in prange(P, nogil=True, schedule="dynamic", chunksize=1):
-        for j in range(W):
+        for j in range(H):
             part[p, j] = 0.0
         scatter_rows(panels[p], panels[p + 1], &hptr[0], &hidx[0], &hval[0], &coef[0],
-                     &part[p, 1])
+                     &part[p, 0])
 
 
 def split_gather(const int[::1] hot, const double[:, ::1] part, const long long[::1] tcut,
                  const int[::1] tcol, const int[::1] trow, const real[::1] tcval,
                  const double[::1] coef, double[::1] out):
     """out = Xᵀcoef from the hot block's panel partials (split_fused or split_scatter) and
-    the tail: out[hot[j]] = Σ_p part[p, 2j+1] in panel order; the tail entries (tcol, trow,
+    the tail: out[hot[j]] = Σ_p part[p, j] in panel order; the tail entries (tcol, trow,
     tcval), sorted by column then row and cut into chunks at column boundaries (tcut), so
     that each column is summed by one thread in row order; every other column 0. The chunks
     are fixed by the data, so the bits do not depend on the threads."""
-    cdef Py_ssize_t d = out.shape[0], H = part.shape[1] // 2, P = part.shape[0]
+    cdef Py_ssize_t d = out.shape[0], H = part.shape[1], P = part.shape[0]
     cdef Py_ssize_t nc = tcut.shape[0] - 1, c, p, j
     cdef long long k
     cdef double s
@@ -163,9 +163,9 @@ def split_gather(const int[::1] hot, const double[:, ::1] part, const long long[
         for k in range(tcut[c], tcut[c + 1]):
             out[tcol[k]] += tcval[k] * coef[trow[k]]
     for j in prange(H, nogil=True, schedule="static"):
-        s = part[0, 2 * j + 1]
+        s = part[0, j]
         for p in range(1, P):
-            s = s + part[p, 2 * j + 1]
+            s = s + part[p, j]
         out[hot[j]] = s
     return None
 

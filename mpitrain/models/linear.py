@@ -27,9 +27,9 @@ class SplitCSR:
 
     The H most frequent columns ("hot"; H = min(65536, d, the power of two above nnz/32, at
     least 1024) form a CSR block with uint16 local column indices, numbered by decreasing
-    frequency (ties to the lower index): their slice of w, or the partial gradient a row
-    panel scatters into, is at most 512 KB and stays in cache, the most frequent columns
-    together in its first lines. The other columns ("tail": rare, each read a few times per
+    frequency (ties to the lower index): their slice of w, and the partial gradient a row
+    panel scatters into, are at most 512 KB each and stay in the L2 cache, the most frequent
+    columns together in their first lines. The other columns ("tail": rare, each read a few times per
     pass) are kept twice: as CSR rows for the margins and as (column, row, value) entries
     sorted by column for Xᵀcoef, so the gradient's tail is written in column order instead of
     gathered at random. When all of w fits in 1 MiB and the values are float64, the margins
@@ -37,10 +37,11 @@ class SplitCSR:
     then kept once, by column).
 
     A loss + gradient (loss_grad) is three passes: the tail's margins; one fused pass over
-    the hot block (kernels/linear.pyx split_fused: per block of rows, the margins, the
-    losses and derivatives, then the rows' scatter into their panel's partial gradient, so
-    the hot non-zeros are read once); the tail's Xᵀcoef by column and the panel partials
-    summed in panel order (split_gather). Its margins have the bits of margins().
+    the hot block (kernels/linear.pyx split_fused: per step of up to 512 rows and 32,768 hot
+    non-zeros, the margins, the losses and derivatives, then the rows' scatter into their
+    panel's partial gradient, so the hot non-zeros are read once from memory); the tail's
+    Xᵀcoef by column and the panel partials summed in panel order (split_gather). Its
+    margins have the bits of margins().
 
     values = "float32" stores the values in single precision (6 instead of 10 bytes per hot
     non-zero); products and sums stay in double, so the results are those of the data
@@ -94,7 +95,7 @@ class SplitCSR:
         P = _panel_count(hnnz, n)
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
         self.panels[0], self.panels[-1] = 0, n
-        self.part = np.empty((P, 2 * H), dtype=np.float64)  # (w, ∂) per hot column
+        self.part = np.empty((P, H), dtype=np.float64)  # a partial Xᵀcoef per row panel
         self.ploss = np.empty(P, dtype=np.float64)
         self.whot = None if H == d or self.direct else np.empty(H, dtype=np.float64)
 
@@ -134,8 +135,8 @@ class SplitCSR:
 def layout_bytes(shard, values="float64"):
     """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
     dense rows): kept, 2 + v bytes per hot and 12 + 2v per tail non-zero (the tail is stored
-    twice; v = 8 for float64 values, 4 for float32), the row pointers and the row panels'
-    partial gradients (each interleaved with a copy of w's hot slice); while building, 33
+    twice; v = 8 for float64 values, 4 for float32), the row pointers, the row panels'
+    partial gradients and the copy of w's hot slice; while building, 33
     bytes per non-zero of temporaries (at most about 25 alive at once: int64 columns and
     local ids, int32 rows, masks; the rest leaves room for a sort's buffer) and 3 int64
     vectors of the width (counts, order, local ids). The kept layout is counted as all-tail
@@ -145,7 +146,7 @@ def layout_bytes(shard, values="float64"):
     nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
     v = np.dtype(VALUE_TYPES[values]).itemsize
     return ((12 + 2 * v + 33) * nnz + 24 * d + 4 * 8 * (n + 1)
-            + 8 * (2 * _panel_count(nnz, n) + 2) * _hot_width(nnz, d))
+            + 8 * (_panel_count(nnz, n) + 2) * _hot_width(nnz, d))
 
 
 def _hot_width(nnz, d):
