@@ -351,7 +351,7 @@ def main(argv):
     ap.add_argument("--eta-scales", default="",
                     help="comma-separated step multipliers to tune every method over (the "
                     "grid grows by x4 past an end that wins)")
-    ap.add_argument("--tune-seeds", default="1",
+    ap.add_argument("--tune-seeds", default="1", type=common.counts,
                     help="--eta-scales: comma-separated job seeds the tuning runs each "
                     "multiplier on (fewest MEAN passes; a miss on any seed loses); evaluate "
                     "the kept multipliers on other seeds (--seeds ... --from)")
@@ -370,7 +370,7 @@ def main(argv):
                     f"{' '.join(SYNTH_ARGS)}` when missing")
     ap.add_argument("--repeat", type=int, default=3,
                     help="--scaling: runs per configuration; the fastest is reported")
-    ap.add_argument("--seeds", default="",
+    ap.add_argument("--seeds", type=common.counts,
                     help="instead: comma-separated job seeds to rerun every method of a "
                     "tuned run (--from) at its kept multiplier, P = 1: passes to the "
                     "certified --stop-at gap, mean ± sd over the seeds")
@@ -382,7 +382,7 @@ def main(argv):
         if not args.from_:
             ap.error("--seeds needs --from RESULTS_JSON (a tuned run's results)")
         tuned = json.load(open(args.from_))
-        seeds = _seed_list(ap, "--seeds", args.seeds)
+        seeds = args.seeds
         seen = sorted(set(seeds) & set(tuned.get("tune_seeds", [1])))
         if seen:     # model selection never on the evaluation sample
             ap.error(f"--seeds {','.join(map(str, seen))}: {args.from_} was tuned on seeds "
@@ -395,7 +395,7 @@ def main(argv):
     if args.scaling:
         return _scaling(args)
     scales = [float(v) for v in args.eta_scales.split(",") if v.strip()]
-    tune_seeds = _seed_list(ap, "--tune-seeds", args.tune_seeds)
+    tune_seeds = args.tune_seeds
     stages = args.stages or (25 if args.quick else 60)
     gap = args.stop_at or GAPS[-1]
     names = [v for v in (args.sets or "mnist-2vr,rt-polarity").split(",") if v]
@@ -454,17 +454,6 @@ def main(argv):
     results["load_after"] = os.getloadavg()
     print(_render(results, args.out))
     return 0
-
-
-def _seed_list(ap, opt, text):
-    """Distinct job seeds from a comma-separated option (a bad one: ap.error)."""
-    try:
-        seeds = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        ap.error(f"{opt} {text!r}: expected comma-separated integers")
-    if not seeds or len(set(seeds)) < len(seeds):
-        ap.error(f"{opt} {text!r}: expected distinct comma-separated integers")
-    return seeds
 
 
 def _seed_spread(args, tuned, seeds):
