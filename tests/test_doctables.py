@@ -109,5 +109,8 @@ def test_passes_claim_over_seeds_uses_the_means():
     assert not doctables.fewer_on_average(means[("a", 0.0, 1e-6)])   # 20 > 19 (ProxSVRG)
     assert doctables.fewer_on_average(means[("b", 0.0, 1e-6)])       # ProxSVRG missed once
     assert not doctables.fewer_on_average(means[("c", 0.0, 1e-6)])   # DASVRDA missed once
+    tie = {"dasvrda": (24.94729650595354, 4.2, 5), "prox-svrg": (24.947296505953542, 6.8, 5),
+           "katyusha": (128.7, 0.0, 5)}
+    assert not doctables.fewer_on_average(tie)       # equal to the last bits: a tie, no win
     assert "ProxSVRG reached by 2 of 3 seeds" in doctables.seed_detail(
         "b", means[("b", 0.0, 1e-6)], 3)

@@ -390,7 +390,8 @@ def main(argv):
         return _seed_spread(args, tuned, seeds)
     if args.report_from:
         results = _merge([json.load(open(p)) for p in args.report_from.split(",") if p])
-        print((_render_scaling if "scaling" in results else _render)(results, args.out))
+        print((_render_scaling if "scaling" in results else
+               _render_seeds if "seeds" in results else _render)(results, args.out))
         return 0
     if args.scaling:
         return _scaling(args)
@@ -500,6 +501,15 @@ def seed_stats(ps):
     return m, sd, len(ok)
 
 
+TIE_REL = 1e-9   # mean passes this close are equal (the same counts summed in another order)
+
+
+def fewest(means):
+    """The methods with the fewest mean passes ({method: mean}), all of them on a tie."""
+    low = min(means.values(), default=None)
+    return sorted(a for a, m in means.items() if m <= low * (1 + TIE_REL))
+
+
 def _render_seeds(res, out):
     """report.md and results.json of the --seeds mode; returns the report's text."""
     n = len(res["seeds"])
@@ -514,7 +524,7 @@ def _render_seeds(res, out):
                          f"– ({k} of {n}) ×{sc:g}")
             if m is not None:
                 means[alg] = m
-        best = min(means, key=means.get) if means else "none"
+        best = " = ".join(fewest(means)) or "none"
         rows.append(f"| {e['dataset']} | ({e['l1']:g}, {e['l2']:g}) | " + " | ".join(cells)
                     + f" | {best} |")
     intro = (f"From `{res['from']}`: every method at the multiplier that run kept, P = 1, job "
