@@ -27,14 +27,14 @@ class SplitCSR:
 
     The H most frequent columns ("hot"; H = min(65536, d, the power of two above nnz/32, at
     least 1024) form a CSR block with uint16 local column indices, numbered by decreasing
-    frequency (ties to the lower index): their slice of w, and the partial gradient a row
-    panel scatters into, are at most 512 KB each and stay in the L2 cache, the most frequent
-    columns together in their first lines. The other columns ("tail": rare, each read a few times per
+    frequency (ties to the lower index): their slice of w, and the partial gradient a row panel
+    scatters into, are at most 512 KB each and stay in the L2 cache, the most frequent columns
+    together in their first lines. The other columns ("tail": rare, each read a few times per
     pass) are kept twice: as CSR rows for the margins and as (column, row, value) entries
     sorted by column for Xᵀcoef, so the gradient's tail is written in column order instead of
-    gathered at random. When all of w fits in 1 MiB and the values are float64, the margins
-    are computed straight from the shard's CSR rows (one pass beats two there; the tail is
-    then kept once, by column).
+    gathered at random. When all of w fits in 1 MiB and the values are float64, the margins are
+    computed straight from the shard's CSR rows (one pass beats two there; the tail is then
+    kept once, by column).
 
     A loss + gradient (loss_grad) is three passes: the tail's margins; one fused pass over
     the hot block (kernels/linear.pyx split_fused: per step of up to 512 rows and 32,768 hot
