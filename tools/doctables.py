@@ -731,7 +731,8 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
                + str(tseeds[0]) + ", a tuning seed")
             + "; `" + seeds[2] + "`, load "
             f"{seeds[0]['load'][0]:.1f} / {seeds[0]['load_after'][0]:.1f}):\n\n" + seeds[1]
-            + f"\n\nOn seed {tseeds[0]} alone it was "
+            + f"\n\nOn seed {tseeds[0]}" + (" (a tuning seed)" if len(tseeds) > 1 else "")
+            + " alone it was "
             + f"{sum(fewer(r) == 'yes' for r in rows)} of {n}")
     else:
         passes_text = (
