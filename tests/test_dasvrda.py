@@ -457,6 +457,17 @@ def test_restart_tests_at_stage_start(tmp_path, tiny_h5, restart, fires):
         assert alg.restarts == int(fires[case]), case
         assert (np.count_nonzero(alg.z0) == 0) == fires[case], case
 
+
+def test_old_default_restart_keeps_the_released_job_hash():
+    """The default restart changed from "adaptive" to "gradient": a run started before resumes
+    (and its model evaluates) when its job says restart = "adaptive", whose resolved job is
+    the released default's, hash and all."""
+    from mpitrain.algorithms import job_hash
+    raw = {"job": {"algorithm": "dasvrda"}, "data": {"train": "x.h5"}}
+    old = {**raw, "solver": {"restart": "adaptive"}}
+    assert job_hash(resolve_job(old, "job.toml")) == "05c9e922fc379400"
+    assert job_hash(resolve_job(raw, "job.toml")) != "05c9e922fc379400"
+
 def test_schema_and_bad_job(tmp_path, digits2_h5):
     r = cli(["algorithms", "dasvrda"])
     assert r.returncode == 0 and "restart" in r.stdout
