@@ -33,16 +33,30 @@ DEF CBLOCK = 64
 # still in L2 when their scatter reads them again); a step's size changes no result.
 DEF FROWS = 512
 DEF FNNZ = 32768
+# Random reads of the tail (w by column, coef by row) are prefetched this many entries ahead.
+DEF PF = 64
+
+
+cdef extern from *:
+    void __builtin_prefetch(const void* p) nogil
 
 
 cdef inline double row_dot(long long k0, long long k1, const index* idx, const real* val,
-                           const double* w) noexcept nogil:
+                           const double* w, long long kmax) noexcept nogil:
     """Σ_{k0 ≤ k < k1} val[k]·w[idx[k]] in double, in a fixed order: four running sums
     (terms k0, k0+4, ... in the first, k0+1, ... in the second, and so on), then
-    (s0 + s1) + (s2 + s3), so that four additions are in flight instead of one chain."""
+    (s0 + s1) + (s2 + s3), so that four additions are in flight instead of one chain.
+    With global (int) indices, w[idx[k + PF]] is prefetched while k + PF < kmax (the
+    length of idx): w is then too large for the L2 cache."""
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     cdef long long k = k0
     while k + 4 <= k1:
+        if index is int:
+            if k + PF + 4 <= kmax:
+                __builtin_prefetch(&w[idx[k + PF]])
+                __builtin_prefetch(&w[idx[k + PF + 1]])
+                __builtin_prefetch(&w[idx[k + PF + 2]])
+                __builtin_prefetch(&w[idx[k + PF + 3]])
         s0 = s0 + val[k] * w[idx[k]]
         s1 = s1 + val[k + 1] * w[idx[k + 1]]
         s2 = s2 + val[k + 2] * w[idx[k + 2]]
@@ -66,7 +80,7 @@ def csr_margins(const long long[::1] indptr, const index[::1] indices, const rea
     cdef const real* vp = &data[0]
     cdef double s
     for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
-        s = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0])
+        s = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0], indptr[n])
         out[i] = out[i] + s if add else s
 
 
@@ -103,7 +117,7 @@ def split_fused(int code, const double[::1] y, const long long[::1] mptr,
     memory). The loss is summed in row order within a panel (ploss[p]), then over the panels
     in order; the panels depend only on the data, so the bits do not depend on the
     threads."""
-    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], p, i, i0, i1, j
+    cdef Py_ssize_t P = part.shape[0], H = part.shape[1], n = y.shape[0], p, i, i0, i1, j
     cdef const index* mi = &midx[0]
     cdef const real* mv = &mval[0]
     cdef double f, total = 0.0
@@ -119,9 +133,10 @@ def split_fused(int code, const double[::1] y, const long long[::1] mptr,
                 i1 = i1 + 1
             for i in range(i0, i1):
                 if hot_rows:
-                    margins[i] = margins[i] + row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0])
+                    margins[i] = margins[i] + row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0],
+                                                      mptr[n])
                 else:
-                    margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0])
+                    margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
             for i in range(i0, i1):
                 f = f + loss_dloss_at(code, y[i], margins[i], &coef[i])
             scatter_rows(i0, i1, &hptr[0], &hidx[0], &hval[0], &coef[0], &part[p, 0])
@@ -151,16 +166,19 @@ def split_gather(const int[::1] hot, const double[:, ::1] part, const long long[
     """out = Xᵀcoef from the hot block's panel partials (split_fused or split_scatter) and
     the tail: out[hot[j]] = Σ_p part[p, j] in panel order; the tail entries (tcol, trow,
     tcval), sorted by column then row and cut into chunks at column boundaries (tcut), so
-    that each column is summed by one thread in row order; every other column 0. The chunks
-    are fixed by the data, so the bits do not depend on the threads."""
+    that each column is summed by one thread in row order (coef[trow[k + PF]] prefetched);
+    every other column 0. The chunks are fixed by the data, so the bits do not depend on the
+    threads."""
     cdef Py_ssize_t d = out.shape[0], H = part.shape[1], P = part.shape[0]
     cdef Py_ssize_t nc = tcut.shape[0] - 1, c, p, j
-    cdef long long k
+    cdef long long k, kmax = tcut[nc]
     cdef double s
     for j in prange(d, nogil=True, schedule="static"):
         out[j] = 0.0
     for c in prange(nc, nogil=True, schedule="dynamic", chunksize=1):
         for k in range(tcut[c], tcut[c + 1]):
+            if k + PF < kmax:
+                __builtin_prefetch(&coef[trow[k + PF]])
             out[tcol[k]] += tcval[k] * coef[trow[k]]
     for j in prange(H, nogil=True, schedule="static"):
         s = part[0, j]
