@@ -15,8 +15,11 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
     iterations (`auto`: tron where rows per rank ≥ features or P = 1, else SGD); w_p.
     Safeguard: if f̂_p(w_p) ≥ f̂_p(wʳ), d_p = −gʳ, else d_p = w_p − wʳ.
  3. dʳ = (1/P)Σ_p d_p: one Allreduce(SUM) of a d-vector. If gʳᵀdʳ ≥ 0, dʳ = −gʳ.
- 4. Strong-Wolfe line search (c1 = 1e-4, c2 = 0.9, first trial t = 1) on the true f along dʳ,
-    with cached margins a = Xwʳ and δ = Xdʳ: one Allreduce of 2 scalars per trial.
+ 4. Strong-Wolfe line search (c1 = 1e-4, c2 = ls_c2 = 0.1, first trial t = 1) on the true f
+    along dʳ, with cached margins a = Xwʳ and δ = Xdʳ: one Allreduce of 2 scalars per trial.
+    dʳ is an average of local minimisers, not a quasi-Newton step whose unit length is
+    usually right, so the search asks for a near-stationary t (c2 = 0.1, the nonlinear-CG
+    value) rather than accepting any t with a 10-fold smaller slope (0.9).
     w^{r+1} = wʳ + t·dʳ.
  5. g^{r+1}, f(w^{r+1}): one Allreduce(SUM) of [Σ∇ℓᵢ, Σℓᵢ] (a (d+1)-vector).
 So 1 + 2k d-vector Allreduces after k outer iterations (an iteration whose line search finds
@@ -77,6 +80,9 @@ class FADL(LinearAlgorithm):
                           "(λw + ρℓ'ᵢxᵢ + c) or 'svrg' (minus its value at wʳ, plus its mean)",
                           choices=["svrg", "plain"]),
         "rescale": Field(bool, True, "local loss term (n/n_p)·L_p (true) or L_p (false)"),
+        "ls_c2": Field(float, 0.1, "curvature constant of the outer strong-Wolfe line search "
+                       "(|φ'(t)| ≤ ls_c2·|φ'(0)|); 0.9 = the quasi-Newton value (before 0.1 "
+                       "became the default)", min=1e-3, max=0.99, hash_omits=0.9),
         "kappa": Field(float, 0.0, "proximal term (κ/2)‖w − wʳ‖² in the local approximation",
                        min=0.0),
     }
@@ -210,7 +216,8 @@ class FADL(LinearAlgorithm):
                 f, d = line.value(t, lf, lg)
                 return f, d, None
             try:
-                t, _, _, evals = wolfe(phi, f_old, gd, 1.0, floor=floor_tol(f_old))
+                t, _, _, evals = wolfe(phi, f_old, gd, 1.0, c2=ctx.solver["ls_c2"],
+                                        floor=floor_tol(f_old))
             except LineSearchFailed as exc:
                 evals = exc.evals
                 self.finish("converged: floating-point floor" if exc.at_floor
