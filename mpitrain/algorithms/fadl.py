@@ -20,7 +20,13 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
     dʳ is an average of local minimisers, not a quasi-Newton step whose unit length is
     usually right, so the search asks for a near-stationary t (c2 = 0.1, the nonlinear-CG
     value) rather than accepting any t with a 10-fold smaller slope (0.9).
-    w^{r+1} = wʳ + t·dʳ.
+    search = "subspace" (default): then minimise f over the plane wʳ + α·dʳ + β·sʳ, sʳ the
+    previous step (w^{r+1} − wʳ … of the last iteration), from (α, β) = (t, 0) by Newton steps
+    on the 2×2 system with Armijo backtracking, over the cached margins a, δ and Xsʳ: one
+    Allreduce of 6 scalars per trial, f never above the line search's. The previous step
+    carries the curvature information the averaged direction lacks (a two-term subspace
+    search, as in nonlinear CG). search = "line": the line search alone.
+    w^{r+1} = wʳ + α·dʳ + β·sʳ.
  5. g^{r+1}, f(w^{r+1}): one Allreduce(SUM) of [Σ∇ℓᵢ, Σℓᵢ] (a (d+1)-vector).
 So 1 + 2k d-vector Allreduces after k outer iterations (an iteration whose line search finds
 no step ends after step 3: one). Steps 3 and 5 cannot share one: the
@@ -54,7 +60,7 @@ class FADL(LinearAlgorithm):
     SMOOTH_ONLY = True
     DATA = {"binary": False, "dtype": np.float64}  # labels decided by models/glm.py
     STATE = {"w": Array(), "g": Array(), "f": Float(), "g0": Float(), "it": Int(),
-             "eta": Float(), "dvec": Int(), "ls_evals": Int()}
+             "eta": Float(), "dvec": Int(), "ls_evals": Int(), "s": Array(optional=True)}
     CAPS = {"max_iter": ("it", "max_iter")}
     summary = "parallel SGD on gradient-consistent local approximations (2 d-vector " \
               "Allreduces per outer iteration)"
@@ -83,6 +89,10 @@ class FADL(LinearAlgorithm):
         "ls_c2": Field(float, 0.1, "curvature constant of the outer strong-Wolfe line search "
                        "(|φ'(t)| ≤ ls_c2·|φ'(0)|); 0.9 = the quasi-Newton value (before 0.1 "
                        "became the default)", min=1e-3, max=0.99, hash_omits=0.9),
+        "search": Field(str, "subspace", "outer step: 'subspace' (line search along dʳ, then "
+                        "f minimised over the plane of dʳ and the previous step: 6-scalar "
+                        "Allreduces) or 'line' (the line search alone)",
+                        choices=["subspace", "line"], hash_omits="line"),
         "kappa": Field(float, 0.0, "proximal term (κ/2)‖w − wʳ‖² in the local approximation",
                        min=0.0),
     }
@@ -122,6 +132,8 @@ class FADL(LinearAlgorithm):
         self.margins = np.empty(ctx.train.rows)
         self.delta = np.empty(ctx.train.rows)
         self.eta = float(sv["step_size"])
+        self.s = None            # the previous step w^{r} − w^{r−1} (search = "subspace")
+        self.xs = np.empty(ctx.train.rows)   # its margins X·s on this rank's rows
         self.it = 0
         self.dvec = 0            # d-vector Allreduces so far
         self.ls_evals = 0        # line-search trials (2-scalar Allreduces) so far
@@ -223,9 +235,25 @@ class FADL(LinearAlgorithm):
                 self.finish("converged: floating-point floor" if exc.at_floor
                             else f"line search: {exc}")
             self.ls_evals += evals
+        step = t * self.dir
+        if t > 0 and self.s is not None and ctx.solver["search"] == "subspace":
+            with ctx.phase("linesearch"):
+                plane = Plane(self.obj, self.margins, self.delta, self.xs, self.w, self.dir,
+                              self.s)
+
+                def psi(x):  # one Allreduce of 6 scalars over the cached margins
+                    buf = plane.local(x)
+                    world.allreduce(buf)
+                    return plane.value(x, buf)
+                (alpha, beta), evals = plane_newton(psi, t)
+                self.ls_evals += evals
+                step = alpha * self.dir + beta * self.s
         self.it += 1
         if t > 0:
-            self.w = self.w + t * self.dir
+            self.w = self.w + step
+            if ctx.solver["search"] == "subspace":
+                self.s = step
+                self.lm.margins(step, self.xs)
             with ctx.phase("gradient"):
                 self.f, self.g = self._gradient()
                 self._sums_valid = True
@@ -250,6 +278,8 @@ class FADL(LinearAlgorithm):
     def restored(self):
         super().restored()
         self._sums_valid = False
+        if self.s is not None:
+            self.lm.margins(self.s, self.xs)
 
     def summary_info(self):
         return {"objective": self.f, "grad_norm": float(np.linalg.norm(self.g)),
@@ -269,7 +299,66 @@ class FADL(LinearAlgorithm):
         layout (models/linear.layout_bytes)."""
         d, rows = int(train.d), int(train.rows)
         hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
-        return 8 * ((36 + hist) * d + 6 * rows) + layout_bytes(train, job["model"]["values"])
+        return 8 * ((37 + hist) * d + 7 * rows) + layout_bytes(train, job["model"]["values"])
+
+
+class Plane:
+    """ψ(α, β) = f(w + α·p + β·s) for smooth f (l1 = 0), its gradient and Hessian in (α, β),
+    from the margins a = Xw, δ = Xp, σ = Xs of this rank's rows: `local(x)` gives this rank's
+    [Σℓ, Σℓ'δ, Σℓ'σ, Σℓ''δ², Σℓ''δσ, Σℓ''σ²] at m = a + αδ + βσ; `value(x, sums)` the global
+    (ψ, ∇ψ, ∇²ψ) from their Allreduce(SUM)."""
+
+    def __init__(self, obj, a, delta, sigma, w, p, s):
+        self.obj, self.a, self.delta, self.sigma = obj, a, delta, sigma
+        self.G = np.array([[p @ p, p @ s], [p @ s, s @ s]])
+        self.wv = np.array([w @ p, w @ s])
+        self.ww = float(w @ w)
+
+    def local(self, x):
+        L, y = self.obj.loss, self.obj.lm.y
+        m = self.a + x[0] * self.delta + x[1] * self.sigma
+        d1, d2 = L.deriv(y, m), L.curv(y, m)
+        return np.array([L.value(y, m).sum(), d1 @ self.delta, d1 @ self.sigma,
+                         d2 @ (self.delta * self.delta), d2 @ (self.delta * self.sigma),
+                         d2 @ (self.sigma * self.sigma)])
+
+    def value(self, x, b):
+        n, l2, G = self.obj.n, self.obj.l2, self.G
+        f = b[0] / n + 0.5 * l2 * (self.ww + 2.0 * x @ self.wv + x @ G @ x)
+        g = b[1:3] / n + l2 * (self.wv + G @ x)
+        H = np.array([[b[3], b[4]], [b[4], b[5]]]) / n + l2 * G
+        return f, g, H
+
+
+def plane_newton(psi, t, max_steps=6, c1=1e-4):
+    """Minimise ψ over (α, β) from (t, 0) by Newton steps on the 2×2 system, each with Armijo
+    backtracking (halving, down to 1e-3); stops when a step is not a descent direction, no
+    step is accepted, the decrease is below 1e-12·|ψ|, or after max_steps. ψ never rises.
+    Returns ((α, β), trials)."""
+    x = np.array([t, 0.0])
+    f, g, H = psi(x)
+    trials = 1
+    for _ in range(max_steps):
+        if not np.all(np.isfinite(H)) or np.linalg.det(H) <= 0 or H[0, 0] <= 0:
+            break
+        d = -np.linalg.solve(H, g)
+        gd = float(g @ d)
+        if not gd < 0:
+            break
+        u = 1.0
+        while u >= 1e-3:
+            fn, gn, Hn = psi(x + u * d)
+            trials += 1
+            if fn <= f + c1 * u * gd:
+                break
+            u *= 0.5
+        else:
+            break
+        x, dec = x + u * d, f - fn
+        f, g, H = fn, gn, Hn
+        if dec <= 1e-12 * abs(f):
+            break
+    return x, trials
 
 
 ALGORITHMS = [FADL]
