@@ -40,8 +40,9 @@ with the lowest f̂_p; the ranks then take the smallest choice (Allreduce MIN of
 chosen η is part of the state. Row orders are random permutations drawn from the stream
 (seed, "fadl-sgd", r, first global row of the shard): nothing random needs saving.
 
-State (checkpoint): w, g, f, ‖g⁰‖, the iteration, η and the counters; local approximations are
-rebuilt from w, so resuming at another P is allowed.
+State (checkpoint): w, g, f, ‖g⁰‖, the iteration, η, the counters and the previous step sʳ
+(its margins are recomputed locally); local approximations are rebuilt from w, so resuming
+at another P is allowed.
 """
 import numpy as np
 
