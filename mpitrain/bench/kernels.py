@@ -85,7 +85,7 @@ def _kernel_rates(X, y, repeats, threads=(1, 2)):
             rows, wm, add = lay._margin_rows(w, m)
             parts[f"split_{values}_{t}t"] = {  # the stages of SplitCSR.loss_grad, alone
                 "tail_margins_s": _best(lambda: lay._margin_rows(w, m), repeats),
-                # the fused pass as loss_grad calls it (w read interleaved from the panels;
+                # the fused pass as loss_grad calls it (w read from its hot slice;
                 # the hot margins add up over the calls, which only the timing sees)
                 "fused_s": _best(lambda: K.split_fused(
                     lm.code, lm.y, *rows, wm, lay.hptr, lay.hidx, lay.hval, lay.panels,
@@ -216,11 +216,11 @@ def main(argv):
         "## Loss + gradient kernel (non-zeros per second)",
         "Each row but scipy's is one loss + gradient evaluation (margins, loss and dℓ, "
         "Xᵀ·coef). The split layout (models/linear.py `SplitCSR`) keeps the (up to 65,536) "
-        "most frequent columns as a CSR block with 16-bit indices (their slice of w, "
-        "interleaved with a row panel's partial gradient, stays in cache) and the rare columns "
+        "most frequent columns as a CSR block with 16-bit indices (their slice of w and each row "
+        "panel's partial gradient stay in cache) and the rare columns "
         "as CSR rows plus column-sorted entries. Ours is three stages: the tail's margins; one "
-        "fused pass over the hot block (per 32 rows: margins, loss and dℓ, then the rows' "
-        "scatter into their panel's partial gradient, so the hot non-zeros are read once); the "
+        "fused pass over the hot block (per step of up to 512 rows: margins, loss and dℓ, then "
+        "the rows' scatter into their panel's partial gradient, so the hot non-zeros are read once); the "
         "tail's Xᵀ·coef by column plus the panel partials summed in order. The stage columns "
         "time each stage called alone (warmer caches than inside the full call, so they add up "
         "to less); X·w alone is the margins-only call of the line searches. Built once in "
