@@ -394,6 +394,25 @@ def test_plane_model_and_its_newton_search():
     assert f1 <= psi(np.array([0.5, 0.0]))[0] and np.linalg.norm(g1) < 1e-8
 
 
+@pytest.mark.timeout(60)
+def test_iteration_ls_evals_count_the_plane_trials(world, digits2_h5):
+    """metrics' per-iteration ls_evals (line-search and plane trials, each one scalar
+    Allreduce) add up to the run's linesearch_evals; the plane search ran (more trials than
+    the line search alone makes)."""
+    infos = []
+    for search in ("subspace", "line"):
+        raw = {"job": {"algorithm": "fadl", "seed": 1}, "data": {"train": digits2_h5},
+               "model": {"l2": 1e-4}, "solver": {"max_iter": 6, "search": search}}
+        ctx = Context(world, resolve_job(raw, "test"),
+                      data.load(world, digits2_h5, group="train", binary=True), None)
+        alg = registry()["fadl"](ctx)
+        alg.setup()
+        evals = [alg.step()["ls_evals"] for _ in range(6) if not alg.done]
+        assert sum(evals) == alg.ls_evals, (search, evals, alg.ls_evals)
+        infos.append(alg.ls_evals)
+    assert infos[0] > infos[1], infos
+
+
 def test_previous_line_search_keeps_the_released_job_hash():
     """ls_c2 (default 0.1) and search (default "subspace") were added later; a job that says
     ls_c2 = 0.9 and search = "line" (what runs did before) resolves to the released default

@@ -246,8 +246,9 @@ class FADL(LinearAlgorithm):
                     buf = plane.local(x)
                     world.allreduce(buf)
                     return plane.value(x, buf)
-                (alpha, beta), evals = plane_newton(psi, t)
-                self.ls_evals += evals
+                (alpha, beta), trials = plane_newton(psi, t)
+                self.ls_evals += trials
+                evals += trials
                 step = alpha * self.dir + beta * self.s
         self.it += 1
         if t > 0:
