@@ -414,7 +414,6 @@ def test_certified_gap_small_l2(tmp_path, rt_h5, sampling, tol):
     assert 0 < np.count_nonzero(w) < w.size
 
 
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("restart", ["gradient", "objective"])
 def test_restart_certified_on_ill_conditioned_problem(tmp_path, digits2_h5, restart):
@@ -467,6 +466,7 @@ def test_old_default_restart_keeps_the_released_job_hash():
     old = {**raw, "solver": {"restart": "adaptive"}}
     assert job_hash(resolve_job(old, "job.toml")) == "05c9e922fc379400"
     assert job_hash(resolve_job(raw, "job.toml")) != "05c9e922fc379400"
+
 
 def test_schema_and_bad_job(tmp_path, digits2_h5):
     r = cli(["algorithms", "dasvrda"])
