@@ -378,3 +378,18 @@ def test_equal_mean_passes_are_a_tie_in_the_seed_report(tmp_path):
     assert E.main(["--report-from", str(src), "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     assert "×1024 | 30.0 ± 0.0 ×64 | dasvrda = prox-svrg |" in text
+
+
+@pytest.mark.timeout(30)
+def test_unreadable_results_file_is_one_line(tmp_path, capsys):
+    """--from and --report-from name a missing or non-JSON file: exit 2 and one line that names
+    the option and the file (no traceback)."""
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for argv, named in ((["--seeds", "4", "--from", str(tmp_path / "none.json")], "--from"),
+                        (["--report-from", str(bad)], "--report-from")):
+        with pytest.raises(SystemExit) as ex:
+            E.main(argv + ["--out", str(tmp_path / "out")])
+        assert ex.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert named in err and argv[-1] in err and "Traceback" not in err, err

@@ -381,7 +381,7 @@ def main(argv):
     if args.seeds:
         if not args.from_:
             ap.error("--seeds needs --from RESULTS_JSON (a tuned run's results)")
-        tuned = json.load(open(args.from_))
+        tuned = _results(ap, "--from", args.from_)
         seeds = args.seeds
         seen = sorted(set(seeds) & set(tuned.get("tune_seeds", [1])))
         if seen:     # model selection never on the evaluation sample
@@ -389,7 +389,8 @@ def main(argv):
                      f"{tuned.get('tune_seeds', [1])}; evaluate on held-out seeds")
         return _seed_spread(args, tuned, seeds)
     if args.report_from:
-        results = _merge([json.load(open(p)) for p in args.report_from.split(",") if p])
+        results = _merge([_results(ap, "--report-from", p)
+                          for p in args.report_from.split(",") if p])
         print((_render_scaling if "scaling" in results else
                _render_seeds if "seeds" in results else _render)(results, args.out))
         return 0
@@ -455,6 +456,15 @@ def main(argv):
     results["load_after"] = os.getloadavg()
     print(_render(results, args.out))
     return 0
+
+
+def _results(ap, option, path):
+    """A results.json named by `option`; an unreadable one ends the bench with one line."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        ap.error(f"{option} {path}: not a readable results.json ({exc})")
 
 
 def _seed_spread(args, tuned, seeds):
