@@ -82,7 +82,7 @@ CASES = [
     Case("lbfgs", _lbfgs, steps=14, cap="solver.max_iter"),
     # The SGD-based methods: bit-identical resume at the same P is asserted; at another P
     # their local shards (and so their trajectories) change, which has no 1e-12 reference.
-    Case("fadl", _linear("fadl", {"max_iter": 10, "tol": 0.0}), steps=10,
+    Case("fadl", _linear("fadl", {"max_iter": 10, "tol": 0.0, "gap_tol": 0.0}), steps=10,
          cap="solver.max_iter", elastic_rtol=None, full=False),
     Case("psgd-mix", _linear("psgd-mix", {"max_iter": 10}), steps=10, cap="solver.max_iter",
          elastic_rtol=None, full=False),
