@@ -295,10 +295,11 @@ class FADL(LinearAlgorithm):
     def memory_bytes(cls, job, train):
         """Peak bytes per rank (float64): w, g, the direction, the Allreduce buffers, the line
         search's and the local approximation's vectors (measured: up to 28 of the width while the
-        step size is tuned; 36 counted), the local
+        step size is tuned; 36 counted), the previous step s (1 more), the local
         L-BFGS history when local_solver = "lbfgs" (scipy keeps 10 pairs and works on a few
-        more), this rank's cached margins and per-row coefficients, and the shard's split CSR
-        layout (models/linear.layout_bytes)."""
+        more), this rank's cached margins, those of the direction and of s, and per-row
+        coefficients (7 vectors of the rows), and the shard's split CSR layout
+        (models/linear.layout_bytes)."""
         d, rows = int(train.d), int(train.rows)
         hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
         return 8 * ((37 + hist) * d + 7 * rows) + layout_bytes(train, job["model"]["values"])
