@@ -367,7 +367,8 @@ def test_plane_model_and_its_newton_search():
     """Plane: ψ(α, β) = f(w + αp + βs), its gradient and Hessian against NumPy (f directly,
     finite differences of the gradient); plane_newton: the exact minimiser of a quadratic in
     one step, and ψ never above its start on f."""
-    from mpitrain.algorithms.fadl import Plane, plane_newton
+    from mpitrain.algorithms.linear_family import CachedPlane as Plane
+    from mpitrain.models.linesearch import plane_newton
     from mpitrain.algorithms.linear_family import LinearObjective
     rng = np.random.default_rng(5)
     sh = _shard(True, rows=60, n=60, d=12, seed=7)

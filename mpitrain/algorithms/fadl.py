@@ -51,7 +51,7 @@ from ..errors import JobError
 from ..models.fadl_local import LocalProblem, orders_for
 from ..models import glm
 from ..models.linear import layout_bytes
-from ..models.linesearch import LineSearchFailed, wolfe
+from ..models.linesearch import LineSearchFailed, plane_newton, wolfe
 from ..state import Array, Float, Int
 from .linear_family import LinearAlgorithm, certified_gap, floor_tol
 
@@ -239,8 +239,8 @@ class FADL(LinearAlgorithm):
         step = t * self.dir
         if t > 0 and self.s is not None and ctx.solver["search"] == "subspace":
             with ctx.phase("linesearch"):
-                plane = Plane(self.obj, self.margins, self.delta, self.xs, self.w, self.dir,
-                              self.s)
+                plane = self.obj.plane(self.margins, self.delta, self.xs, self.w, self.dir,
+                                       self.s)
 
                 def psi(x):  # one Allreduce of 6 scalars over the cached margins
                     buf = plane.local(x)
@@ -303,65 +303,6 @@ class FADL(LinearAlgorithm):
         d, rows = int(train.d), int(train.rows)
         hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
         return 8 * ((37 + hist) * d + 7 * rows) + layout_bytes(train, job["model"]["values"])
-
-
-class Plane:
-    """ψ(α, β) = f(w + α·p + β·s) for smooth f (l1 = 0), its gradient and Hessian in (α, β),
-    from the margins a = Xw, δ = Xp, σ = Xs of this rank's rows: `local(x)` gives this rank's
-    [Σℓ, Σℓ'δ, Σℓ'σ, Σℓ''δ², Σℓ''δσ, Σℓ''σ²] at m = a + αδ + βσ; `value(x, sums)` the global
-    (ψ, ∇ψ, ∇²ψ) from their Allreduce(SUM)."""
-
-    def __init__(self, obj, a, delta, sigma, w, p, s):
-        self.obj, self.a, self.delta, self.sigma = obj, a, delta, sigma
-        self.G = np.array([[p @ p, p @ s], [p @ s, s @ s]])
-        self.wv = np.array([w @ p, w @ s])
-        self.ww = float(w @ w)
-
-    def local(self, x):
-        L, y = self.obj.loss, self.obj.lm.y
-        m = self.a + x[0] * self.delta + x[1] * self.sigma
-        d1, d2 = L.deriv(y, m), L.curv(y, m)
-        return np.array([L.value(y, m).sum(), d1 @ self.delta, d1 @ self.sigma,
-                         d2 @ (self.delta * self.delta), d2 @ (self.delta * self.sigma),
-                         d2 @ (self.sigma * self.sigma)])
-
-    def value(self, x, b):
-        n, l2, G = self.obj.n, self.obj.l2, self.G
-        f = b[0] / n + 0.5 * l2 * (self.ww + 2.0 * x @ self.wv + x @ G @ x)
-        g = b[1:3] / n + l2 * (self.wv + G @ x)
-        H = np.array([[b[3], b[4]], [b[4], b[5]]]) / n + l2 * G
-        return f, g, H
-
-
-def plane_newton(psi, t, max_steps=6, c1=1e-4):
-    """Minimise ψ over (α, β) from (t, 0) by Newton steps on the 2×2 system, each with Armijo
-    backtracking (halving, down to 1e-3); stops when a step is not a descent direction, no
-    step is accepted, the decrease is below 1e-12·|ψ|, or after max_steps. ψ never rises.
-    Returns ((α, β), trials)."""
-    x = np.array([t, 0.0])
-    f, g, H = psi(x)
-    trials = 1
-    for _ in range(max_steps):
-        if not np.all(np.isfinite(H)) or np.linalg.det(H) <= 0 or H[0, 0] <= 0:
-            break
-        d = -np.linalg.solve(H, g)
-        gd = float(g @ d)
-        if not gd < 0:
-            break
-        u = 1.0
-        while u >= 1e-3:
-            fn, gn, Hn = psi(x + u * d)
-            trials += 1
-            if fn <= f + c1 * u * gd:
-                break
-            u *= 0.5
-        else:
-            break
-        x, dec = x + u * d, f - fn
-        f, g, H = fn, gn, Hn
-        if dec <= 1e-12 * abs(f):
-            break
-    return x, trials
 
 
 ALGORITHMS = [FADL]

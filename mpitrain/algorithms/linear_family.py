@@ -83,6 +83,9 @@ class LinearObjective:
     def line(self, margins, delta, w, p):
         return CachedLine(self, margins, delta, w, p)
 
+    def plane(self, margins, delta, sigma, w, p, s):
+        return CachedPlane(self, margins, delta, sigma, w, p, s)
+
 
 class CachedLine:
     """φ(t) = f(w + t·p), φ'(t) for smooth f (l1 = 0) from the margins a = Xw, δ = Xp of this
@@ -102,6 +105,34 @@ class CachedLine:
         o = self.obj
         f = lf / o.n + 0.5 * o.l2 * (self.ww + 2.0 * t * self.wp + t * t * self.pp)
         return f, lg / o.n + o.l2 * (self.wp + t * self.pp)
+
+
+class CachedPlane:
+    """ψ(α, β) = f(w + α·p + β·s) for smooth f (l1 = 0), its gradient and Hessian in (α, β),
+    from the margins a = Xw, δ = Xp, σ = Xs of this rank's rows: `local(x)` gives this rank's
+    [Σℓ, Σℓ'δ, Σℓ'σ, Σℓ''δ², Σℓ''δσ, Σℓ''σ²] at m = a + αδ + βσ; `value(x, sums)` the global
+    (ψ, ∇ψ, ∇²ψ) from their Allreduce(SUM)."""
+
+    def __init__(self, obj, a, delta, sigma, w, p, s):
+        self.obj, self.a, self.delta, self.sigma = obj, a, delta, sigma
+        self.G = np.array([[p @ p, p @ s], [p @ s, s @ s]])
+        self.wv = np.array([w @ p, w @ s])
+        self.ww = float(w @ w)
+
+    def local(self, x):
+        L, y = self.obj.loss, self.obj.lm.y
+        m = self.a + x[0] * self.delta + x[1] * self.sigma
+        d1, d2 = L.deriv(y, m), L.curv(y, m)
+        return np.array([L.value(y, m).sum(), d1 @ self.delta, d1 @ self.sigma,
+                         d2 @ (self.delta * self.delta), d2 @ (self.delta * self.sigma),
+                         d2 @ (self.sigma * self.sigma)])
+
+    def value(self, x, b):
+        n, l2, G = self.obj.n, self.obj.l2, self.G
+        f = b[0] / n + 0.5 * l2 * (self.ww + 2.0 * x @ self.wv + x @ G @ x)
+        g = b[1:3] / n + l2 * (self.wv + G @ x)
+        H = np.array([[b[3], b[4]], [b[4], b[5]]]) / n + l2 * G
+        return f, g, H
 
 
 def min_norm_subgradient(g_smooth, w, l1):

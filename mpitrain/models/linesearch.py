@@ -14,6 +14,8 @@ by more than the floor without meeting the Wolfe conditions.
 """
 import math
 
+import numpy as np
+
 
 class LineSearchFailed(Exception):
     def __init__(self, message, at_floor=False, evals=0):
@@ -107,3 +109,34 @@ def _zoom(ev, f0, d0, lo, flo, dlo, auxlo, hi, fhi, dhi, c1, c2):
     raise LineSearchFailed("converged: floating-point floor" if at_floor else
                            f"zoom found no acceptable step in {ev.n} evaluations",
                            at_floor=at_floor, evals=ev.n)
+
+
+def plane_newton(psi, t, max_steps=6, c1=1e-4):
+    """Minimise ψ over (α, β) from (t, 0) by Newton steps on the 2×2 system, each with Armijo
+    backtracking (halving, down to 1e-3); stops when a step is not a descent direction, no
+    step is accepted, the decrease is below 1e-12·|ψ|, or after max_steps. ψ never rises.
+    Returns ((α, β), trials)."""
+    x = np.array([t, 0.0])
+    f, g, H = psi(x)
+    trials = 1
+    for _ in range(max_steps):
+        if not np.all(np.isfinite(H)) or np.linalg.det(H) <= 0 or H[0, 0] <= 0:
+            break
+        d = -np.linalg.solve(H, g)
+        gd = float(g @ d)
+        if not gd < 0:
+            break
+        u = 1.0
+        while u >= 1e-3:
+            fn, gn, Hn = psi(x + u * d)
+            trials += 1
+            if fn <= f + c1 * u * gd:
+                break
+            u *= 0.5
+        else:
+            break
+        x, dec = x + u * d, f - fn
+        f, g, H = fn, gn, Hn
+        if dec <= 1e-12 * abs(f):
+            break
+    return x, trials
