@@ -107,10 +107,12 @@ RELEASED_HASHES = {
     # dasvrda: the default restart changed to "gradient" on purpose (issue 11 part 5); a job
     # with restart = "adaptive" keeps the released hash 05c9e922fc379400 (tests/test_dasvrda.py)
     "dae-stacked": "f3134acc3cdbb1bb", "dasvrda": "6be93a5c129abd84",
-    # fadl: the outer search's defaults ls_c2 = 0.1, search = "subspace" on purpose (issue 11
-    # part 4); a job with ls_c2 = 0.9, search = "line" keeps the released hash
-    # b2d36695e53e4e08 (tests/test_fadl.py)
-    "fadl": "b4f9aa9c8f198955", "katyusha": "6c96ec78df1d4df4", "lbfgs": "e6812fa4773bdcbd",
+    # fadl: the outer search's defaults ls_c2 = 0.1, search = "subspace", then start = "auto"
+    # (a mixing first round on wide shards) on purpose (issue 11 part 4); a job with
+    # ls_c2 = 0.9, search = "line", start = "zero" keeps the released hash b2d36695e53e4e08,
+    # and one with start = "zero" that of the plane search's runs, b4f9aa9c8f198955
+    # (tests/test_fadl.py)
+    "fadl": "a4fc622819d41008", "katyusha": "6c96ec78df1d4df4", "lbfgs": "e6812fa4773bdcbd",
     "mac": "daef69db8d1119e3", "parmac-ba": "8e315e4ce88880fe",
     "prox-svrg": "4cea9974ca610e46", "psgd-mix": "97776bf0b9cbee40",
     "sae-greedy": "d3f3dbb62cc77cca", "slp": "a283832a8b90cfb1"}

@@ -192,10 +192,12 @@ def _check_optimum(world, path, spec, loss="logistic", gap=1e-8):
     f0 = float(np.log(2.0)) if loss == "logistic" else 1.0  # f(0)
     seq = np.array([f0] + objs)
     assert np.all(np.diff(seq) <= 1e-15 * np.abs(seq[1:])), "objective increased"
-    # 2 d-vector Allreduces per outer iteration, +1 for ∇f(w⁰); one fewer when the last line
-    # search found no step at the floating-point floor (no new gradient)
-    assert alg.dvec == 2 * alg.it + 1 or (alg.dvec == 2 * alg.it
-                                          and alg.reason == "converged: floating-point floor")
+    # 2 d-vector Allreduces per outer iteration, +1 for ∇f(w⁰) (none with the mixing start);
+    # one fewer when the last line search found no step at the floating-point floor (no new
+    # gradient)
+    first = 0 if alg.start == "mix" else 1
+    assert alg.dvec == 2 * alg.it + first or (
+        alg.dvec == 2 * alg.it + first - 1 and alg.reason == "converged: floating-point floor")
     assert alg.fallbacks <= 3
     return alg
 
@@ -325,12 +327,13 @@ def test_near_exact_outer_line_search_saves_rounds_on_small_shards_mpi(world, rt
     certified relative gap of 1e-6, recomputed here in NumPy, in at most 11 d-vector
     Allreduces; with the quasi-Newton value 0.9 (the previous default), which accepts t = 1
     along the averaged local minimisers, it needs 15 (counts deterministic; the line search
-    alone, search = "line")."""
+    alone, search = "line", from w = 0: start = "zero", where auto runs SGD)."""
     rows, l2 = 1280, 1e-4
     X, y = _full(world, rt_h5, rows)
     dvec = {}
     for c2 in (0.1, 0.9):
-        solver = {"max_iter": 40, "gap_tol": 1e-6, "local_solver": "auto", "search": "line"}
+        solver = {"max_iter": 40, "gap_tol": 1e-6, "local_solver": "auto", "search": "line",
+                  "start": "zero"}
         if c2 != 0.1:
             solver["ls_c2"] = c2
         alg, _ = run_inproc(world, "fadl", rt_h5, {"l2": l2}, solver, rows)
@@ -420,15 +423,21 @@ def test_previous_line_search_keeps_the_released_job_hash():
     job's hash, so its checkpoints resume."""
     from mpitrain.algorithms import job_hash
     raw = {"job": {"algorithm": "fadl"}, "data": {"train": "x.h5"}}
-    old = {**raw, "solver": {"ls_c2": 0.9, "search": "line"}}
+    old = {**raw, "solver": {"ls_c2": 0.9, "search": "line", "start": "zero"}}
     assert job_hash(resolve_job(old, "job.toml")) == "b2d36695e53e4e08"
     assert job_hash(resolve_job(raw, "job.toml")) != "b2d36695e53e4e08"
+    # the plane search's runs (before start = "auto" became the default) keep theirs
+    prev = {**raw, "solver": {"start": "zero"}}
+    assert job_hash(resolve_job(prev, "job.toml")) == "b4f9aa9c8f198955"
 
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
 def test_fadl_optimum_dense_mpi(world, digits2_h5):
     _check_optimum(world, digits2_h5, DENSE)
+    # the mixing start with the SGD local solver (its step size tuned on the mixing round)
+    mix = dict(DENSE, solver=dict(DENSE["solver"], start="mix", local_solver="sgd"))
+    assert _check_optimum(world, digits2_h5, mix, gap=1e-6).start == "mix"
 
 
 @pytest.mark.mpi(min_size=2)
@@ -439,11 +448,14 @@ def test_fadl_optimum_sparse_mpi(world, rt_h5):
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("solver", [{"local_solver": "sgd"}, {"local_solver": "tron"}])
+@pytest.mark.parametrize("solver", [{"local_solver": "sgd", "start": "zero"},
+                                    {"local_solver": "tron", "start": "zero"},
+                                    {"local_solver": "auto", "start": "auto"}])
 def test_two_d_vector_allreduces_per_outer_iteration_mpi(world, rt_h5, monkeypatch, solver):
-    """Counted at the World (not by FADL's own counter), from setup on: ∇f(w⁰), then per outer
-    iteration exactly one Allreduce of the directions (d values + the 2 step-rule flags) and
-    one of [∇f, f] (d + 1); every other collective carries a few scalars."""
+    """Counted at the World (not by FADL's own counter), from setup on: ∇f(w⁰) (start =
+    "zero"; none with the mixing start, which `auto` picks on these wide shards), then per
+    outer iteration exactly one Allreduce of the directions (d values + the 2 step-rule flags)
+    and one of [∇f, f] (d + 1); every other collective carries a few scalars."""
     raw = {"job": {"algorithm": "fadl", "seed": 1}, "data": {"train": rt_h5, "max_rows": 3000},
            "model": {"l2": 1e-4}, "solver": dict(solver, max_iter=5, gap_tol=0.0, tol=0.0)}
     train = data.load(world, rt_h5, group="train", binary=True, max_rows=3000)
@@ -463,10 +475,47 @@ def test_two_d_vector_allreduces_per_outer_iteration_mpi(world, rt_h5, monkeypat
         alg.step()
         kinds.append([s for s in sizes[n0:] if s > 8])
     d = train.d
-    assert sizes[0] == d + 1 and alg.it == 5
+    first = [] if solver["start"] == "auto" else [d + 1]
+    assert alg.start == ("mix" if solver["start"] == "auto" else "zero") and alg.it == 5
     assert kinds == [[d + 2, d + 1]] * 5        # direction, then the new gradient
-    assert [s for s in sizes if s > 8] == [d + 1] + [d + 2, d + 1] * 5
-    assert alg.dvec == 2 * alg.it + 1
+    assert [s for s in sizes if s > 8] == first + [d + 2, d + 1] * 5
+    assert alg.dvec == 2 * alg.it + len(first)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_mixing_start_searches_the_average_of_the_shard_minimisers_mpi(world, digits2_h5):
+    """start = "mix": the first step goes from w = 0 along the average of the minimisers of
+    each shard's own objective (l2/2)‖w‖² + (1/n_p)Σ_{i∈p} ℓᵢ, here solved in SciPy from this
+    test's copy of the data, with no gradient Allreduce at 0 (2 d-vector Allreduces after one
+    iteration); the step is a decrease of the true f, and the gradient then kept is ∇f."""
+    from scipy.optimize import minimize
+    l2 = 1e-3
+    X, y = _full(world, digits2_h5)
+    alg, objs = run_inproc(world, "fadl", digits2_h5, {"l2": l2},
+                           {"max_iter": 1, "start": "mix", "local_solver": "tron",
+                            "local_tol": 1e-10, "local_iters": 100, "gap_tol": 0.0})
+    assert alg.start == "mix" and alg.it == 1 and alg.dvec == 2
+    bounds = world.comm.allgather((alg.ctx.train.start, alg.ctx.train.stop))
+    mins = []
+    for a, b in bounds:
+        res = minimize(lambda w: _grad(X[a:b], y[a:b], w, l2), np.zeros(X.shape[1]),
+                       jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 0.0,
+                                                              "maxiter": 5000})
+        mins.append(res.x)
+    dbar = np.mean(mins, axis=0)
+    t = float(alg.w @ dbar) / float(dbar @ dbar)
+    assert t > 0
+    np.testing.assert_allclose(alg.w, t * dbar, rtol=0, atol=1e-6 * np.linalg.norm(alg.w))
+    f, g = _grad(X, y, alg.w, l2)
+    assert f < np.log(2.0) and f == pytest.approx(alg.f, rel=1e-12)
+    np.testing.assert_allclose(alg.g, g, rtol=1e-9, atol=1e-12)
+    # with start = "zero" the same first iteration builds the gradient-consistent model and
+    # makes the gradient Allreduce at 0: another point, one more d-vector Allreduce
+    zero, _ = run_inproc(world, "fadl", digits2_h5, {"l2": l2},
+                         {"max_iter": 1, "start": "zero", "local_solver": "tron",
+                          "local_tol": 1e-10, "local_iters": 100, "gap_tol": 0.0})
+    assert zero.dvec == 3 and np.linalg.norm(zero.w - alg.w) > 1e-3 * np.linalg.norm(alg.w)
 
 
 @pytest.mark.mpi(min_size=2)

@@ -12,7 +12,8 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
     so ∇f̂_p(wʳ) = gʳ. Its per-sample SGD gradient is (l2+κ)w + (c − κwʳ) + σn_p·ℓ'ᵢ·xᵢ.
  2. Local solve from wʳ: truncated Newton (tron) until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖,
     `epochs` SGD passes (Cython kernel, O(nnz) per sparse row) or `local_iters` L-BFGS
-    iterations (`auto`: tron where rows per rank ≥ features or P = 1, else SGD); w_p.
+    iterations (`auto`: tron; SGD with start = "zero" where P > 1 and rows per rank <
+    features); w_p.
     Safeguard: if f̂_p(w_p) ≥ f̂_p(wʳ), d_p = −gʳ, else d_p = w_p − wʳ.
  3. dʳ = (1/P)Σ_p d_p: one Allreduce(SUM) of a d-vector. If gʳᵀdʳ ≥ 0, dʳ = −gʳ.
  4. Strong-Wolfe line search (c1 = 1e-4, c2 = ls_c2 = 0.1, first trial t = 1) on the true f
@@ -29,7 +30,18 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
     w^{r+1} = wʳ + α·dʳ + β·sʳ.
  5. g^{r+1}, f(w^{r+1}): one Allreduce(SUM) of [Σ∇ℓᵢ, Σℓᵢ] (a (d+1)-vector).
 So 1 + 2k d-vector Allreduces after k outer iterations (an iteration whose line search finds
-no step ends after step 3: one). Steps 3 and 5 cannot share one: the
+no step ends after step 3: one).
+
+start = "mix" (the default `auto` picks it where P > 1 and rows per rank < features; else
+"zero"): the first iteration is a parameter-mixing step from w⁰ = 0.
+Each rank minimises its shard's own objective (c = 0: f̂_p = (l2/2)‖w‖² + σ·L_p, which needs
+no gʳ; safeguard direction −σ∇L_p(0)), dʳ is their average (step 3), and the line search
+starts from f(0) and φ'(0) over the cached margins (one more 2-scalar Allreduce); then step 5.
+It skips the gradient Allreduce at w = 0, so k outer iterations make 2k d-vector Allreduces:
+the paper's view of FADL as iterative parameter mixing, started by one plain mixing round. If
+φ'(0) ≥ 0 the step is skipped (w stays 0) and FADL goes on from the gradient at 0. ‖g⁰‖ (the
+reference of `tol`) is then the gradient norm after this first iteration. start = "zero": FADL
+from w = 0 with g⁰ (the paper's algorithm as written; 1 + 2k). Steps 3 and 5 cannot share one: the
 directions need gʳ, and g^{r+1} needs the combined direction and the step.
 Stops when ‖g‖ ≤ tol·‖g⁰‖, after max_iter outer iterations, or when the line search can make
 no progress (f at its floating-point floor).
@@ -73,8 +85,8 @@ class FADL(LinearAlgorithm):
                          "gap_tol·|f| (0 = off)", min=0.0, affects_result=False),
         "local_solver": Field(str, "auto", "solver of the local approximation: 'tron' "
                               "(Newton-CG to local_tol), 'sgd' (epochs of SGD), 'lbfgs' "
-                              "(local_iters iterations), 'auto' (tron when P = 1 or rows per "
-                              "rank ≥ features, else sgd)", choices=["auto", "tron", "sgd", "lbfgs"]),
+                              "(local_iters iterations), 'auto' (tron, but sgd when start = "
+                              "'zero', P > 1 and rows per rank < features)", choices=["auto", "tron", "sgd", "lbfgs"]),
         "local_tol": Field(float, 0.1, "tron: solve f̂_p until ‖∇f̂_p‖ ≤ local_tol·‖∇f̂_p(wʳ)‖",
                            min=0.0),
         "epochs": Field(int, 2, "SGD epochs over the local shard per outer iteration (s)",
@@ -94,6 +106,11 @@ class FADL(LinearAlgorithm):
                         "f minimised over the plane of dʳ and the previous step: 6-scalar "
                         "Allreduces) or 'line' (the line search alone)",
                         choices=["subspace", "line"], hash_omits="line"),
+        "start": Field(str, "auto", "first iteration: 'zero' (FADL from w = 0), 'mix' "
+                       "(each rank minimises its shard's own objective, c = 0, and the "
+                       "averaged direction is searched: no gradient Allreduce at w = 0) or "
+                       "'auto' (mix where P > 1 and rows per rank < features, else zero)",
+                       choices=["auto", "zero", "mix"], hash_omits="zero"),
         "kappa": Field(float, 0.0, "proximal term (κ/2)‖w − wʳ‖² in the local approximation",
                        min=0.0),
     }
@@ -119,14 +136,21 @@ class FADL(LinearAlgorithm):
         self.w = np.zeros(self.d)
         self.buf = np.empty(self.d + 1)       # Allreduce buffer [Σ∇ℓ, Σℓ]
         self.mine = np.empty(self.d + 1)      # this rank's sums at w (for c)
-        # 'auto': an exact local solve pays where each shard sees enough rows to pin every
-        # feature down (n/P ≥ d), or at P = 1 (f̂_p is f); with far more features than rows per rank it fits the
-        # shard's own data and the averaged direction is poor, and a few SGD epochs (implicitly
-        # damped) do better (measured on digits-2vr, rt-polarity; docs/fadl.md)
+        # start 'auto': where shards have fewer rows than features the first FADL direction
+        # from w = 0 is poor anyway, and a mixing round saves the gradient Allreduce at 0;
+        # where shards pin every feature down (n/P ≥ d) the gradient-consistent first step
+        # lands past the averaging bias of a mixing round (docs/fadl.md has the counts)
+        P = self.world.size
+        wide = P > 1 and self.n < P * self.d
+        self.start = "zero" if P == 1 else sv["start"] if sv["start"] != "auto" else \
+            ("mix" if wide else "zero")
+        # local_solver 'auto': tron. From w = 0 (start = "zero") with far more features than
+        # rows per rank, a few SGD epochs (implicitly damped) did better than an exact local
+        # solve, whose averaged first direction is poor; the mix start makes that first
+        # direction an average of exact shard minimisers, and tron then wins there too
         self.solver = sv["local_solver"]
         if self.solver == "auto":
-            P = self.world.size
-            self.solver = "tron" if P == 1 or self.n >= P * self.d else "sgd"
+            self.solver = "sgd" if wide and self.start == "zero" else "tron"
         self.dbuf = np.empty(self.d + 2)      # Allreduce buffer [d_p, halvings_p, fallback_p]
         self.dir = np.empty(self.d)
         self.local_work = 0      # epochs / Newton steps / L-BFGS iterations of the last solve
@@ -140,6 +164,11 @@ class FADL(LinearAlgorithm):
         self.ls_evals = 0        # line-search trials (2-scalar Allreduces) so far
         self.fallbacks = 0       # safeguard activations, all ranks (this run)
         self.finished, self.reason = False, ""
+        if self.start == "mix":
+            self.f, self.g, self.g0 = 0.0, None, 0.0
+            self._local_sums()
+            self._sums_valid = True
+            return
         self.f, self.g = self._gradient()
         self._sums_valid = True
         self.g0 = float(np.linalg.norm(self.g))
@@ -197,12 +226,18 @@ class FADL(LinearAlgorithm):
             self._local_sums()       # after a resume: this rank's sums at w (no collective)
         self._sums_valid = False
         f_old, g = self.f, self.g
+        mix = g is None
         with ctx.phase("local"):
-            c = g - self.l2 * self.w - self.local.sigma * self.mine[:self.d]
+            if mix:
+                c = np.zeros(self.d)
+            else:
+                c = g - self.l2 * self.w - self.local.sigma * self.mine[:self.d]
             wp, fp, halvings = self._local_solve(c)
             fallback = not fp < self.local.f_center
             buf, d = self.dbuf, self.d
-            if fallback:
+            if fallback and mix:
+                np.multiply(self.mine[:d], -self.local.sigma, out=buf[:d])
+            elif fallback:
                 np.negative(g, out=buf[:d])
             else:
                 np.subtract(wp, self.w, out=buf[:d])
@@ -215,12 +250,15 @@ class FADL(LinearAlgorithm):
         self.fallbacks += fallbacks
         if self.eta > 0 and (buf[d] > 0 or fallbacks):
             self.eta *= 0.5          # every rank the same: the flags were summed
-        gd = float(g @ self.dir)
-        if not gd < 0:
-            np.negative(g, out=self.dir)
-            gd = -float(g @ g)
         t, evals = 0.0, 0
         with ctx.phase("linesearch"):
+            if mix:
+                gd = 0.0
+            else:
+                gd = float(g @ self.dir)
+                if not gd < 0:
+                    np.negative(g, out=self.dir)
+                    gd = -float(g @ g)
             self.lm.margins(self.dir, self.delta)
             line = self.obj.line(self.margins, self.delta, self.w, self.dir)
 
@@ -228,11 +266,16 @@ class FADL(LinearAlgorithm):
                 lf, lg = world.allreduce_scalars(*line.local(t))
                 f, d = line.value(t, lf, lg)
                 return f, d, None
+            if mix:          # f(0) and the slope along the combined direction
+                f_old, gd, _ = phi(0.0)
+                evals += 1
             try:
-                t, _, _, evals = wolfe(phi, f_old, gd, 1.0, c2=ctx.solver["ls_c2"],
+                if gd < 0:
+                    t, _, _, ev = wolfe(phi, f_old, gd, 1.0, c2=ctx.solver["ls_c2"],
                                         floor=floor_tol(f_old))
+                    evals += ev
             except LineSearchFailed as exc:
-                evals = exc.evals
+                evals += exc.evals
                 self.finish("converged: floating-point floor" if exc.at_floor
                             else f"line search: {exc}")
             self.ls_evals += evals
@@ -251,14 +294,16 @@ class FADL(LinearAlgorithm):
                 evals += trials
                 step = alpha * self.dir + beta * self.s
         self.it += 1
-        if t > 0:
+        if t > 0 or mix:
             self.w = self.w + step
-            if ctx.solver["search"] == "subspace":
+            if ctx.solver["search"] == "subspace" and t > 0:
                 self.s = step
                 self.lm.margins(step, self.xs)
             with ctx.phase("gradient"):
                 self.f, self.g = self._gradient()
                 self._sums_valid = True
+            if mix:
+                self.g0 = float(np.linalg.norm(self.g))
         gnorm = float(np.linalg.norm(self.g))
         gap = certified_gap(self.g, self.w, 0.0, self.l2)
         if self.finished:
