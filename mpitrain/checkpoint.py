@@ -208,13 +208,19 @@ def verify(path, want=None):
 
 
 def _same_job(path, manifest, want):
+    """Refuse a checkpoint of another job, saying what to do. want["explain"] (optional): the
+    checkpoint's job hash → what this job lacks to be its job, or None (driver._resume)."""
+    advice = "resume it with its own job file, or start this job with --fresh"
     if manifest.get("algorithm") != want.get("algorithm"):
         raise CheckpointError(f"{path}: checkpoint of algorithm {manifest.get('algorithm')!r}, "
-                              f"not {want.get('algorithm')!r}: it belongs to another job")
+                              f"not {want.get('algorithm')!r}: it belongs to another job; "
+                              + advice)
     if manifest.get("job_hash") != want.get("job_hash"):
+        hint = want["explain"](manifest.get("job_hash")) if "explain" in want else None
         raise CheckpointError(f"{path}: checkpoint of another job (job hash "
                               f"{manifest.get('job_hash')}, this job {want.get('job_hash')}): "
-                              "the data, model or solver settings differ")
+                              + (f"{hint} to resume it, or start this job with --fresh" if hint
+                                 else "the data, model or solver settings differ; " + advice))
 
 
 def _plain(v):
@@ -299,8 +305,7 @@ def find(ckdir, resume, want):
     foreign = []
     found = scan(ckdir, want, say, foreign)
     if not found and foreign:  # never restart silently over another job's progress
-        raise CheckpointError(foreign[-1] + "; resume it with its own job file, or start "
-                              "this job with --fresh")
+        raise CheckpointError(foreign[-1])
     if not found:
         return None, None
     if foreign:

@@ -9,6 +9,7 @@ allowed. `--set section.key=value` overrides are applied before validation.
 import copy
 import difflib
 import hashlib
+import itertools
 import json
 import os
 
@@ -176,6 +177,60 @@ def job_hash(job, algo_cls):
             keep["data"][key] = os.path.basename(keep["data"][key])
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def older_defaults(job, algo_cls, want_hash, most=3, budget=20000):
+    """The keys this resolved job leaves at their defaults which, set to other values, give
+    the job hash `want_hash` (that of a checkpoint or model written with an older default):
+    [(section, key, value)] of the smallest such set (schema order), or None.
+
+    Tried for each key that determines the result and whose value is its default: its
+    `hash_omits` (the value of runs written before the key existed or its default changed),
+    then its other `choices`, or the other bool. Sets of 1 to `most` keys, smaller sets first,
+    at most `budget` hashes; a key set to a value other than its default is never changed, so
+    a job whose data or explicit settings differ finds nothing."""
+    if not want_hash:
+        return None
+    options = []  # (section, key, [values to try])
+    for section, fields in _sections(algo_cls).items():
+        for key, f in fields.items():
+            if not f.affects_result or job.get(section, {}).get(key, REQUIRED) != f.default:
+                continue
+            alts = [f.hash_omits] if f.hash_omits not in (None, f.default) else []
+            alts += [c for c in f.choices or () if c != f.default and c not in alts]
+            if f.type is bool:
+                alts.append(not f.default)
+            if alts:
+                options.append((section, key, alts))
+    tried = 0
+    for size in range(1, most + 1):
+        for keys in itertools.combinations(options, size):
+            for values in itertools.product(*(alts for _, _, alts in keys)):
+                tried += 1
+                if tried > budget:
+                    return None
+                trial = dict(job)
+                for (section, key, _), value in zip(keys, values):
+                    trial[section] = {**trial[section], key: value}
+                if job_hash(trial, algo_cls) == want_hash:
+                    return [(s, k, v) for (s, k, _), v in zip(keys, values)]
+    return None
+
+
+def older_defaults_hint(job, algo_cls, want_hash):
+    """'written with older defaults: set in the job [solver] ls_c2 = 0.9 and search = "line"'
+    (TOML lines a user can paste) when `older_defaults` finds the keys, else None."""
+    found = older_defaults(job, algo_cls, want_hash)
+    if not found:
+        return None
+    schema = _sections(algo_cls)
+    older = all(schema[s][k].hash_omits == v for s, k, v in found)
+    parts = [("" if i and found[i - 1][0] == s else f"[{s}] ") + f"{k} = {_toml_value(v)}"
+             for i, (s, k, v) in enumerate(found)]
+    keys = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    what = ("older defaults" if older
+            else "other values of keys this job leaves at their defaults")
+    return f"written with {what}: set in the job {keys}"
 
 
 def dump_toml(job):

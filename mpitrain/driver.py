@@ -9,6 +9,7 @@
 The run directory holds job.toml (the resolved job), metrics.jsonl, checkpoints/, final.h5
 and summary.json.
 """
+import functools
 import json
 import os
 import signal
@@ -142,7 +143,8 @@ def _resume(world, alg, cls, job, ckdir, resume, want):
     def locate():
         if world.rank != 0:
             return None
-        return checkpoint.find(ckdir, resume, want)
+        explain = functools.lru_cache(None)(lambda h: config.older_defaults_hint(job, cls, h))
+        return checkpoint.find(ckdir, resume, dict(want, explain=explain))
     found = world.bcast_obj(collectively(world, locate))
     path, manifest = found
     if path is None:

@@ -180,14 +180,17 @@ def manifest(path):
 def check_job(path, job, job_path):
     """Refuse (DataError, exit 65) a model or checkpoint `path` that another job made: its
     algorithm or job hash differs from the resolved `job`'s."""
-    from .algorithms import job_hash
+    from .algorithms import job_hash, registry
+    from .config import older_defaults_hint
     m = manifest(path)
     alg = job["job"]["algorithm"]
     if m.get("algorithm") not in (None, alg):
         raise DataError(f"{path}: a {m['algorithm']} model, but {job_path} runs {alg}")
     want = job_hash(job)
     if m.get("job_hash") != want:
+        hint = older_defaults_hint(job, registry()[alg], m.get("job_hash"))
         raise DataError(f"{path}: model of another job (job hash {m.get('job_hash')}; "
-                        f"{job_path} with these --set values gives {want}): the data, model "
-                        "or solver settings differ; evaluate the run directory itself "
-                        "(`mpitrain eval RUN_DIR`), which uses the run's own job.toml")
+                        f"{job_path} with these --set values gives {want}): "
+                        + (f"{hint} to evaluate it" if hint else "the data, model or solver "
+                           "settings differ; evaluate the run directory itself "
+                           "(`mpitrain eval RUN_DIR`), which uses the run's own job.toml"))
