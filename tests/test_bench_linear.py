@@ -1,7 +1,8 @@
 """bench linear --alpha-sweep's report: the table of time / d-vector Allreduces / all
-collectives to a certified 1e-4 per latency, and the α–β projection to P = 64..1024 from the
-smallest latency's counts and the measured kernel times. The link, the runs and the reference
-are faked (the sweep itself needs root for its network namespaces)."""
+collectives to a certified 1e-4 per latency, and the α–β projection to P = 64..1024 from what
+the smallest latency's FADL and L-BFGS runs measured (compute seconds, d-vector Allreduces,
+other collectives: the model checked by hand). The link, the runs and the reference are faked
+(the sweep itself needs root for its network namespaces)."""
 import json
 import math
 import os
@@ -15,58 +16,110 @@ from mpitrain import netem
 from mpitrain.bench import linear as L
 
 
+def _records(n, dvec, calls, trials, local=0.0, d=400):
+    """metrics.jsonl records of a faked P = 2 run: gap 10^-i at record i; per step 0.1 s of job
+    clock, 0.03 s inside MPI (0.5 s more before the first record: set-up's) and `local` s of
+    local solve; dvec(i) d-vector Allreduces, calls(i) collectives, `trials` line-search
+    trials per step; bytes: 8·(d+1) per d-vector Allreduce, 40 per other collective."""
+    return [{"step": i, "time": 0.1 * i, "objective": 0.5 * (1 + 10.0 ** -i),
+             "comm_seconds": 0.5 + 0.03 * i, "comm_calls": calls(i), "ls_evals": trials,
+             "dvec_allreduces": dvec(i),
+             "comm_bytes": 8 * (d + 1) * dvec(i) + 40 * (calls(i) - dvec(i)),
+             **({"t_local": local * i} if local else {})} for i in range(1, n + 1)]
+
+
+def _allreduce(P, m, alpha, beta):
+    return 2 * math.log2(P) * alpha + 2 * (P - 1) / P * m * beta
+
+
+@pytest.mark.timeout(30)
+def test_measured_model_and_projection_by_hand():
+    """FADL-like run: 2i + 1 d-vector Allreduces and 10 + 5i collectives after step i, 2
+    trials per step; gap 1e-4 at step 4."""
+    recs = _records(11, lambda i: 2 * i + 1, lambda i: 10 + 5 * i, 2, local=0.02)
+    m = L._measured(recs, 0.5, 1e-4)
+    # other collectives: 9 + 3i after step i; per later step 3 = 2 trials + 1 more.
+    # S to step 4 = step 1 (2 trials + 1) + steps 2..4 (3 each) = 12; set-up 9 + 3 − 3 = 9
+    assert (m["iterations"], m["dvec"], m["scalar"], m["setup"]) == (4, 9, 12, 9)
+    # compute: local 0.02·4 + 4 × (0.1 − 0.03 − 0.02) per step = 0.28 (set-up's 0.5 s of MPI
+    # before step 1 is not subtracted)
+    assert m["compute"] == pytest.approx(0.28, rel=1e-9)
+    assert L._scalar_bytes(m, 400) == pytest.approx(40.0)
+    d, P, alpha, beta = 400, 256, 1e-3, 1e-9
+    comm = 9 * (2 * 8 * alpha + 2 * 255 / 256 * 8 * 401 * beta) \
+        + 12 * (2 * 8 * alpha + 2 * 255 / 256 * 40 * beta)
+    total, c = L._projected(m, d, P, alpha, beta, scale=1000)
+    assert c == pytest.approx(comm, rel=1e-12)
+    assert total == pytest.approx(0.28 * 2 * 1000 / 256 + comm, rel=1e-12)
+    # P = 2, data ×1: the measured compute plus one exchange per collective
+    assert L._projected(m, d, 2, alpha, beta, scale=1)[0] == pytest.approx(
+        0.28 + 9 * (2 * alpha + 8 * 401 * beta) + 12 * (2 * alpha + 40 * beta), rel=1e-12)
+    # never within the gap: no model; a run of one record: step 1's rest of compute
+    assert L._measured(recs, 0.5, 1e-13) is None
+    one = L._measured(_records(1, lambda i: 1, lambda i: 4, 2), 0.5, 0.2)
+    assert (one["scalar"], one["compute"]) == (2, 0.0)
+
+
 @pytest.mark.timeout(60)
 def test_alpha_sweep_report_and_projection(tmp_path, monkeypatch):
     out = str(tmp_path)
     os.makedirs(os.path.join(out, "data"))
     open(os.path.join(out, "data", "rt-polarity.h5"), "w").close()
     X = sp.random(50, 400, density=0.05, format="csr", random_state=0)
-    X.indptr = X.indptr.astype(np.int64)
-    X.indices = X.indices.astype(np.int32)
     monkeypatch.setattr(netem, "check", lambda: None)
     monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: {"alpha": alpha})
     monkeypatch.setattr(netem, "down", lambda tag: None)
-    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3})
+    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3, "beta": 1e-8})
     monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
     monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
     monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
-    kern = {"fadl sgd_csr (1 epoch, svrg)": 2e-3, "csr_margins (foundation)": 1e-3,
-            "csr_rmatvec (foundation)": 3e-3}
-    monkeypatch.setattr(L, "_throughput", lambda X, y, l2: {
-        k: {"seconds": t, "nnz_per_s": X.nnz / t} for k, t in kern.items()})
 
-    def trace(rdir):     # gap 10^-i after record i; the slow link doubles FADL's iterations
+    def trace(rdir):     # the slow link doubles FADL's iterations
         tag, algo = rdir.rsplit("-", 1)
-        slow = 2 if "0.002" in tag and algo == "fadl" else 1
-        recs = [{"time": 0.1 * i, "objective": 0.5 * (1 + 10.0 ** (-i / slow)),
-                 "comm_calls": 5 * i,
-                 **({} if algo == "dasvrda" else {"dvec_allreduces": 2 * i + 1})}
-                for i in range(1, 12)]
-        return recs, {"communication": "columns"} if algo == "dasvrda" else {}
+        if algo == "dasvrda":
+            recs = _records(11, lambda i: 0, lambda i: 5 * i, 0)
+            for r in recs:
+                del r["dvec_allreduces"]
+            return recs, {"communication": "columns"}
+        if algo == "lbfgs":
+            return _records(11, lambda i: i + 1, lambda i: 12 + 4 * i, 3), {}
+        recs = _records(11, lambda i: 2 * i, lambda i: 10 + 5 * i, 2, local=0.02)
+        if "0.002" in tag:
+            for i, r in enumerate(recs, 1):
+                r["objective"] = 0.5 * (1 + 10.0 ** (-i / 2))
+        return recs, {}
     monkeypatch.setattr(L, "_trace", trace)
-    args = types.SimpleNamespace(alpha_sweep="0.002,0.0002", rate="1gbit", epochs=0)
+    args = types.SimpleNamespace(alpha_sweep="0.002,0.0002", rate="1gbit")
     assert L._alpha_sweep(args, out, 1e-4, (1.0, 1.0, 1.0)) == 0
     text = open(os.path.join(out, "report.md")).read()
     # gap 1e-4 at record 4 (record 8 for FADL over the slow link)
-    assert "| 0.2 ms | 1 ms | 0.4s / 9 / 20 | 0.4s / 9 / 20 | 0.4s / n/a / 20 |" in text
-    assert "| 2 ms | 1 ms | 0.8s / 17 / 40 | 0.4s / 9 / 20 | 0.4s / n/a / 20 |" in text
+    assert "| 0.2 ms | 1 ms | 0.4s / 8 / 30 | 0.4s / 5 / 28 | 0.4s / n/a / 20 |" in text
+    assert "| 2 ms | 1 ms | 0.8s / 16 / 50 | 0.4s / 5 / 28 | 0.4s / n/a / 20 |" in text
     assert "its inner exchange: columns" in text
-    # the projection uses the 0.2 ms counts: FADL 9 d-vector Allreduces = 4 outer iterations
-    from mpitrain.algorithms.fadl import FADL
-    epochs = FADL.SOLVER_SCHEMA["epochs"].default
-    nnz, d, P, alpha = X.nnz * 1000, X.shape[1], 256, 1e-3
-    t_sgd, t_pass = 2e-3 / X.nnz, 0.5 * (1e-3 + 3e-3) / X.nnz
-
-    def ar(m):
-        return 2 * math.log2(P) * alpha + 2 * (P - 1) / P * m * 1e-9
-    tf = 4 * (nnz * (epochs * t_sgd + 3 * t_pass) / P + 2 * ar(8 * (d + 1)) + ar(16)) \
-        + ar(8 * (d + 1))
-    tl = 9 * (2 * nnz * t_pass / P + ar(8 * (d + 1)))
-    assert f"| rt-polarity l2=0.0001 | 0.001 | 256 | {tf:.3g} | {tl:.3g} | {tl / tf:.2f} |" \
+    # the projection takes the 0.2 ms runs: FADL K = 4, D = 8, S = 3 + 3·3 = 12 (other
+    # collectives 10 + 3i: 2 trials and 1 more per step), C = 0.08 + 4·0.05 = 0.28;
+    # L-BFGS K = 4, D = 5, S = 3 + 3·3 = 12 (other 11 + 3i: 3 trials a step), C = 4·0.07
+    d, P, alpha = 400, 256, 1e-3
+    assert "| rt-polarity l2=0.0001 | FADL | 4 | 0.28 (0.07) | 8 (2) | 12 (3) | 40 | 10 |" \
         in text
+    assert "| rt-polarity l2=0.0001 | L-BFGS | 4 | 0.28 (0.07) | 5 (1.25) | 12 (3) | 40 | 11 |" \
+        in text
+
+    def t(C, D, S, P, alpha, beta=1e-9, scale=1000):
+        comm = D * _allreduce(P, 8 * (d + 1), alpha, beta) + S * _allreduce(P, 40, alpha, beta)
+        return C * 2 * scale / P + comm, comm
+    tf, cf = t(0.28, 8, 12, P, alpha)
+    tl, cl = t(0.28, 5, 12, P, alpha)
+    assert f"| rt-polarity l2=0.0001 | 0.001 | 256 | {tf:.3g} | {cf:.3g} | {tl:.3g} | " \
+        f"{cl:.3g} | {tl / tf:.2f} |" in text
+    # the check at P = 2 with the probed α, β: the 0.2 ms inputs against each link's times
+    mf, ml = t(0.28, 8, 12, 2, 1e-3, 1e-8, 1)[0], t(0.28, 5, 12, 2, 1e-3, 1e-8, 1)[0]
+    assert f"| 2 ms | 0.8 | {mf:.3g} | 0.4 | {ml:.3g} |" in text
+    assert L._proj_model() in text
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["projection_from_alpha"] == 0.0002 and res["sweep"]["0.0002/dasvrda"][
         "communication"] == "columns"
+    assert res["projection_model"] == L._proj_model()
 
 
 @pytest.mark.timeout(60)
@@ -107,7 +160,7 @@ def _fake_table(tmp_path, monkeypatch):
     def trace(rdir):
         algo, P = os.path.basename(rdir).rsplit("-", 2)[-2:]
         slow = 2 if algo == "fadl" and int(P[1:]) >= 3 else 1
-        recs = [{"time": 0.1 * i, "objective": 0.5 * (1 + 10.0 ** (-i / slow)),
+        recs = [{"step": i, "time": 0.1 * i, "objective": 0.5 * (1 + 10.0 ** (-i / slow)),
                  "comm_calls": 5 * i, "dvec_allreduces": 2 * i + 1 if algo == "fadl" else i + 1}
                 for i in range(1, 12)]
         return recs, {"objective": recs[-1]["objective"], "time": 1.1, "stop_reason": "x"}

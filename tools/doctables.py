@@ -428,19 +428,14 @@ def cmd_linear_quick(args, out):
 
 # ---------------------------------------------------------------- linear --alpha-sweep
 
-ALPHA_MODEL = (
-    "time = iterations × (compute/P + communication), compute from the kernel times "
-    "measured in the same run (FADL: 2 SGD epochs + 3 passes per outer iteration; L-BFGS: "
-    "2 passes per evaluation), an Allreduce of m bytes costing 2·log2(P)·α + "
-    "2·(P−1)/P·m·β with β = 1/(1 GB/s), the iteration counts of the P = 2 runs at the "
-    "smallest latency held constant in P (optimistic for FADL), the data scaled ×1000")
-
-
 def render_alpha(rep, res):
     """(README paragraph, docs/fadl.md sentence)."""
     rep = rep.split("\n")
     sweep = table_after(rep, "| α set |")
     proj = table_after(rep, "| data | α (s) | P |")
+    check = [line.strip(" |").split(" | ") for line in
+             table_after(rep, "| α set | FADL measured s |").split("\n")[2:]]
+    model = res["projection_model"]   # the bench's own statement of its model
     sw = res["sweep"]
     alphas = sorted({float(k.split("/")[0]) for k in sw})
     la, lb = res["load_before"][0], res["load_after"][0]
@@ -473,17 +468,19 @@ def render_alpha(rep, res):
         f"rt-polarity (l2 = {res['l2']:g}; n/a: DASVRDA counts no d-vector Allreduces):", "",
         sweep, "",
         "Measured: " + "; ".join(cmp) + ". " + added + " The report also projects to P = "
-        f"{Ps[0]}..{Ps[-1]} with a stated α–β model ({ALPHA_MODEL}): there the ratio of L-BFGS's "
+        f"{Ps[0]}..{Ps[-1]} with a stated α–β model ({model}): there the ratio of L-BFGS's "
         f"time to FADL's ranges from {min(ratios):.2f} to {max(ratios):.2f} ("
         + ("FADL ahead in every projected case" if min(ratios) > 1 else
            "L-BFGS ahead in every projected case" if max(ratios) < 1 else
-           "below 1: L-BFGS ahead") + "). "
+           "below 1: L-BFGS ahead") + "). The same model at P = 2 with each link's probed α "
+        "and β, against the sweep's times (modelled / measured s): " + "; ".join(
+            f"α = {c[0]}: FADL {c[2]} / {c[1]}, L-BFGS {c[4]} / {c[3]}" for c in check) + ". "
         "Report: [docs/bench/linear-alpha.md](docs/bench/linear-alpha.md).", ""])
     fadl = (
         "the emulated-network sweep ([bench/linear-alpha.md](bench/linear-alpha.md), load "
         f"{la:.1f} / {lb:.1f}) is where saved rounds become time: " + "; ".join(cmp) + ". "
         + added + " That "
-        f"report also holds the α–β projection to P = {Ps[0]}..{Ps[-1]} ({ALPHA_MODEL}; "
+        f"report also holds the α–β projection to P = {Ps[0]}..{Ps[-1]} ({model}; "
         f"L-BFGS/FADL time ratio {min(ratios):.2f} to {max(ratios):.2f}).")
     return wrap(readme.strip()) + "\n\n", fill(fadl, 95) + "\n"
 
