@@ -434,9 +434,10 @@ def _certified_ref(out, tag, path, l2, max_rows=0):
 def _shape_table(args, out, sets, l2, results):
     """FADL / L-BFGS d-vector Allreduces to a certified 1e-4 at P = 2 against the shape of
     the shards (rows per rank / features): the full sets above plus row subsets
-    ([data] max_rows), each with its own certified reference. FADL's count is 1 + 2k after k
-    outer iterations, so with L-BFGS at 1 + m, ratio ≤ 1/2 needs k = 1 unless m ≥ 4k + 1:
-    the gap after FADL's first outer iteration is shown."""
+    ([data] max_rows), each with its own certified reference. FADL's count is 2k after k
+    outer iterations where its default start opens with a mixing round (rows per rank <
+    features), 1 + 2k from w = 0 elsewhere, so with L-BFGS at 1 + m, ratio ≤ 1/2 needs k = 1
+    unless m ≥ 4k − 1 (4k + 1): the gap after FADL's first outer iteration is shown."""
     pts = []
     for dname, dd in results["datasets"].items():
         rr = dd["runs"][f"{l2:g}"]
@@ -464,19 +465,24 @@ def _shape_table(args, out, sets, l2, results):
         pts.append((f"{dname} (first {rows} rows)", rows, d, got["fadl"][0], got["lbfgs"][0],
                     got["fadl"][1]))
     pts.sort(key=lambda p: p[1] / p[2])
-    rows = [[name, f"{n / 2 / d:.3g}", fa, lb, _r(fa / lb if fa and lb else None),
-             "—" if g1 is None else f"{g1:.1e}"] for name, n, d, fa, lb, g1 in pts]
+    rows = [[name, f"{n / 2 / d:.3g}", "mix" if n / 2 < d else "zero", fa, lb,
+             _r(fa / lb if fa and lb else None), "—" if g1 is None else f"{g1:.1e}"]
+            for name, n, d, fa, lb, g1 in pts]
     results["shape"] = [dict(zip(("data", "n", "d", "fadl_dvec", "lbfgs_dvec",
                                   "fadl_gap_after_1"), p)) for p in pts]
     return ("## FADL / L-BFGS against rows per rank / features (P = 2, certified 1e-4)\n\n"
             f"l2 = {l2:g}, FADL with its defaults, the cached-margin L-BFGS; row subsets are "
             "the first rows of the training set ([data] max_rows), each certified by its own "
-            "reference run. FADL makes 1 + 2k d-vector Allreduces after k outer iterations "
-            "(∇f(w⁰), then the directions and the new gradient per iteration), L-BFGS 1 + m "
-            "after m iterations; where the gap after FADL's first outer iteration is above "
-            "1e-4, FADL needs at least 5 and ratio ≤ 1/2 needs L-BFGS at 10 or more.\n\n"
-            + common.table(["data", "rows per rank / features", "FADL d-vec", "L-BFGS d-vec",
-                            "ratio", "FADL gap after 1 outer iteration"], rows))
+            "reference run. FADL makes 2 d-vector Allreduces per outer iteration (the "
+            "directions, then the new gradient), plus ∇f(w⁰) before the first where it "
+            "starts from w = 0 (start: zero, where rows per rank ≥ features; its default "
+            "start = \"auto\" opens with a mixing round elsewhere: mix, 2k after k "
+            "iterations), L-BFGS 1 + m after m iterations; where the gap after FADL's first "
+            "outer iteration is above 1e-4, FADL needs at least 4 (mix) or 5 (zero), and ratio "
+            "≤ 1/2 needs L-BFGS at 8 or 10 or more.\n\n"
+            + common.table(["data", "rows per rank / features", "FADL start", "FADL d-vec",
+                            "L-BFGS d-vec", "ratio", "FADL gap after 1 outer iteration"],
+                           rows))
 
 
 def _r(x):
