@@ -30,7 +30,8 @@ Outer iteration r (w replicated on every rank; gʳ = ∇f(wʳ) known from the pr
     w^{r+1} = wʳ + α·dʳ + β·sʳ.
  5. g^{r+1}, f(w^{r+1}): one Allreduce(SUM) of [Σ∇ℓᵢ, Σℓᵢ] (a (d+1)-vector).
 So 1 + 2k d-vector Allreduces after k outer iterations (an iteration whose line search finds
-no step ends after step 3: one).
+no step ends after step 3: one). Steps 3 and 5 cannot share one: the directions need gʳ, and
+g^{r+1} needs the combined direction and the step.
 
 start = "mix" (the default `auto` picks it where P > 1 and rows per rank < features; else
 "zero"): the first iteration is a parameter-mixing step from w⁰ = 0.
@@ -41,8 +42,8 @@ It skips the gradient Allreduce at w = 0, so k outer iterations make 2k d-vector
 the paper's view of FADL as iterative parameter mixing, started by one plain mixing round. If
 φ'(0) ≥ 0 the step is skipped (w stays 0) and FADL goes on from the gradient at 0. ‖g⁰‖ (the
 reference of `tol`) is then the gradient norm after this first iteration. start = "zero": FADL
-from w = 0 with g⁰ (the paper's algorithm as written; 1 + 2k). Steps 3 and 5 cannot share one: the
-directions need gʳ, and g^{r+1} needs the combined direction and the step.
+from w = 0 with g⁰ (the paper's algorithm as written; 1 + 2k).
+
 Stops when ‖g‖ ≤ tol·‖g⁰‖, after max_iter outer iterations, or when the line search can make
 no progress (f at its floating-point floor).
 
