@@ -411,7 +411,21 @@ def test_iteration_ls_evals_count_the_plane_trials(world, digits2_h5):
                       data.load(world, digits2_h5, group="train", binary=True), None)
         alg = registry()["fadl"](ctx)
         alg.setup()
-        evals = [alg.step()["ls_evals"] for _ in range(6) if not alg.done]
+        evals, betas = [], []
+        while alg.it < 6 and not alg.done:
+            w0, s0 = alg.w.copy(), None if alg.s is None else alg.s.copy()
+            info = alg.step()
+            evals.append(info["ls_evals"])
+            # the reported step is the one taken: w⁺ − w = α·dʳ + β·sʳ (β = 0, α = t without
+            # a plane search)
+            a_, b_ = info["step_alpha"], info["step_beta"]
+            taken = a_ * alg.dir + (b_ * s0 if s0 is not None else 0.0)
+            np.testing.assert_allclose(alg.w - w0, taken, rtol=1e-12,
+                                       atol=1e-14 * np.linalg.norm(alg.w))
+            if search == "line" or s0 is None:
+                assert (a_, b_) == (info["step_size"], 0.0)
+            betas.append(b_)
+        assert (search == "line") == (not any(betas)), betas
         assert sum(evals) == alg.ls_evals, (search, evals, alg.ls_evals)
         infos.append(alg.ls_evals)
     assert infos[0] > infos[1], infos

@@ -286,7 +286,7 @@ iterations), elsewhere it starts from w = 0 with ∇f(w⁰) (1 + 2k). On synth-t
 on the first outer iteration landing at {st_g1}, just below 1e-4: one more iteration would
 make it {st_more} ({st_more_r}). With far more features than rows per rank L-BFGS needs only
 {lbit} iterations, so ≤ 1/2 needs FADL at 1e-4 after 2 outer iterations (4 d-vector
-Allreduces) when L-BFGS makes 8 or more, and after 1 below that; the first outer iteration ends
+Allreduces) when L-BFGS makes 8 or more of them, and after 1 below that; the first outer iteration ends
 at {g1}. The shards then see each feature in a few rows: the local approximations differ
 most, and averaging their minimisers is a poor step (at P = 1, where f̂_p = f, FADL gets there
 in {p1} outer iterations). The ratio falls as the rows per rank grow against the features,

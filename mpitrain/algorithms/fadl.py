@@ -280,7 +280,7 @@ class FADL(LinearAlgorithm):
                 self.finish("converged: floating-point floor" if exc.at_floor
                             else f"line search: {exc}")
             self.ls_evals += evals
-        step = t * self.dir
+        step, alpha, beta = t * self.dir, t, 0.0
         if t > 0 and self.s is not None and ctx.solver["search"] == "subspace":
             with ctx.phase("linesearch"):
                 plane = self.obj.plane(self.margins, self.delta, self.xs, self.w, self.dir,
@@ -319,7 +319,8 @@ class FADL(LinearAlgorithm):
             self.finish("max_iter")
         info = {"objective": self.f, "grad_norm": gnorm, "step_size": t, "cert_gap": gap,
                 "ls_evals": evals, "local_work": self.local_work, "eta": self.eta,
-                "fallback": fallbacks, "dvec_allreduces": self.dvec}
+                "fallback": fallbacks, "dvec_allreduces": self.dvec,
+                "step_alpha": float(alpha), "step_beta": float(beta)}
         info["show_linesearch_t"] = f"{t:.3g}"
         return info
 
