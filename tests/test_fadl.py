@@ -534,6 +534,33 @@ def test_mixing_start_searches_the_average_of_the_shard_minimisers_mpi(world, di
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
+def test_mixing_round_without_descent_goes_on_from_zero_mpi(world, digits2_h5, monkeypatch):
+    """If the averaged mixing direction is not a descent direction of f (forced here: every
+    rank returns its shard's ascent point), the round makes no step, computes ∇f(0) (the
+    second d-vector Allreduce) and FADL goes on to the certified optimum: no false
+    "floating-point floor" stop."""
+    from mpitrain.algorithms.fadl import FADL
+    real = FADL._local_solve
+
+    def ascent_first(self, c):
+        if self.g is None:   # the mixing round: an ascent point that passes the safeguard
+            return self.w + self.local.sigma * self.mine[:self.d], -np.inf, 0
+        return real(self, c)
+    monkeypatch.setattr(FADL, "_local_solve", ascent_first)
+    l2 = 1e-3
+    alg, objs = run_inproc(world, "fadl", digits2_h5, {"l2": l2},
+                           {"max_iter": 60, "start": "mix", "gap_tol": 1e-10})
+    X, y = _full(world, digits2_h5)
+    f0, g0 = _grad(X, y, np.zeros(X.shape[1]), l2)
+    assert objs[0] == pytest.approx(f0, rel=1e-13)
+    assert alg.g0 == pytest.approx(np.linalg.norm(g0), rel=1e-12)
+    assert alg.reason == "certified gap", alg.reason
+    f, g = _grad(X, y, alg.w, l2)
+    assert (g @ g) / (2 * l2) <= 1e-10 * f
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
 def test_psgd_mix_stalls_mpi(world, rt_h5):
     test_psgd_mix_stalls_where_fadl_does_not(world, rt_h5)
 

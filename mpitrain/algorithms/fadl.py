@@ -313,7 +313,7 @@ class FADL(LinearAlgorithm):
             self.finish("certified gap")
         elif gnorm <= ctx.solver["tol"] * self.g0:
             self.finish("gradient tolerance")
-        elif f_old - self.f <= floor_tol(f_old):
+        elif f_old - self.f <= floor_tol(f_old) and not (mix and t == 0):
             self.finish("converged: floating-point floor")
         elif self.it >= ctx.solver["max_iter"]:
             self.finish("max_iter")
