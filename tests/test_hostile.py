@@ -366,6 +366,7 @@ MEMORY_JOBS = {  # algorithm → (dataset fixture, job sections, absurd [model] 
     "parmac-ba": ("digits_h5", {"model": {"bits": 8}, "solver": {"queries": 150, "K": 30}},
                   None),
     "fadl": ("rt_h5", {"data": {"max_rows": 2000}}, None),
+    "fadl/dense-tall": ("tall_dense_h5", {"data": {"test": ""}}, None),  # tron's row vectors
     "psgd-mix": ("rt_h5", {"data": {"max_rows": 2000}}, None),
     "dasvrda": ("rt_h5", {"data": {"max_rows": 2000}}, None),
 }
@@ -380,6 +381,15 @@ def synth_csr_h5(ops_dir):
     if not os.path.exists(path):
         datasets.synth(path, n=700, d=3000, nnz_per_row=10, seed=1)
     return path
+
+
+@pytest.fixture(scope="module")
+def tall_dense_h5(ops_dir):
+    """A dense set with many rows and few features (40,000 × 20): the row-length vectors
+    dominate a linear method's peak."""
+    from test_faults import make_dense
+    path = os.path.join(ops_dir, "tall-dense.h5")
+    return path if os.path.exists(path) else make_dense(path, n=40_000, d=20, seed=2)
 
 
 def _sections(name, data, extra, tmp):

@@ -340,16 +340,27 @@ class FADL(LinearAlgorithm):
 
     @classmethod
     def memory_bytes(cls, job, train):
-        """Peak bytes per rank (float64): w, g, the direction, the Allreduce buffers, the line
-        search's and the local approximation's vectors (measured: up to 28 of the width while the
-        step size is tuned; 36 counted), the previous step s (1 more), the local
-        L-BFGS history when local_solver = "lbfgs" (scipy keeps 10 pairs and works on a few
-        more), this rank's cached margins, those of the direction and of s, and per-row
-        coefficients (7 vectors of the rows), and the shard's split CSR layout
-        (models/linear.layout_bytes)."""
-        d, rows = int(train.d), int(train.rows)
-        hist = 30 if job["solver"]["local_solver"] == "lbfgs" else 0
-        return 8 * ((37 + hist) * d + 7 * rows) + layout_bytes(train, job["model"]["values"])
+        """Peak bytes per rank (float64) of setup and the steps, as tracemalloc traces them.
+        Width (36 counted): w, g, the direction, the Allreduce buffers, the mixing round's c, the
+        line search's and the local solver's vectors (tron's CG x, r, p, Hp, its step and trial
+        points); measured on a dense 200 × 20,000 set: 23 from w = 0, 24 with the mixing start,
+        17 with SGD's step-size tuning. The previous step s: 1 more. local_solver = "lbfgs":
+        30 more for scipy's history (10 pairs) and work vectors (53 measured in all).
+        Rows (13 counted): 7 kept (the ±1 labels, the per-row coefficients, the cached margins
+        of w, of the direction and of s, the local problem's margins and its SVRG baselines
+        ℓ'ᵢ(wʳ)) and 6 transient, the larger of the plane search's (m = a + αδ + βσ, ℓ'(m),
+        ℓ''(m) and the loss's temporaries) and tron's (its copy of the margins, the
+        curvatures, X·s and the trial margins, or X·v in a Hessian-vector product): 5 measured
+        for either where numpy reuses temporaries of 256 KiB or more in place, 6 below. SGD
+        holds `epochs` int64 row orders and one more row instead (counted where local_solver
+        = "sgd", or "auto" with start = "zero"). 64 KiB for a step's Python objects and small
+        arrays (16 KiB measured). Plus the shard's split CSR layout (models/linear.layout_bytes)."""
+        d, rows, s = int(train.d), int(train.rows), job["solver"]
+        hist = 30 if s["local_solver"] == "lbfgs" else 0
+        sgd = s["local_solver"] == "sgd" or (s["local_solver"] == "auto" and s["start"] == "zero")
+        transient = max(6, s["epochs"] + 1) if sgd else 6
+        return (8 * ((37 + hist) * d + (7 + transient) * rows) + (64 << 10)
+                + layout_bytes(train, job["model"]["values"]))
 
 
 ALGORITHMS = [FADL]
