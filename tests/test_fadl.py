@@ -632,3 +632,77 @@ def test_shipped_jobs_stop_cleanly_without_fallback_storms(tmp_path, request, na
     assert summ["stop_reason"] in r.stdout.strip().splitlines()[-1]
     assert summ["cert_gap"] <= 1e-8 * summ["objective"]
     assert summ.get("fallbacks", 0) <= 3
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_mixing_round_is_a_strong_wolfe_step_and_resets_the_tol_reference_mpi(world, rt_h5,
+                                                                             digits2_h5):
+    """The mixing round searches with the true f(0) and φ'(0) = ∇f(0)ᵀdʳ (recomputed here in
+    NumPy): its step t·dʳ meets strong Wolfe on f (c1 = 1e-4, c2 = ls_c2 = 0.1). ‖g⁰‖, the
+    reference of `tol`, is ‖∇f(w¹)‖ after that round, so a run with tol = 1e-3 stops on the
+    gradient tolerance with ‖∇f‖ ≤ 1e-3·‖∇f(w¹)‖ (not relative to ‖∇f(0)‖, nor never)."""
+    # rt-polarity's wide shards: t = 1 along the averaged minimisers fails the curvature test
+    for path, rows, l2 in ((rt_h5, 2000, 1e-4), (digits2_h5, 0, 1e-3)):
+        X, y = _full(world, path, rows)
+        one, _ = run_inproc(world, "fadl", path, {"l2": l2},
+                            {"max_iter": 1, "start": "mix", "gap_tol": 0.0}, rows)
+        f0, g0 = _grad(X, y, np.zeros(X.shape[1]), l2)
+        f1, g1 = _grad(X, y, one.w, l2)
+        d = one.dir
+        t = float(one.w @ d) / float(d @ d)
+        np.testing.assert_allclose(one.w, t * d, rtol=0, atol=1e-12 * np.linalg.norm(one.w))
+        slope0 = float(g0 @ d)
+        assert slope0 < 0 and t > 0
+        assert f1 <= f0 + 1e-4 * t * slope0
+        assert abs(float(g1 @ d)) <= 0.1 * abs(slope0), path
+        assert one.g0 == pytest.approx(np.linalg.norm(g1), rel=1e-12)
+    tol = 1e-3
+    alg, _ = run_inproc(world, "fadl", digits2_h5, {"l2": l2},
+                        {"max_iter": 100, "start": "mix", "gap_tol": 0.0, "tol": tol})
+    assert alg.reason == "gradient tolerance", alg.reason
+    assert alg.g0 == one.g0
+    g = _grad(X, y, alg.w, l2)[1]
+    assert np.linalg.norm(g) <= tol * np.linalg.norm(g1) * (1 + 1e-9)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_mixing_round_falls_back_to_minus_the_shard_gradients_mpi(world, digits2_h5):
+    """A mixing round whose local solves all fail (SGD with a step far too large, still no
+    decrease after 3 halvings) falls back on each rank to −σ∇L_p(0); on equal shards their
+    average is −∇f(0) (NumPy), a descent direction, and the round's step decreases f."""
+    l2 = 1e-3
+    alg, _ = run_inproc(world, "fadl", digits2_h5, {"l2": l2},
+                        {"max_iter": 1, "start": "mix", "local_solver": "sgd",
+                         "step_size": 900.0, "gap_tol": 0.0})
+    sizes = world.comm.allgather(alg.ctx.train.rows)
+    assert len(set(sizes)) == 1
+    X, y = _full(world, digits2_h5)
+    f0, g0 = _grad(X, y, np.zeros(X.shape[1]), l2)
+    assert alg.fallbacks == world.size
+    np.testing.assert_allclose(alg.dir, -g0, rtol=1e-12, atol=1e-15 * np.linalg.norm(g0))
+    assert _grad(X, y, alg.w, l2)[0] < f0
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_start_and_local_solver_auto_resolution_mpi(world, rt_h5, digits2_h5):
+    """auto on shards with fewer rows than features (rt-polarity, 2000 rows): the mixing
+    start and tron; start = "zero" there: SGD; where rows per rank ≥ features (digits-2vr):
+    from w = 0 with tron. Counted: 2 d-vector Allreduces after one mixing iteration, 3 from 0."""
+    cases = [(rt_h5, 2000, {}, "mix", "tron", 2), (rt_h5, 2000, {"start": "zero"}, "zero",
+                                                      "sgd", 3),
+             (digits2_h5, 0, {}, "zero", "tron", 3), (digits2_h5, 0, {"start": "mix"}, "mix",
+                                                       "tron", 2)]
+    for path, rows, solver, start, local, dvec in cases:
+        alg, _ = run_inproc(world, "fadl", path, {"l2": 1e-4},
+                            dict(solver, max_iter=1, gap_tol=0.0), rows)
+        assert (alg.start, alg.solver, alg.dvec) == (start, local, dvec), (path, solver)
+
+
+def test_mixing_start_is_plain_fadl_at_one_rank(world, digits2_h5):
+    """At P = 1 the shard is the whole set: start = "mix" runs FADL from w = 0 (with ∇f(0))."""
+    alg, _ = run_inproc(world, "fadl", digits2_h5, {"l2": 1e-3},
+                        {"max_iter": 1, "start": "mix", "gap_tol": 0.0})
+    assert (alg.start, alg.solver, alg.dvec) == ("zero", "tron", 3)
