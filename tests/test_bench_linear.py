@@ -67,9 +67,11 @@ def test_alpha_sweep_report_and_projection(tmp_path, monkeypatch):
     open(os.path.join(out, "data", "rt-polarity.h5"), "w").close()
     X = sp.random(50, 400, density=0.05, format="csr", random_state=0)
     monkeypatch.setattr(netem, "check", lambda: None)
-    monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: {"alpha": alpha})
+    link = {}      # each link probes at 5× its set latency: the check uses each link's own
+    monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: link.update(alpha=alpha) or {
+        "alpha": alpha})
     monkeypatch.setattr(netem, "down", lambda tag: None)
-    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3, "beta": 1e-8})
+    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 5 * link["alpha"], "beta": 1e-8})
     monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
     monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
     monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
@@ -94,7 +96,7 @@ def test_alpha_sweep_report_and_projection(tmp_path, monkeypatch):
     text = open(os.path.join(out, "report.md")).read()
     # gap 1e-4 at record 4 (record 8 for FADL over the slow link)
     assert "| 0.2 ms | 1 ms | 0.4s / 8 / 30 | 0.4s / 5 / 28 | 0.4s / n/a / 20 |" in text
-    assert "| 2 ms | 1 ms | 0.8s / 16 / 50 | 0.4s / 5 / 28 | 0.4s / n/a / 20 |" in text
+    assert "| 2 ms | 10 ms | 0.8s / 16 / 50 | 0.4s / 5 / 28 | 0.4s / n/a / 20 |" in text
     assert "its inner exchange: columns" in text
     # the projection takes the 0.2 ms runs: FADL K = 4, D = 8, S = 3 + 3·3 = 12 (other
     # collectives 10 + 3i: 2 trials and 1 more per step), C = 0.08 + 4·0.05 = 0.28;
@@ -113,8 +115,9 @@ def test_alpha_sweep_report_and_projection(tmp_path, monkeypatch):
     assert f"| rt-polarity l2=0.0001 | 0.001 | 256 | {tf:.3g} | {cf:.3g} | {tl:.3g} | " \
         f"{cl:.3g} | {tl / tf:.2f} |" in text
     # the check at P = 2 with the probed α, β: the 0.2 ms inputs against each link's times
-    mf, ml = t(0.28, 8, 12, 2, 1e-3, 1e-8, 1)[0], t(0.28, 5, 12, 2, 1e-3, 1e-8, 1)[0]
-    assert f"| 2 ms | 0.8 | {mf:.3g} | 0.4 | {ml:.3g} |" in text
+    for row, probed, tf_ in (("2 ms", 1e-2, 0.8), ("0.2 ms", 1e-3, 0.4)):
+        mf, ml = t(0.28, 8, 12, 2, probed, 1e-8, 1)[0], t(0.28, 5, 12, 2, probed, 1e-8, 1)[0]
+        assert f"| {row} | {tf_} | {mf:.3g} | 0.4 | {ml:.3g} |" in text
     assert L._proj_model() in text
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["projection_from_alpha"] == 0.0002 and res["sweep"]["0.0002/dasvrda"][
@@ -202,3 +205,18 @@ def test_without_ranks_no_section_and_no_extra_runs(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as ex:
         L.main(["--ranks", "2,x"])
     assert ex.value.code == 2 and "--ranks" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_shape_table_names_the_start_fadl_auto_picks(tmp_path):
+    """The shape table's "FADL start" is the start FADL's default resolves at P = 2: mix where
+    rows per rank < features (n < 2d), zero from rows per rank = features on (fadl.py setup)."""
+    def run(dvec):
+        return {"recs": [[0.1, 0.5 * (1 + 1e-3)]], "to_gap": {"0.0001": (0.4, dvec, 20)}}
+    results = {"datasets": {name: {"n": n, "d": d, "runs": {"0.0001": {
+        "f_lower": 0.5, "methods": {"fadl P=2": run(4), "lbfgs P=2": run(9)}}}}
+        for name, n, d in (("wide", 100, 400), ("square", 800, 400), ("tall", 1000, 10))}}
+    text = L._shape_table(types.SimpleNamespace(), str(tmp_path), {}, 1e-4, results)
+    assert "| wide | 0.125 | mix | 4 | 9 | 0.444 | 1.0e-03 |" in text
+    assert "| square | 1 | zero | 4 | 9 |" in text and "| tall | 50 | zero | 4 | 9 |" in text
+    assert [p["data"] for p in results["shape"]] == ["wide", "square", "tall"]
