@@ -689,12 +689,16 @@ def test_mixing_round_falls_back_to_minus_the_shard_gradients_mpi(world, digits2
 @pytest.mark.timeout(120)
 def test_start_and_local_solver_auto_resolution_mpi(world, rt_h5, digits2_h5):
     """auto on shards with fewer rows than features (rt-polarity, 2000 rows): the mixing
-    start and tron; start = "zero" there: SGD; where rows per rank ≥ features (digits-2vr):
-    from w = 0 with tron. Counted: 2 d-vector Allreduces after one mixing iteration, 3 from 0."""
+    start and tron; start = "zero" there: SGD; where rows per rank ≥ features (digits-2vr,
+    also 128 rows at P = 2: rows per rank = features): from w = 0 with tron. Counted: 2
+    d-vector Allreduces after one mixing iteration, 3 from 0."""
     cases = [(rt_h5, 2000, {}, "mix", "tron", 2), (rt_h5, 2000, {"start": "zero"}, "zero",
                                                       "sgd", 3),
              (digits2_h5, 0, {}, "zero", "tron", 3), (digits2_h5, 0, {"start": "mix"}, "mix",
                                                        "tron", 2)]
+    # 128 rows of 64 features: rows per rank = features at P = 2 (not fewer: from w = 0)
+    edge = "mix" if 128 / world.size < 64 else "zero"
+    cases.append((digits2_h5, 128, {}, edge, "tron", 2 if edge == "mix" else 3))
     for path, rows, solver, start, local, dvec in cases:
         alg, _ = run_inproc(world, "fadl", path, {"l2": 1e-4},
                             dict(solver, max_iter=1, gap_tol=0.0), rows)
