@@ -42,7 +42,9 @@ It skips the gradient Allreduce at w = 0, so k outer iterations make 2k d-vector
 the paper's view of FADL as iterative parameter mixing, started by one plain mixing round. If
 φ'(0) ≥ 0 the step is skipped (w stays 0) and FADL goes on from the gradient at 0. ‖g⁰‖ (the
 reference of `tol`) is then the gradient norm after this first iteration. start = "zero": FADL
-from w = 0 with g⁰ (the paper's algorithm as written; 1 + 2k).
+from w = 0 with g⁰ (the paper's algorithm as written; 1 + 2k). At P = 1 every start is
+"zero" (the one shard's objective is f: mixing would be FADL's first iteration without g⁰).
+summary.json names the start and the local solver a run used.
 
 Stops when ‖g‖ ≤ tol·‖g⁰‖, after max_iter outer iterations, or when the line search can make
 no progress (f at its floating-point floor).
@@ -110,7 +112,8 @@ class FADL(LinearAlgorithm):
         "start": Field(str, "auto", "first iteration: 'zero' (FADL from w = 0), 'mix' "
                        "(each rank minimises its shard's own objective, c = 0, and the "
                        "averaged direction is searched: no gradient Allreduce at w = 0) or "
-                       "'auto' (mix where P > 1 and rows per rank < features, else zero)",
+                       "'auto' (mix where P > 1 and rows per rank < features, else zero); at "
+                       "P = 1 always zero (the shard's objective is f)",
                        choices=["auto", "zero", "mix"], hash_omits="zero"),
         "kappa": Field(float, 0.0, "proximal term (κ/2)‖w − wʳ‖² in the local approximation",
                        min=0.0),
@@ -336,6 +339,7 @@ class FADL(LinearAlgorithm):
                 "linesearch_evals": self.ls_evals, "step_size_sgd": self.eta,
                 "fallbacks": self.fallbacks,
                 "cert_gap": certified_gap(self.g, self.w, 0.0, self.l2),
+                "start": self.start, "local_solver": self.solver,
                 "stop_reason": self.reason}
 
     @classmethod
