@@ -114,3 +114,142 @@ def test_passes_claim_over_seeds_uses_the_means():
     assert not doctables.fewer_on_average(tie)       # equal to the last bits: a tie, no win
     assert "ProxSVRG reached by 2 of 3 seeds" in doctables.seed_detail(
         "b", means[("b", 0.0, 1e-6)], 3)
+
+
+# ---------------------------------------------------------------- parmac
+
+MAC_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "bench",
+                          "mac-quick.md")
+
+
+def parmac_results(ba16=0.3289):
+    def p(mean, std):
+        return {"mean": mean, "std": std, "min": mean - std, "max": mean + std, "n": 5}
+    return {
+        "rows": 5000, "queries": 500, "K": 50,
+        "precision": {"8": {"BA": p(0.1867, 0.007), "ITQ": p(0.1865, 0.007),
+                            "tPCA": p(0.1829, 0.0)},
+                      "16": {"BA": p(ba16, 0.009), "ITQ": p(0.3315, 0.0089),
+                             "tPCA": p(0.2987, 0.0)},
+                      "32": {"BA": p(0.4566, 0.0037), "ITQ": p(0.4614, 0.0045),
+                             "tPCA": p(0.3813, 0.0)}},
+        "scaling": [{"P": 1, "t_iter": 2.7643}, {"P": 2, "t_iter": 1.5453}],
+        "machine": {"cpus": 2}}
+
+
+PARMAC_REPORT = ("# ParMAC\n\nLoad average before 12.83 13.87 15.30, after 11.73 11.76 12.35 "
+                 "(shared).\n\n## Strong scaling (L = 16, seed 0): seconds per iteration\n")
+
+
+def test_parmac_section_is_rendered_from_the_results_and_the_mac_report():
+    s = doctables.render_parmac(parmac_results(), PARMAC_REPORT, doctables.read(MAC_REPORT))
+    assert s.startswith("### ParMAC binary autoencoder (`mpitrain bench parmac --quick`, "
+                        "load 12.83–11.73)\n\n")
+    assert "mean ± std over 5 seeds" in s and "(load 12.83 before, 11.73 after):" in s
+    assert "| 16 | 0.3289 ± 0.0090 | 0.3315 ± 0.0089 | 0.2987 ± 0.0000 | -0.0026 | no |" in s
+    assert "(L = 16: -0.0026, L = 32: -0.0048)" in s
+    assert "P = 1: 2.76 s/iteration, P = 2: 1.55 s/iteration (speed-up 1.79 at P = 2)" in s
+    # the bench mac --quick figures, from docs/bench/mac-quick.md's tables
+    assert "mac stops at μ step 27 of 40 (violation 4.04e-06) after 0.486 s and 2.17 MB" in s
+    assert "taken at its last epoch, 200, after 0.631 s and 144 MB" in s
+    assert "P = 2: 1.26, P = 4: 1.89, P = 16: 6.24, P = 128: 8.94." in s
+    assert "validation 1.478 against MAC's 4.121" in s
+    assert s.endswith("[docs/bench/parmac-quick.md](docs/bench/parmac-quick.md).\n\n")
+
+
+def test_parmac_claims_fail_on_altered_input():
+    mac = doctables.read(MAC_REPORT)
+    # BA beyond the seed spread at L = 16: "BA is not above ITQ ..." would be false
+    with pytest.raises(doctables.Error, match="seed spread at any L ≥ 16"):
+        doctables.render_parmac(parmac_results(ba16=0.36), PARMAC_REPORT, mac)
+    # backprop meeting its stop rule before its last epoch
+    early = mac.replace("| backprop | 200 | 200 |", "| backprop | 150 | 200 |")
+    assert early != mac
+    with pytest.raises(doctables.Error, match="backprop never meets its rule"):
+        doctables.render_parmac(parmac_results(), PARMAC_REPORT, early)
+    # a projected ratio that does not grow with P
+    flat = mac.replace("| 1.233 | 11.02 | 8.939 |", "| 1.233 | 11.02 | 6.0 |")
+    assert flat != mac
+    with pytest.raises(doctables.Error, match="grows with P"):
+        doctables.render_parmac(parmac_results(), PARMAC_REPORT, flat)
+
+
+# ---------------------------------------------------------------- scaling-net
+
+def scaling_results(wait=0.006):
+    nets = [{"alpha_set": 0.0005, "rate": "1gbit", "beta_set": 8e-9, "alpha": 0.0005886,
+             "beta": 8.074e-9, "allreduce_8": 0.0006058, "allreduce_1048576": 0.009047},
+            {"alpha_set": 0.002, "rate": "200mbit", "beta_set": 40e-9, "alpha": 0.002109,
+             "beta": 40.08e-9, "allreduce_8": 0.003268, "allreduce_1048576": 0.04226}]
+
+    def net(t, pred, w):
+        return {"t_iter": t, "predicted": pred, "error": pred / t - 1, "wait": w}
+    return {"nets": nets, "load_before": [2.8467, 6.1, 9.3], "load_after": [4.41, 5.9, 9.0],
+            "methods": {
+                "lbfgs": {"shm": {"1": {"t_iter": 0.003841}, "2": {"t_iter": 0.004859}},
+                          "net0": net(0.02227, 0.01451, wait),
+                          "net1": net(0.05475, 0.05086, 0.0038)},
+                "slp": {"shm": {"1": {"t_iter": 0.09679}, "2": {"t_iter": 0.07853}},
+                        "net0": net(0.08821, 0.08911, 0.02), "net1": net(0.1892, 0.1297, 0.058)}}}
+
+
+SCALING_REPORT = ("# Scaling\n\n| method | a (s) | b (s) | speed-up P=64 | P=256 | P=1024 |\n"
+                  "\nPlots: `time_per_iteration.png`, `projection.png` (beside this report).\n")
+
+
+def test_scaling_net_section_and_report_copy():
+    doc, s = doctables.render_scaling_net(scaling_results(), SCALING_REPORT)
+    assert doc == SCALING_REPORT.replace(
+        "(beside this report).",
+        "(beside this report; copied to docs/bench/scaling-time.png and scaling-projection.png).")
+    assert s.startswith("### Scaling past one machine (`mpitrain bench scaling`, load 2.8 / 4.4)")
+    assert "| 0.5 ms, 1gbit | 0.589 ms | 8.07 ns/B (set 8) | 0.606 ms | 9.05 ms |" in s
+    assert "| 2 ms, 200mbit | 2.11 ms | 40.1 ns/B (set 40) | 3.27 ms | 42.3 ms |" in s
+    assert "| method | s/iter P=1 shm | P=2 shm | P=2 0.5 ms 1gbit | P=2 2 ms 200mbit |\n" \
+           "|---|---|---|---|---|\n" in s
+    assert "| lbfgs | 0.00384 | 0.00486 | 0.0223 (-35%) | 0.0548 (-7%) |" in s
+    assert "| slp | 0.0968 | 0.0785 | 0.0882 (+1%) | 0.189 (-31%) |" in s
+    assert "The model under-predicts by up to 35%." in s       # the computed worst, lbfgs net0
+    assert "projections to 64–1024 ranks" in s
+
+
+def test_scaling_net_claims_fail_on_altered_input():
+    # little waiting where the model misses most: "waiting accounts for the difference" fails
+    with pytest.raises(doctables.Error, match="lbfgs: the waiting in MPI calls"):
+        doctables.render_scaling_net(scaling_results(wait=0.001), SCALING_REPORT)
+    off = scaling_results()
+    off["nets"][0]["alpha"] = 0.0009          # 0.4 ms above the set latency: not "as set"
+    with pytest.raises(doctables.Error, match="α within 0.15 ms"):
+        doctables.render_scaling_net(off, SCALING_REPORT)
+    over = scaling_results()
+    for m in over["methods"].values():        # the model over-predicting every run
+        for k in ("net0", "net1"):
+            m[k]["error"] = abs(m[k]["error"]) + 0.01
+    with pytest.raises(doctables.Error, match="under-predicts"):
+        doctables.render_scaling_net(over, SCALING_REPORT)
+
+
+def test_scaling_net_write_copies_the_report_and_plots_then_check(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(scaling_results()))
+    (out / "report.md").write_text(SCALING_REPORT)
+    for png in ("time_per_iteration.png", "projection.png"):
+        (out / png).write_bytes(b"\x89PNG" + png.encode())
+    (tmp_path / "docs" / "bench").mkdir(parents=True)
+    (tmp_path / "docs" / "bench" / "scaling.md").write_text("old\n")
+    readme = ("intro\n<!-- doctables:scaling-net -->\nOLD\n<!-- /doctables:scaling-net -->\n"
+              "### Operations (x)\n")
+    (tmp_path / "README.md").write_text(readme)
+    root = ["--root", str(tmp_path)]
+    assert doctables.main(root + ["--check", "scaling-net", str(out)]) == 1
+    assert "stale: scaling-net, docs/bench/scaling.md" in capsys.readouterr().out
+    assert doctables.main(root + ["--write", "scaling-net", str(out)]) == 0
+    doc, s = doctables.render_scaling_net(scaling_results(), SCALING_REPORT)
+    assert (tmp_path / "README.md").read_text() == readme.replace("OLD\n", s)
+    assert (tmp_path / "docs" / "bench" / "scaling.md").read_text() == doc
+    assert (tmp_path / "docs" / "bench" / "scaling-time.png").read_bytes() == \
+        b"\x89PNGtime_per_iteration.png"
+    assert (tmp_path / "docs" / "bench" / "scaling-projection.png").read_bytes() == \
+        b"\x89PNGprojection.png"
+    assert doctables.main(root + ["--check", "scaling-net", str(out)]) == 0
