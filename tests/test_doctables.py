@@ -122,23 +122,40 @@ MAC_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "doc
                           "mac-quick.md")
 
 
-def parmac_results(ba16=0.3289):
+def parmac_results(ba16=0.3289, ba32=0.4566, rows=5000):
     def p(mean, std):
         return {"mean": mean, "std": std, "min": mean - std, "max": mean + std, "n": 5}
+
+    def step(i, mu, wrong, val, accepted):
+        return {"step": i, "mu": mu, "wrong_bits": wrong, "val_precision": val,
+                "accepted": accepted}
     return {
-        "rows": 5000, "queries": 500, "K": 50,
+        "rows": rows, "queries": 500, "K": 50,
         "precision": {"8": {"BA": p(0.1867, 0.007), "ITQ": p(0.1865, 0.007),
                             "tPCA": p(0.1829, 0.0)},
                       "16": {"BA": p(ba16, 0.009), "ITQ": p(0.3315, 0.0089),
                              "tPCA": p(0.2987, 0.0)},
-                      "32": {"BA": p(0.4566, 0.0037), "ITQ": p(0.4614, 0.0045),
+                      "32": {"BA": p(ba32, 0.0037), "ITQ": p(0.4614, 0.0045),
                              "tPCA": p(0.3813, 0.0)}},
         "scaling": [{"P": 1, "t_iter": 2.7643}, {"P": 2, "t_iter": 1.5453}],
+        # docs/mac.md only: the runtime model, the per-step run (L = 16, seed 0), every run
+        "model": {"t_comp": 0.00055279, "t_hop": 0.033935, "t_coll": 0.066346, "e": 2,
+                  "projection": [[1, rows, 2.764, 1.0], [2, rows, 1.55, 1.783],
+                                 [16, rows, 1.291, 2.1408], [128, rows, 8.741, 0.3162],
+                                 [1, 100000000, 55278.8, 1.0], [16, 100000000, 3456, 15.99],
+                                 [128, 100000000, 440.6, 125.4667]]},
+        "steps": [step(1, None, 0.00106, 0.3657, 1), step(2, 0.0, 0.1036, 0.3638, 0),
+                  step(3, 0.005, 0.094, 0.3678, 1), step(4, 0.0075, 0.105, 0.3619, 0),
+                  step(5, 0.01125, 0.26, 0.3523, 0), step(6, 0.016875, 0.0, None, None)],
+        "runs": [{"L": 16, "seed": 0, "steps": 6, "rejected": 3},
+                 {"L": 32, "seed": 0, "steps": 7, "rejected": 4}],
         "machine": {"cpus": 2}}
 
 
 PARMAC_REPORT = ("# ParMAC\n\nLoad average before 12.83 13.87 15.30, after 11.73 11.76 12.35 "
-                 "(shared).\n\n## Strong scaling (L = 16, seed 0): seconds per iteration\n")
+                 "(shared).\n\n## One run step by step (L = 16, seed 0)\n\n"
+                 "## Strong scaling (L = 16, seed 0): seconds per iteration\n\n"
+                 "## Runtime model T(P) = t_comp·N/P + (e·P − 1)·t_hop + t_coll\n")
 
 
 def test_parmac_section_is_rendered_from_the_results_and_the_mac_report():
@@ -172,6 +189,101 @@ def test_parmac_claims_fail_on_altered_input():
     assert flat != mac
     with pytest.raises(doctables.Error, match="grows with P"):
         doctables.render_parmac(parmac_results(), PARMAC_REPORT, flat)
+
+
+def test_parmac_doc_is_rendered_from_the_results_and_the_mac_report():
+    mac = doctables.read(MAC_REPORT)
+    s = doctables.render_parmac_doc(parmac_results(), PARMAC_REPORT, mac)
+    assert s.startswith("### Results (`mpitrain bench parmac --quick`: MNIST, first 5000 "
+                        "training rows (a subset), 500 held-out test queries, precision at K "
+                        "= 50, mean ± std over 5 seeds (ITQ rotation seeds included; tPCA is "
+                        "deterministic), 2-core VM shared with other engineers (load 12.83 "
+                        "before, 11.73 after))\n\n| L | BA (ParMAC) |")
+    assert "| 32 | 0.4566 ± 0.0037 | 0.4614 ± 0.0045 | 0.3813 ± 0.0000 | -0.0048 | no |" in s
+    assert ("(L = 16: -0.0026, L = 32: -0.0048): on this MNIST subset the paper's claim is not "
+            "reproduced. Per step (L = 16, seed 0, [docs/bench/parmac-quick.md]") in s
+    assert ("Strong scaling (L = 16, seed 0): P = 1: 2.76 s/iteration, P = 2: 1.55 s/iteration "
+            "(speed-up 1.79 at P = 2); fitted T(P) = t_comp·N/P + (e·P − 1)·t_hop + t_coll with "
+            "t_comp = 0.000553 s, t_hop = 0.0339 s, t_coll = 0.0663 s projects S(16) = 2.1, "
+            "S(128) = 0.3 at N = 5000 and S(128) = 125.5 at N = 10⁸. Timings are from a loaded "
+            "2-core\nmachine") in s
+    # bench mac --quick's layouts table, from docs/bench/mac-quick.md
+    assert ("Layouts (digits 1500 × 64, 64-32-8-32-64, per iteration): ring P = 1: 0.0402 "
+            "s/iteration, 0.0804 MB sent by rank 0, P = 2: 0.0235 s/iteration") in s
+    assert "; layers P = 1: 0.039 s/iteration, 1.03 MB sent by rank 0, P = 2: 0.0295" in s
+    assert ("Final nested error: layers 4.676, 4.676, 4.676 (equal to the ring at P = 1, "
+            "4.676); ring at P = 2, 3: 4.685, 4.672. Fitted α = 0.00122 s/call, β = 0 "
+            "s/byte.") in s
+    assert ("MAC vs backprop (P = 2, 1200 training rows, 300 validation rows of the digits "
+            "training set, fair stop)") in s
+    assert "mac stops at μ step 27 of 40 (violation 4.04e-06) after 0.486 s and 2.17 MB" in s
+    assert "the projection keeps the P = 2 iteration counts" in s
+    assert "(and\nat L = 32 is slightly below it" in s and "uses\n5,000 rows" in s
+    assert s.endswith("and other image sets.\n")
+    # computed, not fixed: BA slightly below ITQ at L = 16 instead, 4000 rows
+    s = doctables.render_parmac_doc(parmac_results(ba16=0.32, ba32=0.46, rows=4000),
+                                    PARMAC_REPORT, mac)
+    assert "(and\nat L = 16 is slightly below it" in s and "uses\n4,000 rows" in s
+    assert "S(128) = 0.3 at N = 4000 and S(128) = 125.5 at N = 10⁸" in s
+    assert doctables.power_of_ten(100000000) == "10⁸"
+    assert doctables.power_of_ten(12345) == "12345"
+
+
+def test_parmac_doc_claims_fail_on_altered_input():
+    mac = doctables.read(MAC_REPORT)
+
+    def fails(match, res=None, rep=PARMAC_REPORT, mac_rep=mac):
+        with pytest.raises(doctables.Error, match=match):
+            doctables.render_parmac_doc(res or parmac_results(), rep, mac_rep)
+    # layers no longer giving the ring's P = 1 result
+    row = "| layers | 2 | 0.02947 | 0.006533 | 75 | 2432088 | 0.5059 | 0.1113 | 4.676 |"
+    assert row in mac
+    fails("layers layout gives the ring's P = 1", mac_rep=mac.replace(row, row[:-7] + "4.677 |"))
+    # a quiet machine: "Timings are from a loaded 2-core machine" would be false
+    fails("loaded machine", rep=PARMAC_REPORT.replace("before 12.83", "before 0.83"))
+    # step 1 not a near-zero fit / the first μ step not far above it
+    res = parmac_results()
+    res["steps"][1]["wrong_bits"] = 0.005
+    fails("far above", res)
+    res = parmac_results()
+    res["steps"][1]["val_precision"] = 0.37
+    fails("validation precision drops", res)
+    # a run whose rule accepted half its μ steps
+    res = parmac_results()
+    res["runs"][1]["rejected"] = 3
+    fails("reverts most μ steps", res)
+    # a late μ step accepted
+    res = parmac_results()
+    res["steps"][4]["accepted"] = 1
+    fails("early μ step", res)
+    # BA within the spread everywhere (no L to name), or far below ITQ
+    fails("within the seed spread except", parmac_results(ba32=0.4600))
+    fails("within the seed spread except", parmac_results(ba32=0.45))
+    # the claims shared with README still hold here
+    fails("seed spread at any L ≥ 16", parmac_results(ba16=0.36))
+
+
+def test_parmac_writes_readme_and_docs_mac(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(parmac_results()))
+    (out / "report.md").write_text(PARMAC_REPORT)
+    readme = ("# R\n\n<!-- doctables:parmac -->\nold\n<!-- /doctables:parmac -->\n"
+              "### Scaling past one machine (x)\n")
+    doc = "# M\n\nkept\n\n<!-- doctables:parmac-doc -->\nold\n<!-- /doctables:parmac-doc -->\n"
+    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "mac.md").write_text(doc)
+    argv = ["--root", str(tmp_path), "parmac", str(out), "--mac", MAC_REPORT]
+    assert doctables.main(["--check"] + argv) == 1
+    assert "stale: parmac, parmac-doc" in capsys.readouterr().out
+    assert doctables.main(["--write"] + argv) == 0
+    assert doctables.main(["--check"] + argv) == 0
+    new = (tmp_path / "docs" / "mac.md").read_text()
+    assert new.startswith("# M\n\nkept\n\n<!-- doctables:parmac-doc -->\n### Results (")
+    assert new.endswith("other image sets.\n<!-- /doctables:parmac-doc -->\n")
+    assert (tmp_path / "README.md").read_text().endswith(
+        "<!-- /doctables:parmac -->\n### Scaling past one machine (x)\n")
 
 
 # ---------------------------------------------------------------- scaling-net
