@@ -193,8 +193,11 @@ def test_parmac_claims_fail_on_altered_input():
 
 def test_parmac_doc_is_rendered_from_the_results_and_the_mac_report():
     mac = doctables.read(MAC_REPORT)
-    s = doctables.render_parmac_doc(parmac_results(), PARMAC_REPORT, mac)
-    assert s.startswith("### Results (`mpitrain bench parmac --quick`: MNIST, first 5000 "
+    doc = doctables.render_parmac_doc(parmac_results(), PARMAC_REPORT, mac)
+    # prose wrapped at 96 columns, heading and table lines whole
+    assert all(len(line) <= 96 for line in doc.splitlines() if not line.startswith(("#", "|")))
+    s = " ".join(doc.split())       # the text, line breaks aside
+    assert doc.startswith("### Results (`mpitrain bench parmac --quick`: MNIST, first 5000 "
                         "training rows (a subset), 500 held-out test queries, precision at K "
                         "= 50, mean ± std over 5 seeds (ITQ rotation seeds included; tPCA is "
                         "deterministic), 2-core VM shared with other engineers (load 12.83 "
@@ -206,7 +209,7 @@ def test_parmac_doc_is_rendered_from_the_results_and_the_mac_report():
             "(speed-up 1.79 at P = 2); fitted T(P) = t_comp·N/P + (e·P − 1)·t_hop + t_coll with "
             "t_comp = 0.000553 s, t_hop = 0.0339 s, t_coll = 0.0663 s projects S(16) = 2.1, "
             "S(128) = 0.3 at N = 5000 and S(128) = 125.5 at N = 10⁸. Timings are from a loaded "
-            "2-core\nmachine") in s
+            "2-core machine") in s
     # bench mac --quick's layouts table, from docs/bench/mac-quick.md
     assert ("Layouts (digits 1500 × 64, 64-32-8-32-64, per iteration): ring P = 1: 0.0402 "
             "s/iteration, 0.0804 MB sent by rank 0, P = 2: 0.0235 s/iteration") in s
@@ -218,12 +221,12 @@ def test_parmac_doc_is_rendered_from_the_results_and_the_mac_report():
             "training set, fair stop)") in s
     assert "mac stops at μ step 27 of 40 (violation 4.04e-06) after 0.486 s and 2.17 MB" in s
     assert "the projection keeps the P = 2 iteration counts" in s
-    assert "(and\nat L = 32 is slightly below it" in s and "uses\n5,000 rows" in s
-    assert s.endswith("and other image sets.\n")
+    assert "(and at L = 32 is slightly below it" in s and "uses 5,000 rows" in s
+    assert doc.endswith("and other image sets.\n")
     # computed, not fixed: BA slightly below ITQ at L = 16 instead, 4000 rows
-    s = doctables.render_parmac_doc(parmac_results(ba16=0.32, ba32=0.46, rows=4000),
-                                    PARMAC_REPORT, mac)
-    assert "(and\nat L = 16 is slightly below it" in s and "uses\n4,000 rows" in s
+    s = " ".join(doctables.render_parmac_doc(parmac_results(ba16=0.32, ba32=0.46, rows=4000),
+                                             PARMAC_REPORT, mac).split())
+    assert "(and at L = 16 is slightly below it" in s and "uses 4,000 rows" in s
     assert "S(128) = 0.3 at N = 4000 and S(128) = 125.5 at N = 10⁸" in s
     assert doctables.power_of_ten(100000000) == "10⁸"
     assert doctables.power_of_ten(12345) == "12345"

@@ -1234,7 +1234,7 @@ def render_parmac_doc(res, rep, mac_rep, where="parmac-doc"):
         f"{mod['t_comp']:.3g} s, t_hop = {mod['t_hop']:.3g} s, t_coll = {mod['t_coll']:.3g} s "
         "projects " + ", ".join(f"S({P}) = {S:.1f}" for P, N, S in proj if N == n0 and P > 2)
         + f" at N = {n0} and S({p1}) = {s1:.1f} at N = {power_of_ten(n1)}. "
-        f"Timings are from a loaded {cpus}-core\nmachine and are noisy.")
+        f"Timings are from a loaded {cpus}-core machine and are noisy.")
     # bench mac --quick's layouts
     mc = re.search(r"Machine: cpus (\d+)", mac_rep)
     lay = re.search(r"## Layouts: ring vs layers \((.+), net (.+)\)", mac_rep)
@@ -1282,25 +1282,25 @@ def render_parmac_doc(res, rep, mac_rep, where="parmac-doc"):
           "some L", where)
     check(n0 < 10000, "the quick run uses fewer than the 10,000 rows the text calls open", where)
     why = (
-        "Why BA does not beat ITQ here (read from the per-step table in\n"
+        "Why BA does not beat ITQ here (read from the per-step table in "
         "[docs/bench/parmac-quick.md](bench/parmac-quick.md)): at small μ the Z-step moves the "
-        "codes\ntowards reconstruction-optimal ones that no linear hash function can reproduce "
-        "(the wrong bits\nper point after those W-steps are far above the near-zero fit of the "
-        "ITQ codes in step 1), the\nvalidation precision drops, and ba.m's rule reverts most μ "
-        "steps; the accepted model is then\nthe SVM fit of the ITQ codes or an early μ step, "
-        "which equals ITQ within the seed spread (and\nat " + ", ".join(f"L = {L}" for L in below)
+        "codes towards reconstruction-optimal ones that no linear hash function can reproduce "
+        "(the wrong bits per point after those W-steps are far above the near-zero fit of the "
+        "ITQ codes in step 1), the validation precision drops, and ba.m's rule reverts most μ "
+        "steps; the accepted model is then the SVM fit of the ITQ codes or an early μ step, "
+        "which equals ITQ within the seed spread (and at " + ", ".join(f"L = {L}" for L in below)
         + " is slightly below it, probably because the SVM fit of ITQ's own codes is not exact: "
-        "not measured separately). Open:\nμ values after 0 tuned on validation, a 10,000-row or "
-        f"full-MNIST run (the quick run uses\n{n0:,} rows for lack of cores), and other image "
-        "sets.\n")
-    return "\n\n".join([
+        "not measured separately). Open: μ values after 0 tuned on validation, a 10,000-row or "
+        f"full-MNIST run (the quick run uses {n0:,} rows for lack of cores), and other image "
+        "sets.")
+    return wrap("\n\n".join([
         f"### Results ({f['head']})", f["table"],
         f"{f['ba']} Per step ({ps.group(1)}, [docs/bench/parmac-quick.md](bench/parmac-quick.md))"
-        ": wrong\nbits per point after each W-step, validation precision and which steps were "
+        ": wrong bits per point after each W-step, validation precision and which steps were "
         "reverted.", strong, layouts,
         f"MAC vs backprop ({f['vs']} See the report for the curves, the runtime-model table and "
         f"the caveats: the projection keeps the {f['P']} iteration counts and measured latencies "
-        "(waits under load included).", why])
+        "(waits under load included).", why])) + "\n"
 
 
 def cmd_parmac(args, out):
