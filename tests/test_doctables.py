@@ -244,21 +244,16 @@ def test_parmac_doc_claims_fail_on_altered_input():
     fails("layers layout gives the ring's P = 1", mac_rep=mac.replace(row, row[:-7] + "4.677 |"))
     # a quiet machine: "Timings are from a loaded 2-core machine" would be false
     fails("loaded machine", rep=PARMAC_REPORT.replace("before 12.83", "before 0.83"))
-    # step 1 not a near-zero fit / the first μ step not far above it
-    res = parmac_results()
-    res["steps"][1]["wrong_bits"] = 0.005
-    fails("far above", res)
-    res = parmac_results()
-    res["steps"][1]["val_precision"] = 0.37
-    fails("validation precision drops", res)
-    # a run whose rule accepted half its μ steps
-    res = parmac_results()
-    res["runs"][1]["rejected"] = 3
-    fails("reverts most μ steps", res)
-    # a late μ step accepted
-    res = parmac_results()
-    res["steps"][4]["accepted"] = 1
-    fails("early μ step", res)
+    # the first μ step's wrong bits not far above step 1's, its validation not worse; a run
+    # whose rule accepted half its μ steps; a late μ step accepted
+    for key, i, field, value, match in [
+            ("steps", 1, "wrong_bits", 0.005, "far above"),
+            ("steps", 1, "val_precision", 0.37, "validation precision drops"),
+            ("runs", 1, "rejected", 3, "reverts most μ steps"),
+            ("steps", 4, "accepted", 1, "early μ step")]:
+        res = parmac_results()
+        res[key][i][field] = value
+        fails(match, res)
     # BA within the spread everywhere (no L to name), or far below ITQ
     fails("within the seed spread except", parmac_results(ba32=0.4600))
     fails("within the seed spread except", parmac_results(ba32=0.45))
