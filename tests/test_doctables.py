@@ -122,9 +122,15 @@ MAC_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "doc
                           "mac-quick.md")
 
 
-def parmac_results(ba16=0.3289, ba32=0.4566, rows=5000):
+def parmac_results(ba16=0.3289, ba32=0.4566, rows=5000, s_err=1.0):
     def p(mean, std):
         return {"mean": mean, "std": std, "min": mean - std, "max": mean + std, "n": 5}
+
+    # bench parmac's runtime model, seconds per iteration (no communication at P = 1)
+    t_comp, t_hop, t_coll = 0.00055279, 0.033935, 0.066346
+
+    def T(P, n):
+        return t_comp * n / P + (P > 1) * ((2 * P - 1) * t_hop + t_coll)
 
     def step(i, mu, wrong, val, accepted):
         return {"step": i, "mu": mu, "wrong_bits": wrong, "val_precision": val,
@@ -139,11 +145,9 @@ def parmac_results(ba16=0.3289, ba32=0.4566, rows=5000):
                              "tPCA": p(0.3813, 0.0)}},
         "scaling": [{"P": 1, "t_iter": 2.7643}, {"P": 2, "t_iter": 1.5453}],
         # docs/mac.md only: the runtime model, the per-step run (L = 16, seed 0), every run
-        "model": {"t_comp": 0.00055279, "t_hop": 0.033935, "t_coll": 0.066346, "e": 2,
-                  "projection": [[1, rows, 2.764, 1.0], [2, rows, 1.55, 1.783],
-                                 [16, rows, 1.291, 2.1408], [128, rows, 8.741, 0.3162],
-                                 [1, 100000000, 55278.8, 1.0], [16, 100000000, 3456, 15.99],
-                                 [128, 100000000, 440.6, 125.4667]]},
+        "model": {"t_comp": t_comp, "t_hop": t_hop, "t_coll": t_coll, "e": 2,
+                  "projection": [[P, n, T(P, n), T(1, n) / T(P, n) * s_err] for n in (rows, 10**8)
+                                 for P in (1, 2, 16, 128)]},
         "steps": [step(1, None, 0.00106, 0.3657, 1), step(2, 0.0, 0.1036, 0.3638, 0),
                   step(3, 0.005, 0.094, 0.3678, 1), step(4, 0.0075, 0.105, 0.3619, 0),
                   step(5, 0.01125, 0.26, 0.3523, 0), step(6, 0.016875, 0.0, None, None)],
@@ -257,6 +261,8 @@ def test_parmac_doc_claims_fail_on_altered_input():
     # BA within the spread everywhere (no L to name), or far below ITQ
     fails("within the seed spread except", parmac_results(ba32=0.4600))
     fails("within the seed spread except", parmac_results(ba32=0.45))
+    # a projection that does not follow from the stated T(P) and fitted constants
+    fails("the projected S", parmac_results(s_err=1.01))
     # the claims shared with README still hold here
     fails("seed spread at any L ≥ 16", parmac_results(ba16=0.36))
 

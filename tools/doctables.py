@@ -1226,6 +1226,12 @@ def render_parmac_doc(res, rep, mac_rep, where="parmac-doc"):
           "timings from a loaded machine (load above its cores before and after)", where)
     mod, n0 = res["model"], res["rows"]
     proj = [(int(P), int(N), S) for P, N, _, S in mod["projection"]]
+
+    def model(P, N):    # the formula the text states (no communication at P = 1)
+        return (mod["t_comp"] * N / P
+                + (P > 1) * ((mod["e"] * P - 1) * mod["t_hop"] + mod["t_coll"]))
+    check(all(abs(S * model(P, N) / model(1, N) - 1) < 1e-6 for P, N, S in proj),
+          "the projected S(P) = T(1)/T(P) of the stated T(P) and fitted constants", where)
     n1 = max(N for _, N, _ in proj)
     check(n1 > n0, "a projection to a larger N than the run's", where)
     p1, s1 = max((P, S) for P, N, S in proj if N == n1)     # the largest P at the largest N
