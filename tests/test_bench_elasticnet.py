@@ -36,13 +36,45 @@ def fake_ours(reach):
     return ours, calls
 
 
+def fake_pipeline(tmp_path, monkeypatch):
+    """main's data, reference, SAGA and certificate faked (one setting, rt-polarity at f_lower =
+    FLOW), so only the tuning's own runs (E._ours, faked by the test) happen; returns the
+    --rt file."""
+    for name, fake in [("_positive", lambda path: ()), ("_load", lambda *a, **k: (None, None)),
+                       ("_reference", lambda *a: None), ("_plot", lambda *a: None),
+                       ("_certificate", lambda *a: (FLOW, 0.0)), ("_saga", lambda *a, **k: []),
+                       ("_certify", lambda X, y, l1, l2, runs, ref: {
+                           "l1": l1, "l2": l2, "f_lower": FLOW, "certificate_width_rel": 0.0,
+                           "certificates": {ref[0]: {"f": FLOW, "bound": 0.0}},
+                           "runs": runs})]:
+        monkeypatch.setattr(E, name, fake)
+    monkeypatch.setattr(E, "SETTINGS", [(0.0, 1e-6)])
+    data = tmp_path / "rt.h5"
+    data.write_text("")
+    return data
+
+
+def seeded_ours(passes, calls):
+    """A stand-in for E._ours: at eta_scale s and job seed k a run reaches the certified 1e-6
+    after passes[s][k] passes (missing or None: it ends at a gap of 1e-3·s after 400)."""
+    def ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize="unit_rows",
+             positive=(), target=0.0):
+        s, seed = float(sets["solver.eta_scale"]), sets.get("job.seed", 1)
+        calls.append((alg, s, seed, P))
+        p = passes.get(s, {}).get(seed)
+        obj = FLOW * (1 + (5e-7 if p is not None else 1e-3 * s))
+        return {"wall": 1.0, "curve": [{"time": 0.1, "passes": p or 400.0, "objective": obj}],
+                "phases": {}, "stop": "", "communication": ""}
+    return ours
+
+
 @pytest.mark.timeout(30)
 def test_tune_grows_the_grid_past_a_winning_end_and_ranks_passes_first(tmp_path, monkeypatch):
     # grid 1, 4, 16: 16 reaches 1e-6 in 30 passes, 64 in 20, 256 in 24: the grid grows to 64
     # (top end won), then to 256 (64 still the end), and stops there: 64 is interior
     ours, calls = fake_ours({1.0: None, 4.0: 40.0, 16.0: 30.0, 64.0: 20.0, 256.0: 24.0})
     monkeypatch.setattr(E, "_ours", ours)
-    sc, run, tried = E._tune(str(tmp_path), "katyusha", "x.h5", 0, 0.0, 1e-6, 50, {},
+    sc, run, tried, _ = E._tune(str(tmp_path), "katyusha", "x.h5", 0, 0.0, 1e-6, 50, {},
                              [1, 4, 16], FLOW, 1e-6, positive=[2.0])
     assert sc == 64.0 and run["curve"][-1]["passes"] == 20.0
     assert [c[0] for c in calls] == [1.0, 4.0, 16.0, 64.0, 256.0]
@@ -58,16 +90,16 @@ def test_tune_unreached_by_final_objective_downward_growth_and_divergence(tmp_pa
     # so the grid grows downward, at most EXTEND times
     ours, calls = fake_ours({})
     monkeypatch.setattr(E, "_ours", ours)
-    sc, _, tried = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4],
-                           FLOW, 1e-6)
+    sc, _, tried, _ = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {},
+                              [1, 4], FLOW, 1e-6)
     assert [c[0] for c in calls] == [1.0, 4.0] + [4.0 ** -k for k in range(1, E.EXTEND + 1)]
     assert sc == 4.0 ** -E.EXTEND
     # a divergent scale loses to any finite one, also to one that never reaches the gap
     ours, calls = fake_ours({4.0: float("nan"), 16.0: float("nan")})
     monkeypatch.setattr(E, "_ours", ours)
     monkeypatch.setattr(E, "EXTEND", 0)
-    sc, _, _ = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [4, 1, 16],
-                       FLOW, 1e-6)
+    sc, _, _, _ = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {},
+                          [4, 1, 16], FLOW, 1e-6)
     assert sc == 1.0
 
 
@@ -301,19 +333,10 @@ def test_tuning_picks_by_mean_over_tuning_seeds_and_evaluates_only_held_out(tmp_
               4.0: {1: 10.0, 2: 50.0, 3: 50.0, 4: 5.0, 5: 5.0},
               16.0: {1: 12.0, 2: None, 3: 12.0, 4: 12.0, 5: 12.0}}
     calls = []
-
-    def ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize="unit_rows",
-             positive=(), target=0.0):
-        s, seed = float(sets["solver.eta_scale"]), sets.get("job.seed", 1)
-        calls.append((alg, s, seed, P))
-        p = passes.get(s, {}).get(seed) if s in passes else None
-        obj = FLOW * (1 + (5e-7 if p is not None else 1e-3 * s))
-        return {"wall": 1.0, "curve": [{"time": 0.1, "passes": p or 400.0, "objective": obj}],
-                "phases": {}, "stop": "", "communication": ""}
-    monkeypatch.setattr(E, "_ours", ours)
+    monkeypatch.setattr(E, "_ours", seeded_ours(passes, calls))
     monkeypatch.setattr(E, "EXTEND", 0)
-    sc, run, tried = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {},
-                             [1, 4, 16], FLOW, 1e-6, seeds=[1, 2, 3])
+    sc, run, tried, _ = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {},
+                                [1, 4, 16], FLOW, 1e-6, seeds=[1, 2, 3])
     assert sc == 1.0 and run["curve"][-1]["passes"] == 30.0
     assert tried[4.0][0] == pytest.approx(110.0 / 3) and tried[4.0][2] == [10.0, 50.0, 50.0]
     assert tried[16.0][0] is None and tried[16.0][2] == [12.0, None]   # seed 3 not run
@@ -323,17 +346,7 @@ def test_tuning_picks_by_mean_over_tuning_seeds_and_evaluates_only_held_out(tmp_
     assert E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4, 16],
                    FLOW, 1e-6)[0] == 4.0
     # the whole pipeline: the kept multiplier and the tuning seeds are recorded ...
-    for name, fake in [("_positive", lambda path: ()), ("_load", lambda *a, **k: (None, None)),
-                       ("_reference", lambda *a: None), ("_plot", lambda *a: None),
-                       ("_certificate", lambda *a: (FLOW, 0.0)), ("_saga", lambda *a, **k: []),
-                       ("_certify", lambda X, y, l1, l2, runs, ref: {
-                           "l1": l1, "l2": l2, "f_lower": FLOW, "certificate_width_rel": 0.0,
-                           "certificates": {ref[0]: {"f": FLOW, "bound": 0.0}},
-                           "runs": runs})]:
-        monkeypatch.setattr(E, name, fake)
-    monkeypatch.setattr(E, "SETTINGS", [(0.0, 1e-6)])
-    data = tmp_path / "rt.h5"
-    data.write_text("")
+    data = fake_pipeline(tmp_path, monkeypatch)
     tuned = tmp_path / "tuned"
     calls.clear()
     assert E.main(["--sets", "rt-polarity", "--rt", str(data), "--eta-scales", "1,4,16",
@@ -358,6 +371,63 @@ def test_tuning_picks_by_mean_over_tuning_seeds_and_evaluates_only_held_out(tmp_
     assert held["settings"][0]["passes"]["dasvrda"] == [90.0, 90.0]
     assert "tuned on job seeds 1, 2, 3, none of the seeds here" in open(
         tmp_path / "held" / "report.md").read()
+
+
+@pytest.mark.timeout(30)
+def test_refine_tries_the_grid_winners_half_and_double_and_keeps_the_best_of_all(
+        tmp_path, monkeypatch):
+    """--refine: after the ×4 grid (its winner ×4: mean 30 over seeds 1, 2, 3), ×2 and ×8 run on
+    the same seeds and are judged by the same rule. Kept: ×8 where its mean is lower (26, though
+    seed 1 alone would keep ×4); ×4 where ×8 is equal (a tie keeps the grid's) or misses on a
+    seed (15 on the others), or where ×2 and ×8 are worse; without --refine neither runs."""
+    grid = {1.0: {1: 50.0, 2: 50.0, 3: 50.0}, 4.0: {1: 20.0, 2: 30.0, 3: 40.0},
+            16.0: {1: 45.0, 2: 45.0, 3: 45.0}}
+    monkeypatch.setattr(E, "EXTEND", 0)
+    cases = [({2.0: {1: 35.0, 2: 35.0, 3: 35.0}, 8.0: {1: 24.0, 2: 26.0, 3: 28.0}}, 8.0),
+             ({2.0: {1: 35.0, 2: 35.0, 3: 35.0}, 8.0: {1: 40.0, 2: 30.0, 3: 20.0}}, 4.0),
+             ({2.0: {1: 15.0, 2: None, 3: 15.0}, 8.0: {1: 31.0, 2: 31.0, 3: 31.0}}, 4.0)]
+    for extra, kept in cases:
+        calls = []
+        monkeypatch.setattr(E, "_ours", seeded_ours({**grid, **extra}, calls))
+        sc, run, tried, refined = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50,
+                                          {}, [1, 4, 16], FLOW, 1e-6, seeds=[1, 2, 3],
+                                          refine=True)
+        assert sc == kept and refined == [2.0, 8.0], extra
+        assert run["curve"][-1]["passes"] == grid.get(kept, extra.get(kept))[1]
+        n2 = 2 if None in extra[2.0].values() else 3      # a miss: its later seed not run
+        assert [c[1] for c in calls[9:]] == [2.0] * n2 + [8.0] * 3
+        assert sorted(tried) == [1.0, 2.0, 4.0, 8.0, 16.0]
+        assert tried[8.0][0] == pytest.approx(np.mean(list(extra[8.0].values())))
+    # the refinement of a winner at a grid end that already grew: ×½ tried before is not rerun
+    calls = []
+    monkeypatch.setattr(E, "_ours", seeded_ours({1.0: {1: 9.0}, 4.0: {1: 12.0}, 2.0: {1: 8.0},
+                                                 0.5: {1: 10.0}}, calls))
+    sc, _, _, refined = E._tune(str(tmp_path), "katyusha", "x.h5", 0, 0.0, 1e-6, 50, {},
+                                [1, 2, 4], FLOW, 1e-6, refine=True)
+    assert sc == 2.0 and refined == [1.0, 4.0] and [c[1] for c in calls] == [1.0, 2.0, 4.0]
+    # without --refine: the grid's winner, nothing else run; all divergent: nothing refined
+    calls = []
+    monkeypatch.setattr(E, "_ours", seeded_ours(grid, calls))
+    assert E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4, 16], FLOW,
+                   1e-6, seeds=[1, 2, 3])[0::3] == (4.0, [])
+    assert {c[1] for c in calls} == {1.0, 4.0, 16.0}
+    ours, calls = fake_ours({1.0: float("nan"), 4.0: float("nan")})
+    monkeypatch.setattr(E, "_ours", ours)
+    assert E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4], FLOW, 1e-6,
+                   refine=True)[3] == [] and [c[0] for c in calls] == [1.0, 4.0]
+    # main --refine: recorded in results.json and in the report's Tuning table and text
+    data = fake_pipeline(tmp_path, monkeypatch)
+    monkeypatch.setattr(E, "_ours", seeded_ours({**grid, **cases[0][0]}, []))
+    out = tmp_path / "refined"
+    assert E.main(["--sets", "rt-polarity", "--rt", str(data), "--eta-scales", "1,4,16",
+                   "--tune-seeds", "1,2,3", "--refine", "--out", str(out)]) == 0
+    res = json.load(open(out / "results.json"))
+    e = res["settings"][0]
+    assert res["refine"] is True and e["eta_scale"]["dasvrda"] == 8.0
+    assert e["refined"]["dasvrda"] == [2.0, 8.0] and "8" in e["tuning"]["dasvrda"]
+    text = (out / "report.md").read_text()
+    assert "the winner's ×½ and ×2" in text
+    assert "| dasvrda | ×8 | ×2, ×8 | ×1: 50.0 passes (50, 50, 50); ×2: 35.0" in text
 
 
 @pytest.mark.timeout(30)

@@ -23,7 +23,11 @@ MEAN passes over those seeds to a certified `--stop-at` gap (default 1e-6), then
 final objective; a multiplier that misses the gap on any tuning seed loses to every one that
 reaches it on all; divergent scales lose. While the best scale is at an end of the grid, the
 grid grows past that end by ×4 (at most EXTEND times), so no method is held to the grid's
-edge. The P = 1 run of the kept scale on the first tuning seed is the one reported, with a
+edge. With `--refine` a second level follows: the winner's ×½ and ×2 run on the same tuning
+seeds, judged by the same rule, and the best of all the multipliers tried is kept (the ×4
+grid only locates the best step within a factor 4); results.json records the two scales
+under each setting's "refined" and report.md's Tuning table lists them with the grid's. The
+P = 1 run of the kept scale on the first tuning seed is the one reported, with a
 P = 2 run of it (the same seed). Every run of ours stops at the certified
 `--stop-at` gap ([solver] target = f_lower·(1 + gap), f_lower from the reference alone,
 which the final f_lower can only raise), so a stage budget large enough to decide the
@@ -245,16 +249,18 @@ def _ours(job_dir, alg, data, max_rows, l1, l2, P, stages, sets, out, normalize=
 
 
 def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
-          positive=(), stop=True, seeds=(1,)):
+          positive=(), stop=True, seeds=(1,), refine=False):
     """The same rule for every method (module docstring): P = 1 runs at each multiplier of
     the method's default step on each tuning job seed in `seeds`, in order. A multiplier that
     reaches a certified `gap` against `flow` on every seed ranks by (mean passes to it, mean
     final objective); one that misses it on a seed ranks after all of those, by that run's
     final objective, and its later seeds are not run (they cannot change that); a failed or
     divergent run ranks last. While the best is at an end of the grid tried so far, one more
-    multiplier ×4 past that end (at most EXTEND). With `stop` every run stops at that gap
-    ([solver] target). Returns (best scale, its run on seeds[0], {scale: (mean passes or None,
-    final objective: the mean, or the missing run's, [passes per seed run])})."""
+    multiplier ×4 past that end (at most EXTEND). With `refine`, then the winner's ×½ and ×2
+    (those not tried yet), and the best of all is kept; a tie keeps the earlier-tried scale.
+    With `stop` every run stops at that gap ([solver] target). Returns (best scale, its run on
+    seeds[0], {scale: (mean passes or None, final objective: the mean, or the missing run's,
+    [passes per seed run])}, the refinement's two scales or [])."""
     runs, tried, ranks = {}, {}, {}
 
     def trial(sc):
@@ -294,9 +300,14 @@ def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
         else:
             break
     best = min(runs, key=ranks.get)
+    refined = [best / 2, best * 2] if refine and ranks[best][0] != 2 else []
+    for sc in refined:
+        if sc not in runs:
+            trial(sc)
+    best = min(runs, key=ranks.get)
     print(f"bench: {alg} tuned eta_scale = {best:g} (tried {sorted(runs)}, seeds "
           f"{list(seeds)})", flush=True)
-    return best, runs[best], tried
+    return best, runs[best], tried, refined
 
 
 def _certify(X, y, l1, l2, runs, reference=None):
@@ -355,6 +366,9 @@ def main(argv):
                     help="--eta-scales: comma-separated job seeds the tuning runs each "
                     "multiplier on (fewest MEAN passes; a miss on any seed loses); evaluate "
                     "the kept multipliers on other seeds (--seeds ... --from)")
+    ap.add_argument("--refine", action="store_true",
+                    help="--eta-scales: after the x4 grid, also try the winner's x1/2 and x2 "
+                    "on the tuning seeds (same rule) and keep the best of all")
     ap.add_argument("--report-from", default="", metavar="RESULTS_JSON",
                     help="only re-render report.md (into --out) from saved results.json "
                     "files (comma-separated: their settings are merged in order)")
@@ -409,6 +423,7 @@ def main(argv):
     os.makedirs(args.out, exist_ok=True)
     results = {"settings": [], "stages": stages, "quick": args.quick, "stop_at": args.stop_at,
                "load": os.getloadavg(), "eta_scales": scales, "tune_seeds": tune_seeds,
+               "refine": bool(scales) and args.refine,
                "saga_epochs": args.saga_epochs or (64 if args.quick else 256)}
     for dname, path, max_rows in datasets:
         if not os.path.exists(path):
@@ -423,14 +438,15 @@ def main(argv):
             f_ref, c_ref = _certificate(X, y, ref, l1, l2)
             flow = f_ref - c_ref      # certified f_lower of the reference alone
             target = flow * (1 + args.stop_at) if args.stop_at else 0.0
-            runs, tuned, tried = {}, {}, {}
+            runs, tuned, tried, refined = {}, {}, {}, {}
             base = os.path.join(args.out, "runs", f"{dname}-{l1:g}-{l2:g}")
             for alg, sets in METHODS:
                 label, p1 = "", None
                 if scales:
-                    sc, p1, tried[alg] = _tune(base, alg, path, max_rows, l1, l2, stages,
-                                               sets, scales, flow, gap, positive,
-                                               stop=bool(args.stop_at), seeds=tune_seeds)
+                    sc, p1, tried[alg], refined[alg] = _tune(
+                        base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
+                        positive, stop=bool(args.stop_at), seeds=tune_seeds,
+                        refine=args.refine)
                     sets = dict(sets, **{"solver.eta_scale": sc, "job.seed": tune_seeds[0]})
                     tuned[alg] = sc
                     label = f" ×{sc:g}"
@@ -448,7 +464,7 @@ def main(argv):
                          flow=flow)
             runs["sklearn saga"] = {"curve": saga}
             entry = dict(_certify(X, y, l1, l2, runs, ("reference (L-BFGS-B, split)", ref)),
-                         dataset=dname, eta_scale=tuned,
+                         dataset=dname, eta_scale=tuned, refined=refined,
                          tuning={a: {f"{k:g}": v for k, v in t.items()}
                                  for a, t in tried.items()})
             results["settings"].append(entry)
@@ -712,6 +728,7 @@ def _render(results, out):
     """report.md and results.json from the collected results; returns the report's path."""
     table_rows, widths, summary, tuning = [], [], [], []
     tseeds = results.get("tune_seeds", [1])
+    refine = results.get("refine", False)
     for e in results["settings"]:
         dname, l1, l2, flow, runs = e["dataset"], e["l1"], e["l2"], e["f_lower"], e["runs"]
         ref = e["certificates"]["reference (L-BFGS-B, split)"]["bound"]
@@ -729,8 +746,10 @@ def _render(results, out):
         for alg, tried in e.get("tuning", {}).items():
             cells = [f"×{k}: " + _tried_cell(v, flow, tseeds)
                      for k, v in sorted(tried.items(), key=lambda kv: float(kv[0]))]
-            tuning.append([dname, f"({l1:g}, {l2:g})", alg, f"×{e['eta_scale'][alg]:g}",
-                           "; ".join(cells)])
+            two = e.get("refined", {}).get(alg)
+            tuning.append([dname, f"({l1:g}, {l2:g})", alg, f"×{e['eta_scale'][alg]:g}"]
+                          + ([", ".join(f"×{v:g}" for v in two) or "–"] if refine else [])
+                          + ["; ".join(cells)])
         pick = {w: [k for k in runs if k.startswith(w[0]) and k.endswith(w[1])]
                 for w in [("dasvrda", "P=1"), ("dasvrda", "P=2"), ("prox-svrg", "P=1"),
                           ("katyusha", "P=1"), ("sklearn saga", "")]}
@@ -769,7 +788,9 @@ def _render(results, out):
             "at each multiplier of the method's default step on job seed"
             + (f"s {', '.join(map(str, tseeds))}" if len(tseeds) > 1 else f" {tseeds[0]}")
             + ", the grid " + ", ".join(f"{v:g}" for v in results["eta_scales"])
-            + f" grown by ×4 past a winning end (at most {EXTEND} times); fewest "
+            + f" grown by ×4 past a winning end (at most {EXTEND} times)"
+            + (", then a second level: the winner's ×½ and ×2 (column \"refined\"), run and "
+               "judged alike, the best of all kept" if refine else "") + "; fewest "
             + ("mean " if len(tseeds) > 1 else "") + "passes to a "
             "certified gap of " + f"{stop or GAPS[-1]:g}" + " against the reference's "
             "f_lower" + (" on every seed (a multiplier that misses it on a seed loses to "
@@ -780,7 +801,8 @@ def _render(results, out):
             + "). The tables above show the kept multiplier's run on seed "
             f"{tseeds[0]}" + (", a tuning seed: evaluate on held-out seeds (--seeds … "
                               "--from)" if len(tseeds) > 1 else "") + ".\n\n"
-            + common.table(["data", "(l1, l2)", "method", "kept", "runs"], tuning))
+            + common.table(["data", "(l1, l2)", "method", "kept"]
+                           + (["refined"] if refine else []) + ["runs"], tuning))
     sections += [
         "## Certificates\n\nf_lower per setting; the certificate's width "
         "(min f(w) − f_lower)/f_lower is the smallest gap the table can resolve; the "
