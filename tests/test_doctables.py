@@ -116,6 +116,14 @@ def test_passes_claim_over_seeds_uses_the_means():
         "b", means[("b", 0.0, 1e-6)], 3)
 
 
+def test_elasticnet_command_names_the_refinement_only_when_it_ran():
+    res = {"stages": 200, "saga_epochs": 512, "eta_scales": [1.0, 4.0], "tune_seeds": [1, 2],
+           "refine": True}
+    assert doctables.default_cmd(res).endswith(" --eta-scales 1,4 --tune-seeds 1,2 --refine")
+    for old in (dict(res, refine=False), {k: v for k, v in res.items() if k != "refine"}):
+        assert "--refine" not in doctables.default_cmd(old)
+
+
 # ---------------------------------------------------------------- parmac
 
 MAC_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "bench",

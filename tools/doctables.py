@@ -532,6 +532,8 @@ def default_cmd(res):
         cmd += " --eta-scales " + ",".join(f"{x:g}" for x in res["eta_scales"])
         if res.get("tune_seeds", [1]) != [1]:
             cmd += " --tune-seeds " + ",".join(map(str, res["tune_seeds"]))
+        if res.get("refine"):
+            cmd += " --refine"
     return cmd
 
 
@@ -760,8 +762,10 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
     intro = (
         f"Every method tuned by the same rule (`{cmd}`, run one data set at a time with `--sets` "
         "and merged with `--report-from`): P = 1 runs at each multiplier ×k of the method's "
-        "default step over the grid 1, 4, 16, 64, 256, grown ×4 past an end that wins; kept: "
-        + kept_rule + ", else the lowest final objective (training objective "
+        "default step over the grid 1, 4, 16, 64, 256, grown ×4 past an end that wins"
+        + (", then the winner's ×½ and ×2 (a second level, run and judged alike)"
+           if res.get("refine") else "") + "; kept: " + kept_rule
+        + ", else the lowest final objective (training objective "
         f"only). Every run stops at a certified 1e-6 or after {stages} stages (≈ {2 * stages} "
         "passes, counted alike for the three: a full gradient 1, a sampled row 1/n); SAGA "
         "(scikit-learn, random_state 0) is fitted afresh with 1, 2, 4, … epochs up to "
