@@ -379,3 +379,15 @@ def test_scaling_net_write_copies_the_report_and_plots_then_check(tmp_path, caps
     assert (tmp_path / "docs" / "bench" / "scaling-projection.png").read_bytes() == \
         b"\x89PNGprojection.png"
     assert doctables.main(root + ["--check", "scaling-net", str(out)]) == 0
+
+
+def test_double_step_note_names_where_8_over_l_needs_fewer_and_more_passes():
+    """The step decision's ×2 sentence is computed per setting from the tuning runs (mean
+    passes over the tuning seeds; None = not reached); no sentence without both scales."""
+    def row(name, p1, p2):
+        return {"name": name, "e": {"tuning": {"dasvrda": {"1": [p1, 0.5], "2": [p2, 0.5]}}}}
+    text = doctables._double_step_note([row("a", 70.0, 52.5), row("b", 112.0, 157.25),
+                                 row("c", None, 30.0), row("d", 40.0, None)])
+    assert "fewer on a 52.5 vs 70.0; c 30.0 vs not reached; more on b 157.2 vs 112.0; " \
+           "d not reached vs 40.0." in text, text
+    assert doctables._double_step_note([{"name": "a", "e": {"tuning": {"dasvrda": {"1": [3, 0]}}}}]) == ""

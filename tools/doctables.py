@@ -833,10 +833,33 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
         + (f", so the default is within a factor {max(max(ks), 1 / min(ks)):g} of the tuned "
            "step in every setting." if ks else ".")
         + (f" Where ×1 was kept, ×4 (16/L) did worse ({x4_txt}), so 4/L stays the default."
-           if x4_txt else ""))
+           if x4_txt else "")
+        + _double_step_note(rows))
     lead = "  the closing note of issue 11). "    # the bullet line the note continues
     step_note = fill_indented(step_note, 118, len(lead), "  ")
     return readme.rstrip() + "\n\n", doc, step_note
+
+
+def _double_step_note(rows):
+    """Where the tuning tried both ×1 and ×2 (8/L) for DASVRDA: which needed fewer mean passes
+    over the tuning seeds, setting by setting (empty when no setting has both)."""
+    fewer, more = [], []
+    for r in rows:
+        t = r["e"].get("tuning", {}).get("dasvrda", {})
+        if "1" not in t or "2" not in t:
+            continue
+        p1, p2 = t["1"][0], t["2"][0]
+        if p2 is not None and (p1 is None or p2 < p1):
+            fewer.append(f"{r['name']} {p2:.1f} vs {p1:.1f}" if p1 is not None
+                         else f"{r['name']} {p2:.1f} vs not reached")
+        elif p1 is not None and (p2 is None or p2 > p1):
+            more.append(f"{r['name']} " + (f"{p2:.1f}" if p2 is not None else "not reached")
+                        + f" vs {p1:.1f}")
+    if not fewer and not more:
+        return ""
+    return (" ×2 (8/L) against ×1 in mean passes over the tuning seeds: fewer on "
+            + ("; ".join(fewer) or "none") + "; more on " + ("; ".join(more) or "none")
+            + ". The default (4/L) was not re-decided on this run.")
 
 
 def fill_indented(text, width, first_col, indent):
