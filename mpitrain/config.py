@@ -198,7 +198,7 @@ def older_defaults(job, algo_cls, want_hash, most=3, budget=20000):
                 continue
             alts = [f.hash_omits] if f.hash_omits not in (None, f.default) else []
             alts += [c for c in f.choices or () if c != f.default and c not in alts]
-            if f.type is bool:
+            if f.type is bool and (not f.default) not in alts:
                 alts.append(not f.default)
             if alts:
                 options.append((section, key, alts))

@@ -209,14 +209,21 @@ def test_without_ranks_no_section_and_no_extra_runs(tmp_path, monkeypatch, capsy
 
 @pytest.mark.timeout(30)
 def test_shape_table_names_the_start_fadl_auto_picks(tmp_path):
-    """The shape table's "FADL start" is the start FADL's default resolves at P = 2: mix where
-    rows per rank < features (n < 2d), zero from rows per rank = features on (fadl.py setup)."""
-    def run(dvec):
-        return {"recs": [[0.1, 0.5 * (1 + 1e-3)]], "to_gap": {"0.0001": (0.4, dvec, 20)}}
+    """The shape table's "FADL start" is the start the FADL run reports (summary.json, read by
+    _run): here what FADL's default resolves at P = 2, mix where rows per rank < features
+    (n < 2d), zero from rows per rank = features on (fadl.py setup); never recomputed."""
+    def run(dvec, start=None):
+        return {"recs": [[0.1, 0.5 * (1 + 1e-3)]], "to_gap": {"0.0001": (0.4, dvec, 20)},
+                "start": start}
     results = {"datasets": {name: {"n": n, "d": d, "runs": {"0.0001": {
-        "f_lower": 0.5, "methods": {"fadl P=2": run(4), "lbfgs P=2": run(9)}}}}
-        for name, n, d in (("wide", 100, 400), ("square", 800, 400), ("tall", 1000, 10))}}
+        "f_lower": 0.5, "methods": {"fadl P=2": run(4, start), "lbfgs P=2": run(9)}}}}
+        for name, n, d, start in (("wide", 100, 400, "mix"), ("square", 800, 400, "zero"),
+                                  ("tall", 1000, 10, "zero"))}}
     text = L._shape_table(types.SimpleNamespace(), str(tmp_path), {}, 1e-4, results)
     assert "| wide | 0.125 | mix | 4 | 9 | 0.444 | 1.0e-03 |" in text
     assert "| square | 1 | zero | 4 | 9 |" in text and "| tall | 50 | zero | 4 | 9 |" in text
     assert [p["data"] for p in results["shape"]] == ["wide", "square", "tall"]
+    assert [p["fadl_start"] for p in results["shape"]] == ["mix", "zero", "zero"]
+    results["datasets"]["tall"]["runs"]["0.0001"]["methods"]["fadl P=2"]["start"] = None
+    assert "| tall | 50 | — | 4 | 9 |" in L._shape_table(types.SimpleNamespace(), str(tmp_path),
+                                                         {}, 1e-4, results)

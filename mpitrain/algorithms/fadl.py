@@ -256,9 +256,7 @@ class FADL(LinearAlgorithm):
             self.eta *= 0.5          # every rank the same: the flags were summed
         t, evals = 0.0, 0
         with ctx.phase("linesearch"):
-            if mix:
-                gd = 0.0
-            else:
+            if not mix:              # the mixing round has no ∇f(0): its slope comes from φ'(0)
                 gd = float(g @ self.dir)
                 if not gd < 0:
                     np.negative(g, out=self.dir)
@@ -270,7 +268,7 @@ class FADL(LinearAlgorithm):
                 lf, lg = world.allreduce_scalars(*line.local(t))
                 f, d = line.value(t, lf, lg)
                 return f, d, None
-            if mix:          # f(0) and the slope along the combined direction
+            if mix:          # f(0) and φ'(0) along the combined direction
                 f_old, gd, _ = phi(0.0)
                 evals += 1
             try:

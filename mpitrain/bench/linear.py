@@ -81,6 +81,7 @@ def _run(args, out, dname, path, l2, algo, P, fstar, net):
                                    for r in recs],
             "final_gap": (summ["objective"] - fstar) / abs(fstar),
             "time": summ["time"], "stop": summ.get("stop_reason", ""),
+            "start": summ.get("start"),   # FADL's first iteration as run (summary.json)
             "to_gap": {str(g): _first(recs, fstar, g) for g in GAPS},
             "model": _measured(recs, fstar)}
 
@@ -444,8 +445,8 @@ def _shape_table(args, out, sets, l2, results):
         m = rr["methods"]
         fl = rr["f_lower"]
         first = m["fadl P=2"]["recs"][0][1] if m["fadl P=2"]["recs"] else None
-        pts.append((dname, dd["n"], dd["d"], m["fadl P=2"]["to_gap"]["0.0001"][1],
-                    m["lbfgs P=2"]["to_gap"]["0.0001"][1],
+        pts.append((dname, dd["n"], dd["d"], m["fadl P=2"]["start"],
+                    m["fadl P=2"]["to_gap"]["0.0001"][1], m["lbfgs P=2"]["to_gap"]["0.0001"][1],
                     None if first is None else (first - fl) / abs(fl)))
     for dname, rows in SUBSETS:
         if dname not in sets:
@@ -460,15 +461,16 @@ def _shape_table(args, out, sets, l2, results):
             _mpirun(2, job, rdir, [])
             recs, summ = _trace(rdir)
             got[algo] = (_first(recs, fl, 1e-4)[1],
-                         (recs[0]["objective"] - fl) / abs(fl) if recs else None)
+                         (recs[0]["objective"] - fl) / abs(fl) if recs else None,
+                         summ.get("start"))
         d = results["datasets"][dname]["d"]
-        pts.append((f"{dname} (first {rows} rows)", rows, d, got["fadl"][0], got["lbfgs"][0],
-                    got["fadl"][1]))
+        pts.append((f"{dname} (first {rows} rows)", rows, d, got["fadl"][2], got["fadl"][0],
+                    got["lbfgs"][0], got["fadl"][1]))
     pts.sort(key=lambda p: p[1] / p[2])
-    rows = [[name, f"{n / 2 / d:.3g}", "mix" if n / 2 < d else "zero", fa, lb,
+    rows = [[name, f"{n / 2 / d:.3g}", start or "—", fa, lb,
              _r(fa / lb if fa and lb else None), "—" if g1 is None else f"{g1:.1e}"]
-            for name, n, d, fa, lb, g1 in pts]
-    results["shape"] = [dict(zip(("data", "n", "d", "fadl_dvec", "lbfgs_dvec",
+            for name, n, d, start, fa, lb, g1 in pts]
+    results["shape"] = [dict(zip(("data", "n", "d", "fadl_start", "fadl_dvec", "lbfgs_dvec",
                                   "fadl_gap_after_1"), p)) for p in pts]
     return ("## FADL / L-BFGS against rows per rank / features (P = 2, certified 1e-4)\n\n"
             f"l2 = {l2:g}, FADL with its defaults, the cached-margin L-BFGS; row subsets are "
