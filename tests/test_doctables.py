@@ -391,3 +391,16 @@ def test_double_step_note_names_where_8_over_l_needs_fewer_and_more_passes():
     assert "fewer on a 52.5 vs 70.0; c 30.0 vs not reached; more on b 157.2 vs 112.0; " \
            "d not reached vs 40.0." in text, text
     assert doctables._double_step_note([{"name": "a", "e": {"tuning": {"dasvrda": {"1": [3, 0]}}}}]) == ""
+
+
+def test_slp_model_ceiling_is_read_from_the_report_cost_table():
+    rep = ("text\n\n| codes | share | rounds | rank 0 s | rank 1 s | measured 1/0 | model rank 0 "
+           "| model rank 1 | model 1/0 |\n|---|---|---|---|---|---|---|---|---|\n"
+           "| split | 0.42 | 33 | 0.4 | 0.4 | 1 | 4.249 | 4.242 | 0.99 |\n"
+           "| regenerate | 0 | 33 | 0.3 | 0.4 | 1.2 | 3.92 | 4.572 | 1.17 |\n")
+    # the slower rank's modelled work: 4.572 under regenerate, 4.249 under split
+    assert doctables.model_ceiling(rep, "regenerate", "split") == "4.572/4.249 = 1.08"
+    with pytest.raises(doctables.Error):
+        doctables.model_ceiling(rep, "regenerate", "stream")
+    with pytest.raises(doctables.Error):
+        doctables.model_ceiling("no table here", "regenerate", "split")

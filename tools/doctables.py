@@ -1017,6 +1017,27 @@ def quiet_figures(old):
     return f"{m.group(2)}× at equal cores and {m.group(1)}× against greedy at 1 rank", lm.group(1)
 
 
+def model_ceiling(rep, slow, fast):
+    """"A/B = r": the slower rank's modelled work per steady round under codes `slow` (A)
+    over that under `fast` (B), from the report's cost-model table (its "model rank 0",
+    "model rank 1" columns, as printed)."""
+    head = next((ln for ln in rep.splitlines() if ln.startswith("| codes | share | rounds")),
+                None)
+    if head is None:
+        raise Error("slp report.md: no cost-model table (| codes | share | rounds ...)")
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    i0, i1 = cols.index("model rank 0"), cols.index("model rank 1")
+    rows = {}
+    for ln in rep.splitlines():
+        c = [x.strip() for x in ln.strip("|").split("|")]
+        if len(c) == len(cols) and c[0] in (slow, fast) and c[0] not in rows:
+            rows[c[0]] = max((c[i0], c[i1]), key=float)
+    if len(rows) < 2:
+        raise Error(f"slp report.md: the cost-model table lacks {slow!r} or {fast!r}")
+    a, b = rows[slow], rows[fast]
+    return f"{a}/{b} = {float(a) / float(b):.2f}"
+
+
 def render_slp(R, rep, before, after, quiet, quiet_load, quiet_ref):
     """(docs/bench/slp.md, docs/autoencoders.md's "SLP vs greedy" part)."""
     load = (f"run on the 2-core VM with nothing else running (under the benchmark lock); "
@@ -1055,6 +1076,7 @@ def render_slp(R, rep, before, after, quiet, quiet_load, quiet_ref):
             raise Error(f"slp report.md: no paragraph starting {prefix!r}")
         return b
     code = head.replace("slp P=2 ", "codes = ")
+    ceiling = model_ceiling(rep, "regenerate", head.replace("slp P=2 ", ""))
     lines = [
         f"**SLP vs greedy** ({SLP_CMD}, [docs/bench/slp.md](bench/slp.md); {load}). "
         f"{block('Data ')}",
@@ -1072,11 +1094,10 @@ def render_slp(R, rep, before, after, quiet, quiet_load, quiet_ref):
         f"Data-parallel greedy gains {ms(g21)}× from its second rank (P=2 vs P=1 time to target). "
         f"The earlier run of the same command on a quieter shared box (load average {quiet_load}; "
         f"docs/bench/slp.md as committed in {quiet_ref}) gave {quiet}; under load the equal-cores "
-        f"figure rises (1.55× at load 2.4–3.3) only because data-parallel greedy then loses time "
-        f"in its per-batch Allreduce, and the 2.7× figures before this redesign were measured "
-        f"under load 10–12 for that reason. Split against regenerate in this run: "
-        f"faster in {wins} of {len(seeds)} paired seeds, by {ms(gain)}× (the model's ceiling is "
-        f"4.57/4.25 = 1.08 per steady round; measured on the slower "
+        f"figure rises only because data-parallel greedy then loses time in its per-batch "
+        f"Allreduce (the loaded runs before this redesign: issue 14's closing notes). Split "
+        f"against regenerate in this run: faster in {wins} of {len(seeds)} paired seeds, by "
+        f"{ms(gain)}× (the model's ceiling is {ceiling} per steady round; measured on the slower "
         f"rank's work per steady round here: {sg:.2f}). Streaming every row was the slowest "
         f"float32 variant (it moves enc₁ onto rank 0, the other heavy rank, as the model "
         f"predicts); float16 codes are within the spread of float32 split at this size. Under "
