@@ -919,9 +919,9 @@ def render_scaling(rep, res, tuned, first):
 on the shared 2 cores; the synthetic set is `mpitrain data synth --n 60000 --d 262144 --nnz 50`):
 the default for CSR data is now the feature-parallel `columns` inner loop (each rank updates
 only its block of columns; one Allreduce of the mini-batch's margins per inner step), which
-makes P = 2 faster than P = 1 where the row-sharded sparse exchange was slower. In a run at
-load 3.5 / 2.7 P = 2 was slower than P = 1 on both sets (every inner step needs both ranks
-running at once). The P = 2 seconds of the table above use the default ({rt[0] if rt else ''} on
+makes P = 2 faster than P = 1 where the row-sharded sparse exchange was slower. In an
+earlier run at a higher load (docs/bench/elasticnet-scaling.md as committed in d69dc02) P = 2
+was slower than P = 1 on both sets (every inner step needs both ranks running at once). The P = 2 seconds of the table above use the default ({rt[0] if rt else ''} on
 rt-polarity). Certified gaps; the fastest of the repeats for every run alike.
 
 {table}
