@@ -21,6 +21,7 @@ FI_TCP_IFACE=mtdata, so MPICH uses neither shared memory nor UCX between them.
     python -m mpitrain.netem up --latency 0.002 --rate 1gbit [--tag 0]   (prints the link)
     python -m mpitrain.netem mpiexec [--tag 0] -n 2 CMD ...              (runs CMD over it)
     python -m mpitrain.netem down [--tag 0]
+    python -m mpitrain.netem calls [--tag 0]                             (seconds per call)
     python -m mpitrain.netem check                                      (can this machine?)
 """
 import argparse
@@ -301,6 +302,80 @@ def measure(tag=0, large=1 << 20):
     return m
 
 
+CALL_KINDS = ("allreduce", "allgatherv", "bcast", "sendrecv")
+CALL_SIZES = tuple(8 << k for k in range(19))     # 8 B .. 2 MiB, powers of two
+
+
+def probe_calls(sizes=CALL_SIZES, budget=0.2, most=30):
+    """Rank side of `measure_calls` (2 ranks): the mean seconds per call of back-to-back
+    calls of each kind in CALL_KINDS and each size n in `sizes`, n counted as World counts
+    it (the buffer; for Allgatherv this rank's share, so 2n bytes are gathered). Bcast
+    alternates its root, so each call waits for the previous one as in an algorithm's step
+    (back-to-back Bcasts from one root would overlap). Two warm-up calls, then as many as
+    fit in `budget` seconds (3 to `most`, rank 0's count). Prints one JSON line on rank 0:
+    {kind: [[n, seconds], ...]}."""
+    import numpy as np
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    other = 1 - comm.rank
+    out = {k: [] for k in CALL_KINDS}
+    warm = np.zeros(1 << 14)
+    for _ in range(3):        # the first messages open the connection: not timed
+        comm.Sendrecv(warm, dest=other, recvbuf=np.empty_like(warm), source=other)
+        comm.Allreduce(MPI.IN_PLACE, warm)
+    for n in sizes:
+        buf = np.zeros(max(1, n // 8))
+        res = np.empty_like(buf)
+        full = np.empty(2 * buf.size)
+        spec = [full, ([buf.size, buf.size], [0, buf.size])]
+        for kind in CALL_KINDS:
+            def call(i):
+                if kind == "allreduce":
+                    comm.Allreduce(buf, res)
+                elif kind == "allgatherv":
+                    comm.Allgatherv(buf, spec)
+                elif kind == "bcast":
+                    comm.Bcast(buf, root=i % 2)
+                else:
+                    comm.Sendrecv(buf, dest=other, recvbuf=res, source=other)
+            comm.Barrier()
+            t0 = time.perf_counter()
+            call(0)
+            call(1)
+            warm = (time.perf_counter() - t0) / 2
+            reps = comm.bcast(int(min(most, max(3, budget / max(warm, 1e-6))) // 2 * 2))
+            comm.Barrier()
+            t0 = time.perf_counter()
+            for i in range(reps):
+                call(i)
+            out[kind].append([n, (time.perf_counter() - t0) / reps])
+    if comm.rank == 0:
+        print(json.dumps(out))
+
+
+def measure_calls(tag=0, sizes=CALL_SIZES):
+    """The per-call table of `probe_calls` over link `tag` (2 ranks, one per node)."""
+    argv = mpiexec_argv(tag, 2, [sys.executable, "-m", "mpitrain.netem", "_probe_calls",
+                                 "--sizes", ",".join(map(str, sizes))])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise Unavailable(f"the call probe failed over link {tag}: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def call_seconds(table, nbytes):
+    """Seconds of one call of `nbytes` on a link, from a probed table [[n, seconds], ...]
+    (ascending n): linear in n between the two probed sizes around it, the smallest size's
+    time below it, and beyond the largest the line through the last two points."""
+    if nbytes <= table[0][0]:
+        return table[0][1]
+    for (n0, t0), (n1, t1) in zip(table, table[1:]):
+        if nbytes <= n1:
+            return t0 + (t1 - t0) * (nbytes - n0) / (n1 - n0)
+    (n0, t0), (n1, t1) = table[-2], table[-1]
+    return t1 + (t1 - t0) * (nbytes - n1) / (n1 - n0)
+
+
 def _rate_bps(rate):
     """'100mbit' → bytes per second (tc's units: bit, kbit, mbit, gbit; bps = bytes/s)."""
     units = {"gbit": 1e9 / 8, "mbit": 1e6 / 8, "kbit": 1e3 / 8, "bit": 1 / 8, "gbps": 1e9,
@@ -331,8 +406,13 @@ def main(argv=None):
     sub.add_parser("check", help="say whether this machine can emulate a network")
     p = sub.add_parser("measure", help="measure α and β over a link that is up (2 ranks)")
     p.add_argument("--tag", type=int, default=0)
+    p = sub.add_parser("calls", help="seconds per call of each collective kind and size over "
+                       "a link that is up (2 ranks; JSON {kind: [[bytes, seconds], ...]})")
+    p.add_argument("--tag", type=int, default=0)
     p = sub.add_parser("_probe")
     p.add_argument("--large", type=int, default=1 << 20)
+    p = sub.add_parser("_probe_calls")
+    p.add_argument("--sizes", default=",".join(map(str, CALL_SIZES)))
     p = sub.add_parser("_forward")
     p.add_argument("--tag", type=int, default=0)
     p.add_argument("--latency", type=float, default=0.0)
@@ -349,8 +429,12 @@ def main(argv=None):
             return subprocess.call(mpiexec_argv(a.tag, a.n, a.cmd))
         elif a.verb == "measure":
             print(json.dumps(measure(a.tag)))
+        elif a.verb == "calls":
+            print(json.dumps(measure_calls(a.tag)))
         elif a.verb == "_probe":
             probe(large=a.large)
+        elif a.verb == "_probe_calls":
+            probe_calls([int(x) for x in a.sizes.split(",")])
         elif a.verb == "_forward":
             forward(a.tag, a.latency)
     except Unavailable as exc:

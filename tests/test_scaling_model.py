@@ -30,3 +30,50 @@ def test_compute_fit_from_two_points():
     a, b, calls, nbytes = scaling._fit(res, "m")
     assert (a, b, calls, nbytes) == (1.0, 2.0, 5, 80)
     assert math.isclose(a + b / 2, 2.0)
+
+
+# -- the per-call model: a call costs what the link's probe measured for its kind and size --
+TABLE = [[8, 1e-3], [64, 2e-3], [1024, 4e-3]]
+
+
+def test_call_seconds_interpolates_between_probed_sizes_by_hand():
+    from mpitrain.netem import call_seconds
+    assert call_seconds(TABLE, 0) == 1e-3 and call_seconds(TABLE, 8) == 1e-3  # floor
+    assert call_seconds(TABLE, 36) == pytest.approx(1.5e-3)                  # halfway 8..64
+    assert call_seconds(TABLE, 64) == pytest.approx(2e-3)
+    assert call_seconds(TABLE, 544) == pytest.approx(3e-3)                   # halfway 64..1024
+    # past the largest size: the line through the last two points (2e-3 s per 960 B)
+    assert call_seconds(TABLE, 1984) == pytest.approx(6e-3)
+
+
+def test_model_comm_charges_each_call_by_kind_and_size():
+    net = {"calls": {"allreduce": TABLE, "sendrecv": [[8, 1e-2], [1024, 3e-2]],
+                     "allgatherv": [[8, 5.0], [1024, 5.0]], "bcast": [[8, 7.0], [1024, 7.0]]}}
+    by_call = [["Allreduce", 36, 2.0],                            # 2 × 1.5 ms
+               ["the iteration-boundary agreement", 8, 1.0],     # an Allreduce: 1 ms
+               [None, 0, 1.0],                                   # a passive wait: 1 ms
+               ["Sendrecv", 516, 0.5]]                           # 0.5 × 20 ms
+    total, parts = scaling.model_comm(by_call, net)
+    assert parts == {"allreduce": pytest.approx(5e-3), "sendrecv": pytest.approx(1e-2)}
+    assert total == pytest.approx(1.5e-2)
+
+
+def test_calls_per_step_keeps_the_calls_between_the_two_records(tmp_path):
+    # the driver's step is k while step k + 1 runs: records at steps 2 and 4 enclose the
+    # calls traced at steps 2 and 3 (those of step 0 and 1 are set-up and step 2's own)
+    path = tmp_path / "calls-rank0.json"
+    path.write_text('[[1, "Allreduce", 8, 5], [2, "Allreduce", 8, 3], [3, "Allreduce", 8, 1],'
+                    ' [3, "Bcast", 64, 2], [4, "Allreduce", 8, 7]]')
+    got = scaling._calls_per_step(str(path), 2, 4)
+    assert got == [["Allreduce", 8, 2.0], ["Bcast", 64, 1.0]]
+    assert scaling._calls_per_step(str(tmp_path / "none.json"), 2, 4) == []
+
+
+def test_round_factor_is_the_median_exchange_in_alphas():
+    # α = 1 ms, β = 1e-6 s/B: (t − nβ)/α over the Sendrecv sizes 256 B .. 16 KiB only
+    net = {"alpha": 1e-3, "beta": 1e-6, "calls": {"sendrecv": [
+        [8, 1e-3], [256, 2.256e-3], [1024, 4.024e-3], [16384, 2.5e-3 + 16384e-6],
+        [65536, 9.0]]}}
+    assert scaling.round_factor(net) == pytest.approx(2.5)       # median of 2, 2.5, 3
+    assert scaling.alpha_round(net) == pytest.approx(2.5e-3)
+    assert scaling.round_factor({"alpha": 1e-3, "beta": 1e-6}) == 1.0   # no probe: plain α

@@ -7,14 +7,24 @@ and bandwidth 1/β as set) at several (α, β). From each run's metrics.jsonl: t
 iteration, split into compute (wall − time in MPI calls), communication (the α–β model's
 share) and waiting (the rest of the time in MPI calls), with the calls and bytes per iteration.
 
-The model (no free parameter per method): a collective of n bytes over the link costs
-    c_α·α + c_β·n·β,
-with c_α, c_β read off the probe's Allreduce of 8 B and of 1 MiB (measure()), so a method's
-time per iteration over the network is predicted as
-    T_net = T_shm(P=2) + m·c_α·α + b·c_β·β        (m calls, b bytes per iteration, rank 0)
-and compared with the measured T_net (the model's error on runs it was not fitted to).
-Projections to P = 64 … 1024 use Rabenseifner's Allreduce (2⌈log₂P⌉α + 2n(P−1)/P·β) for
-the Allreduce methods and the ring for ParMAC (P hops of M/P submodels per epoch), with the
+The model (no free parameter per method): every collective call costs what the same call
+costs on the link, measured before the runs by netem's call probe (2 ranks, back-to-back
+Allreduce, Allgatherv, Bcast with alternating roots and Sendrecv of 8 B .. 2 MiB, powers of
+two, linear in n between them), so a method's time per iteration over the network is
+    T_net = T_shm(P=2) + Σ_calls t_link(kind, n)      (rank 0's calls of one iteration)
+with the calls by kind and size recorded by tracing each run's World calls. Beside it the
+former α–β model, T_shm(P=2) + m·c_α·α + b·c_β·β (m calls, b bytes; c_α, c_β from the
+probe's Allreduce of 8 B and 1 MiB), which charges every call an 8-byte Allreduce's latency.
+On this stack (MPICH ch4:ofi, libfabric tcp) a call is dearer than that: a send of more than
+about 128 bytes completes only when the receiver acknowledges it (MPICH asks for delivery
+completion because MPI RMA is enabled), so one exchange round costs c_r ≈ 2 one-way
+latencies; MPICH's Allreduce of more than 8 bytes at P = 2 takes two rounds; its Allgatherv
+of 256 KiB or more per rank is a ring pipelined in 32 KiB pieces, a round each. These are
+properties of the MPI stack on any TCP network, not of the emulation, so the model charges
+them instead of removing them.
+Projections to P = 64 … 1024 use Rabenseifner's Allreduce (2⌈log₂P⌉α_r + 2n(P−1)/P·β) for
+the Allreduce methods and the ring for ParMAC (P hops of M/P submodels per epoch), where a
+round costs α_r = c_r·α (c_r measured: the probe's Sendrecv of 256 B .. 16 KiB), with the
 compute part T_c(P) = a + b/P fitted on P = 1, 2 (strong scaling, this data) and kept per
 rank (weak scaling, cluster-sized data).
 """
@@ -75,7 +85,8 @@ def _job(path, method, train, solver=None):
 
 def _run(argv_prefix, job, out, timeout=1800):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    cmd = argv_prefix + [sys.executable, "-m", "mpitrain", "run", job, "--out", out, "--fresh"]
+    cmd = argv_prefix + [sys.executable, "-m", "mpitrain.bench.scaling", "_traced", "run", job,
+                         "--out", out, "--fresh"]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
@@ -93,7 +104,51 @@ def _run(argv_prefix, job, out, timeout=1800):
            "t_mpi": per_step("comm_seconds"), "calls": per_step("comm_calls"),
            "bytes": per_step("comm_bytes")}
     per["t_compute"] = per["t_iter"] - per["t_mpi"]
+    per["by_call"] = _calls_per_step(os.path.join(out, "calls-rank0.json"), first["step"],
+                                     last["step"])
     return per
+
+
+def _calls_per_step(path, first, last):
+    """[[kind, bytes, calls per iteration], ...] of rank 0 from traced_run's record: the calls
+    made after the metrics record of step `first` up to that of step `last` (the driver's step
+    is k while step k + 1 runs and while step k's end is agreed), so they add up to the
+    metrics' comm_calls and comm_bytes deltas. [] where there is no record (P = 1)."""
+    if not os.path.exists(path):
+        return []
+    acc = {}
+    for step, kind, nbytes, count in json.load(open(path)):
+        if first <= step < last:
+            acc[(kind, nbytes)] = acc.get((kind, nbytes), 0) + count
+    return [[k, n, c / (last - first)] for (k, n), c in sorted(acc.items(), key=str)]
+
+
+# World's collective names (comm._tracked) → the probe's kinds. The iteration-boundary
+# agreement is an Allreduce MAX; the pickled-object collectives and Gatherv/Alltoallv are
+# charged as their buffer counterparts; a call no collective is named for (None: a passive
+# wait or barrier, 0 bytes) as one small Allreduce, i.e. one exchange.
+PROBE_KIND = {"Allreduce": "allreduce", "the iteration-boundary agreement": "allreduce",
+              "allreduce": "allreduce", "Bcast": "bcast", "bcast": "bcast",
+              "Sendrecv": "sendrecv", "Allgatherv": "allgatherv", "allgather": "allgatherv",
+              "Gatherv": "allgatherv", "Alltoallv": "allgatherv"}
+
+
+def model_comm(by_call, net):
+    """Seconds of communication per iteration that the per-call model charges: every call
+    [kind, n bytes, calls per iteration] of `by_call` costs what the probe measured for that
+    kind and size on link `net` (call_cost). Returns (total, {probe kind: seconds})."""
+    parts = {}
+    for call in by_call:
+        k = PROBE_KIND.get(call[0], "allreduce")
+        parts[k] = parts.get(k, 0.0) + call[2] * call_cost(net, call)
+    return sum(parts.values()), parts
+
+
+def call_cost(net, call):
+    """Seconds of one call [kind, n, ...] on link `net`: netem.call_seconds on the probe's
+    table {probe kind: [[n, seconds], ...]} in net["calls"] for the call's kind."""
+    from mpitrain.netem import call_seconds
+    return call_seconds(net["calls"][PROBE_KIND.get(call[0], "allreduce")], call[1])
 
 
 def _proj_allreduce(P, m, b, a_c, b_c, alpha, beta):
@@ -154,22 +209,25 @@ def main(argv=None):
         netem.up(alpha, rate, TAG)
         try:
             probe = netem.measure(TAG)
+            tables = netem.measure_calls(TAG)
             c_a = probe["allreduce_8"] / probe["alpha"]
             c_b = ((probe["allreduce_1048576"] - probe["allreduce_8"])
                    / (1 << 20) / probe["beta"])
-            res["nets"].append({"alpha_set": alpha, "rate": rate,
-                                "beta_set": 1 / netem._rate_bps(rate), **probe,
-                                "c_alpha": c_a, "c_beta": c_b})
+            net = {"alpha_set": alpha, "rate": rate, "beta_set": 1 / netem._rate_bps(rate),
+                   **probe, "c_alpha": c_a, "c_beta": c_b, "calls": tables}
+            res["nets"].append(net)
             print(f"link {alpha * 1e3:g} ms {rate}: alpha {probe['alpha'] * 1e3:.3g} ms, "
                   f"beta {probe['beta']:.3g} s/B", flush=True)
             for m in methods:
                 out = os.path.join(args.out, "runs", f"{m}-net{i}")
                 r = _run(netem.mpiexec_argv(TAG, 2, []), jobs[m], out)
                 shm = res["methods"][m]["shm"][2]
-                model_comm = r["calls"] * c_a * probe["alpha"] + r["bytes"] * c_b * probe["beta"]
-                r["predicted"] = shm["t_iter"] + model_comm
-                r["model_comm"] = model_comm
-                r["wait"] = max(0.0, r["t_mpi"] - model_comm)
+                ab = r["calls"] * c_a * probe["alpha"] + r["bytes"] * c_b * probe["beta"]
+                r["predicted_ab"] = shm["t_iter"] + ab
+                r["error_ab"] = r["predicted_ab"] / r["t_iter"] - 1.0
+                r["model_comm"], r["model_parts"] = model_comm(shm["by_call"], net)
+                r["predicted"] = shm["t_iter"] + r["model_comm"]
+                r["wait"] = max(0.0, r["t_mpi"] - r["model_comm"])
                 r["error"] = r["predicted"] / r["t_iter"] - 1.0
                 res["methods"][m][f"net{i}"] = r
                 print(f"{m} P=2 net{i}: {r['t_iter']:.4g} s/iter (model {r['predicted']:.4g})",
@@ -195,6 +253,7 @@ def _report(args, res, methods, note):
         sections.append("## The links: set and measured (2 ranks, medians)\n\n" + table(
             ["α set", "rate", "α measured (ms)", "β set (ns/B)", "β measured (ns/B)",
              "Allreduce 8 B (ms)", "Allreduce 1 MiB (ms)", "c_α", "c_β"], rows))
+        sections.append(_call_tables(res["nets"]))
     rows = []
     for m in methods:
         r = res["methods"][m]
@@ -210,11 +269,13 @@ def _report(args, res, methods, note):
                 rows.append([m, 2, f"{n['alpha_set'] * 1e3:g} ms, {n['rate']}", run["steps"],
                              run["t_iter"], run["t_compute"], run["model_comm"], run["wait"],
                              run["calls"], run["bytes"] / 1e3, run["predicted"],
-                             f"{100 * run['error']:+.0f}%"])
+                             f"{100 * run['error']:+.0f}%", f"{100 * run['error_ab']:+.0f}%"])
     sections.append("## Time per iteration (seconds; rank 0)\n\n" + table(
         ["method", "P", "network", "iterations", "time/iter", "compute", "comm (model)",
          "wait (MPI − model)" if res["nets"] else "in MPI", "calls/iter", "kB/iter",
-         "model time/iter", "model error"], rows))
+         "model time/iter", "model error", "α–β model error"], rows))
+    if res["nets"]:
+        sections.append(_where(res, methods))
     if res["nets"]:
         sections.append(_projection(res, methods))
         sections.append(_claims(res, methods))
@@ -228,9 +289,41 @@ def _report(args, res, methods, note):
     return 0
 
 
+def _call_tables(nets):
+    """The call probe on each link: ms per call by kind and size, beside one round α + n·β."""
+    out = ["## Seconds per call on each link (the probe: 2 ranks, mean of back-to-back calls)",
+           "n is World's count: the buffer, for Allgatherv each rank's share. In brackets the "
+           "time in one-way latencies α (measured); the last column is one round, α + n·β."]
+    for net in nets:
+        tab, a, b = net["calls"], net["alpha"], net["beta"]
+        kinds = sorted(tab)
+        rows = [[n] + [f"{tab[k][j][1] * 1e3:.3g} ({tab[k][j][1] / a:.1f})" for k in kinds]
+                + [f"{(a + n * b) * 1e3:.3g}"] for j, (n, _) in enumerate(tab[kinds[0]])]
+        out.append(f"### {net['alpha_set'] * 1e3:g} ms, {net['rate']}: round c_r = "
+                   f"{round_factor(net):.2f} α\n\n"
+                   + table(["n (B)"] + [f"{k} ms" for k in kinds] + ["α + nβ ms"], rows))
+    return "\n\n".join(out)
+
+
+def _where(res, methods):
+    """Per network run: the per-call model's seconds per iteration by kind, and its calls."""
+    rows = []
+    for m in methods:
+        for i, n in enumerate(res["nets"]):
+            run = res["methods"][m][f"net{i}"]
+            top = sorted(run["by_call"], key=lambda c: -c[2] * call_cost(n, c))
+            rows.append([m, f"{n['alpha_set'] * 1e3:g} ms, {n['rate']}", run["t_iter"]]
+                        + [run["model_parts"].get(k, 0.0) for k in sorted(n["calls"])]
+                        + ["; ".join(f"{c[2]:.3g}× {c[0]} {c[1]} B" for c in top[:3])])
+    kinds = sorted(res["nets"][0]["calls"])
+    return ("## Where the time goes (per-call model, seconds per iteration; rank 0)\n\n"
+            + table(["method", "network", "time/iter"] + [f"{k} (model)" for k in kinds]
+                    + ["dearest calls per iteration"], rows))
+
+
 def _projection(res, methods):
     n = res["nets"][-1]
-    alpha, beta = n["alpha"], n["beta"]
+    alpha, beta = alpha_round(n), n["beta"]
     rows = []
     for m in methods:
         a_c, b_c, calls, nbytes = _fit(res, m)
@@ -239,7 +332,8 @@ def _projection(res, methods):
         strong = [fn(P, calls, nbytes, a_c, b_c, alpha, beta) for P in (64, 256, 1024)]
         weak = [fn(P, calls, nbytes, a_c + b_c / 2, 0.0, alpha, beta) for P in (64, 256, 1024)]
         rows.append([m, a_c, b_c] + [t1 / s for s in strong] + weak)
-    return ("## Projections (model above, α and β of the last link)\n\n"
+    return ("## Projections (α–β model, the last link's β and its measured round α_r = "
+            f"{round_factor(n):.2f}·α)\n\n"
             "Strong scaling keeps this data (speed-up T(1)/T(P)); weak scaling keeps each "
             "rank's share of the P = 2 run (time per iteration, seconds). T_c(P) = a + b/P is "
             "fitted on the P = 1 and P = 2 compute times.\n\n" + table(
@@ -287,14 +381,14 @@ def _plots(outdir, res, methods):
             a_c, b_c, calls, nbytes = _fit(res, m)
             fn = _proj_ring if m == "parmac-ba" else _proj_allreduce
             t1 = a_c + b_c
-            ax.plot(Ps, [t1 / fn(P, calls, nbytes, a_c, b_c, n["alpha"], n["beta"])
+            ax.plot(Ps, [t1 / fn(P, calls, nbytes, a_c, b_c, alpha_round(n), n["beta"])
                          for P in Ps], marker=".", label=m)
         ax.plot(Ps, Ps, "k:", label="ideal")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("ranks P")
         ax.set_ylabel("projected speed-up T(1)/T(P), this data")
-        ax.set_title(f"α = {n['alpha'] * 1e3:.3g} ms, β = {n['beta'] * 1e9:.3g} ns/B")
+        ax.set_title(f"α_r = {alpha_round(n) * 1e3:.3g} ms, β = {n['beta'] * 1e9:.3g} ns/B")
         ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(os.path.join(outdir, "projection.png"))
@@ -313,16 +407,18 @@ def _fit(res, m):
 
 def _claims(res, methods):
     n = res["nets"][-1]
-    beta = n["beta"]
-    out = ["## The papers' claims placed on the model"]
+    beta, c_r = n["beta"], round_factor(n)
+    out = ["## The papers' claims placed on the model",
+           f"Every α below is a one-way latency; each algorithm round costs c_r·α with c_r = "
+           f"{c_r:.2f}, this stack's measured round (see the projections)."]
     if {"fadl", "lbfgs"} <= set(methods) and "solve" in res:
         it_f, it_l = res["solve"]["fadl"], res["solve"]["lbfgs"]
         rows = []
         for alpha in (1e-5, 1e-4, 1e-3, 1e-2):
             row = [f"{alpha * 1e3:g} ms"]
             for P in (2, 64, 1024):
-                tf = it_f * _proj_allreduce(P, *_reorder(_fit(res, "fadl")), alpha, beta)
-                tl = it_l * _proj_allreduce(P, *_reorder(_fit(res, "lbfgs")), alpha, beta)
+                tf = it_f * _proj_allreduce(P, *_reorder(_fit(res, "fadl")), c_r * alpha, beta)
+                tl = it_l * _proj_allreduce(P, *_reorder(_fit(res, "lbfgs")), c_r * alpha, beta)
                 row.append(tf / tl)
             rows.append(row)
         out.append(f"FADL vs SQM-style L-BFGS (Mahajan et al.: FADL wins when communication is "
@@ -340,18 +436,18 @@ def _claims(res, methods):
             t1 = a_c + b_c * scale
             row = [f"{Nbig:.0e}"]
             for P in (16, 128, 1024):
-                row.append(t1 / _proj_ring(P, calls, nbytes, a_c, b_c * scale, n["alpha"],
-                                           beta))
+                row.append(t1 / _proj_ring(P, calls, nbytes, a_c, b_c * scale,
+                                           alpha_round(n), beta))
             rows.append(row)
         out.append("ParMAC (Carreira-Perpiñán & Alizadeh: nearly perfect speed-up on 128 "
                    "processors for 100M points): the compute part scaled to N points, the ring "
-                   f"at α = {n['alpha'] * 1e3:.3g} ms, β = {beta * 1e9:.3g} ns/B. Speed-up "
+                   f"at α_r = {alpha_round(n) * 1e3:.3g} ms, β = {beta * 1e9:.3g} ns/B. Speed-up "
                    "T(1)/T(P):\n\n" + table(["N", "P=16", "P=128", "P=1024"], rows))
     if {"sae-greedy", "slp"} <= set(methods):
         rows = []
         for P in (2, 4, 16, 64):
-            tg = _proj_allreduce(P, *_reorder(_fit(res, "sae-greedy")), n["alpha"], beta)
-            ts = _proj_allreduce(P, *_reorder(_fit(res, "slp")), n["alpha"], beta)
+            tg = _proj_allreduce(P, *_reorder(_fit(res, "sae-greedy")), alpha_round(n), beta)
+            ts = _proj_allreduce(P, *_reorder(_fit(res, "slp")), alpha_round(n), beta)
             rows.append([P, tg, ts])
         out.append("SLP vs data-parallel greedy (Santara et al.) as P grows past the number "
                    "of layers: seconds per iteration (greedy: one epoch of one layer; SLP: one "
@@ -361,10 +457,53 @@ def _claims(res, methods):
     return "\n\n".join(out)
 
 
+def round_factor(net):
+    """c_r: one round of a collective algorithm on this link in units of the one-way α, the
+    median over the probe's Sendrecv of 256 B .. 16 KiB of (t − n·β)/α (a symmetric exchange
+    is one round). 1 where the link has no call probe (results of older runs)."""
+    pts = [(t - n * net["beta"]) / net["alpha"] for n, t in net.get("calls", {}).get(
+        "sendrecv", []) if 256 <= n <= 16384]
+    if not pts:
+        return 1.0
+    pts.sort()
+    h = len(pts) // 2
+    return pts[h] if len(pts) % 2 else (pts[h - 1] + pts[h]) / 2
+
+
+def alpha_round(net):
+    """The seconds of one algorithm round on link `net`: c_r·α."""
+    return round_factor(net) * net["alpha"]
+
+
 def _reorder(fit):
     a, b, calls, nbytes = fit
     return calls, nbytes, a, b
 
 
+def traced_run(argv):
+    """`mpitrain ARGV` (a `run`), recording every World call of this rank as (step, kind,
+    bytes) with the driver's step at the time of the call; written at exit to
+    OUT/calls-rank<r>.json as [[step, kind, bytes, count], ...]. Observes only: the calls,
+    their order and their results are those of an untraced run."""
+    from mpitrain import cli, comm
+    counts = {}
+    account = comm.World._account
+
+    def traced(self, nbytes, t0):
+        if self.size > 1:
+            key = (comm.ACTIVITY.step, comm.ACTIVITY.collective, int(nbytes))
+            counts[key] = counts.get(key, 0) + 1
+        account(self, nbytes, t0)
+    comm.World._account = traced
+    code = cli.main(argv)
+    out = argv[argv.index("--out") + 1]
+    from mpi4py import MPI
+    with open(os.path.join(out, f"calls-rank{MPI.COMM_WORLD.rank}.json"), "w") as fh:
+        json.dump([list(k) + [c] for k, c in sorted(counts.items(), key=str)], fh)
+    return code
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["_traced"]:
+        sys.exit(traced_run(sys.argv[2:]))
     sys.exit(main())
