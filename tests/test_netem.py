@@ -60,3 +60,13 @@ def test_training_over_the_link_is_bit_identical_to_shared_memory(link, tmp_path
     b = h5py.File(tmp_path / "net" / "final.h5")["model/w"][()]
     assert np.array_equal(a, b)
     assert os.path.exists(tmp_path / "net" / "summary.json")
+
+
+def test_call_probe_times_each_call_across_the_link(link):
+    # every kind waits for the other node once per call at least (Bcast alternates its root,
+    # so back-to-back calls cannot overlap): never below the set one-way delay
+    tab = netem.measure_calls(TAG, sizes=(8, 1024))
+    assert sorted(tab) == sorted(netem.CALL_KINDS)
+    for kind, rows in tab.items():
+        assert [n for n, _ in rows] == [8, 1024], tab
+        assert all(0.002 <= t < 0.1 for _, t in rows), (kind, rows)

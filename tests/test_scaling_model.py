@@ -77,3 +77,33 @@ def test_round_factor_is_the_median_exchange_in_alphas():
     assert scaling.round_factor(net) == pytest.approx(2.5)       # median of 2, 2.5, 3
     assert scaling.alpha_round(net) == pytest.approx(2.5e-3)
     assert scaling.round_factor({"alpha": 1e-3, "beta": 1e-6}) == 1.0   # no probe: plain α
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_traced_run_records_the_calls_the_metrics_count(tmp_path, digits2_h5):
+    # the per-call record of `bench scaling` adds up, kind by kind and size by size, to the
+    # calls and bytes the run's own metrics count between its first and last record
+    import json
+    import subprocess
+    import sys
+    from util import ROOT, env, mpiexec, write_job
+    job = write_job(tmp_path / "j.toml", {
+        "job": {"algorithm": "lbfgs"}, "data": {"train": digits2_h5},
+        "model": {"l2": 1e-3}, "solver": {"max_iter": 6}, "checkpoint": {"every": 0}})
+    out = tmp_path / "run"
+    p = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "mpitrain.bench.scaling",
+                        "_traced", "run", job, "--out", str(out)], env=env(),
+                       capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(x) for x in open(out / "metrics.jsonl") if x.strip()]
+    first, last = recs[0], recs[-1]
+    assert last["step"] - first["step"] >= 3
+    by_call = scaling._calls_per_step(str(out / "calls-rank0.json"), first["step"],
+                                      last["step"])
+    steps = last["step"] - first["step"]
+    assert {c[0] for c in by_call} >= {"Allreduce", "the iteration-boundary agreement"}
+    assert sum(c[2] for c in by_call) * steps == pytest.approx(
+        last["comm_calls"] - first["comm_calls"])
+    assert sum(c[1] * c[2] for c in by_call) * steps == pytest.approx(
+        last["comm_bytes"] - first["comm_bytes"])
