@@ -227,3 +227,57 @@ def test_shape_table_names_the_start_fadl_auto_picks(tmp_path):
     results["datasets"]["tall"]["runs"]["0.0001"]["methods"]["fadl P=2"]["start"] = None
     assert "| tall | 50 | — | 4 | 9 |" in L._shape_table(types.SimpleNamespace(), str(tmp_path),
                                                          {}, 1e-4, results)
+
+
+@pytest.mark.timeout(60)
+def test_repeat_takes_median_seconds_keeps_counts_and_runs_the_other_start(tmp_path,
+                                                                          monkeypatch):
+    """--repeat 3: every mpitrain job runs 3 times (psgd-mix once); the seconds to a gap are
+    the median of the 3 (here the repeats' clocks are ×1, ×3, ×2), the Targets table prints
+    the range, the counts are the median run's and said to agree. FADL's default start (the
+    fake summary says mix) is judged against one more FADL run from the other start, zero,
+    whose counts reach the shape table."""
+    _fake_table(tmp_path, monkeypatch)
+    seen = []
+
+    def trace(rdir):
+        name = os.path.basename(rdir)
+        algo, P = name.rsplit("-", 2)[-2:]
+        k = int(algo.split(".r")[1]) if ".r" in algo else 0
+        algo = algo.split(".r")[0]
+        seen.append((name, k))
+        speed = (1, 3, 2)[k]
+        zero = algo == "zero"
+        recs = [{"step": i, "time": 0.1 * i * speed, "objective": 0.5 * (1 + 10.0 ** -i),
+                 "comm_calls": 5 * i,
+                 "dvec_allreduces": 2 * i + (1 if zero else 0) if algo in ("fadl", "zero")
+                 else i + 1} for i in range(1, 12)]
+        return recs, {"objective": recs[-1]["objective"], "time": 1.1 * speed,
+                      "stop_reason": "x", "start": "zero" if zero else "mix"}
+    monkeypatch.setattr(L, "_trace", trace)
+    out = tmp_path / "out"
+    assert L.main(["--sets", "synth", "--l2", "1e-4", "--repeat", "3", "--out",
+                   str(out)]) == 0
+    names = [n for n, _ in seen]
+    assert sum(n.startswith("synth-0.0001-fadl-P2") or n.startswith("synth-0.0001-fadl.r")
+               and n.endswith("-P2") for n in names) == 3
+    assert sum("psgd-mix" in n for n in names) == 1
+    assert sum("-fadl-zero" in n for n in names) == 3
+    res = json.load(open(out / "results.json"))
+    rr = res["datasets"]["synth"]["runs"]["0.0001"]
+    f2 = rr["methods"]["fadl P=2"]
+    # gap 1e-4 at record 4: 0.4 s × (1, 3, 2) -> median 0.8; 8 d-vector Allreduces (mix: 2i)
+    assert f2["to_gap_times"]["0.0001"] == pytest.approx([0.4, 1.2, 0.8])
+    assert f2["to_gap"]["0.0001"][0] == pytest.approx(0.8) and f2["to_gap"]["0.0001"][1] == 8
+    assert f2["counts_agree"] and f2["repeats"] == 3
+    assert rr["fadl_other_start"]["start"] == "zero"
+    assert rr["fadl_other_start"]["to_gap"]["0.0001"][1] == 9
+    text = (out / "report.md").read_text()
+    assert "the median of 3 runs of each job (psgd-mix: one)" in text
+    assert "were the same in every run" in text
+    assert "| 0.8 (0.4–1.2) |" in text
+    shape = next(p for p in res["shape"] if p["data"] == "synth")
+    assert (shape["fadl_start"], shape["fadl_dvec"], shape["other_start"],
+            shape["other_dvec"]) == ("mix", 8, "zero", 9)
+    with pytest.raises(SystemExit):
+        L.main(["--repeat", "0"])

@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -65,24 +66,42 @@ def _mpirun(P, job, out, sets, net=False):
     return time.perf_counter() - t0
 
 
-def _run(args, out, dname, path, l2, algo, P, fstar, net):
-    """`mpitrain run` of ALGO ("lbfgs-evaluate": L-BFGS with the plain line search) at P ranks
-    with the bench's solver settings; its trace against the certified f_lower `fstar`."""
+def _run(args, out, dname, path, l2, algo, P, fstar, net, extra=None):
+    """`mpitrain run` of ALGO ("lbfgs-evaluate": L-BFGS with the plain line search;
+    "fadl-zero" / "fadl-mix": FADL from that start with the tron local solver) at P ranks with
+    the bench's solver settings (`extra` solver keys added); its trace against the certified
+    f_lower `fstar`. With --repeat N the run is made N times: the counts must agree (these
+    solvers are deterministic; `counts_agree` says whether they did), the seconds to each gap
+    are the median over the N runs (all N kept in `to_gap_times`), and the projection's
+    inputs are those of the run with the median job time."""
+    base = algo.split("-")[0] if algo != "psgd-mix" else algo
     solver = {"lbfgs": {"max_iter": 2000},
               "lbfgs-evaluate": {"max_iter": 2000, "linesearch": "evaluate"},
               "fadl": {"max_iter": 500, **({"epochs": args.epochs} if args.epochs else {})},
+              "fadl-zero": {"max_iter": 500, "start": "zero", "local_solver": "tron"},
+              "fadl-mix": {"max_iter": 500, "start": "mix", "local_solver": "tron"},
               "psgd-mix": {"max_iter": 60 if args.quick else 100}}[algo]
     job = os.path.join(out, f"job-{algo}.toml")
-    _write_job(job, algo.split("-evaluate")[0], path, l2, solver)
-    rdir = os.path.join(out, "runs", f"{dname}-{l2:g}-{algo}-P{P}")
-    wall = _mpirun(P, job, rdir, [], net)
-    recs, summ = _trace(rdir)
+    _write_job(job, base, path, l2, solver)
+    runs = []
+    for k in range(getattr(args, "repeat", 1) if base != "psgd-mix" else 1):
+        rdir = os.path.join(out, "runs", f"{dname}-{l2:g}-{algo}" + (f".r{k}" if k else "")
+                            + f"-P{P}")
+        wall = _mpirun(P, job, rdir, [], net)
+        recs, summ = _trace(rdir)
+        runs.append((wall, recs, summ, {str(g): _first(recs, fstar, g) for g in GAPS}))
+    counts = [{g: v[1:] for g, v in r[3].items()} for r in runs]
+    wall, recs, summ, to_gap = sorted(runs, key=lambda r: r[2]["time"])[(len(runs) - 1) // 2]
+    times = {str(g): [r[3][str(g)][0] for r in runs] for g in GAPS}
     return {"wall": wall, "recs": [(r["time"], r["objective"], r.get("dvec_allreduces"))
                                    for r in recs],
             "final_gap": (summ["objective"] - fstar) / abs(fstar),
             "time": summ["time"], "stop": summ.get("stop_reason", ""),
             "start": summ.get("start"),   # FADL's first iteration as run (summary.json)
-            "to_gap": {str(g): _first(recs, fstar, g) for g in GAPS},
+            "repeats": len(runs), "counts_agree": all(c == counts[0] for c in counts),
+            "to_gap_times": times,
+            "to_gap": {g: (None if None in ts else statistics.median(ts),) + to_gap[g][1:]
+                       for g, ts in times.items()},
             "model": _measured(recs, fstar)}
 
 
@@ -255,9 +274,15 @@ def main(argv):
     ap.add_argument("--synth-n", type=int, default=0, help="rows of the synthetic set")
     ap.add_argument("--synth-d", type=int, default=2 ** 18)
     ap.add_argument("--l2", type=float, nargs="*", default=None)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each mpitrain job N times: the seconds are the median of the N "
+                         "runs, the Targets table prints their range (counts are the same in "
+                         "every run; the report says so); default 1")
     ap.add_argument("--epochs", type=int, default=0,
                     help="FADL local SGD epochs (0 = FADL's default)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
     args.sets = [x for x in args.sets.split(",") if x]
     for x in args.sets:
         if x not in SETS:
@@ -311,6 +336,10 @@ def _main(args, out, l2s, tols, net, load0):
             ref_gap = ref["cert_gap"] / abs(fstar)
             for algo, P in runs:
                 res[f"{algo} P={P}"] = _run(args, out, dname, path, l2, algo, P, fstar, net)
+            # FADL from the start its default did not pick (same tron local solver): the
+            # shape table's evidence for the start rule
+            other = {"mix": "zero", "zero": "mix"}.get(res["fadl P=2"]["start"])
+            alt = other and _run(args, out, dname, path, l2, f"fadl-{other}", 2, fstar, net)
             for solver in ("liblinear", "lbfgs") if short else ("liblinear", "lbfgs", "saga"):
                 pts = _sklearn(X, y, l2, solver, tols, fstar)
                 to = {}
@@ -321,7 +350,8 @@ def _main(args, out, l2s, tols, net, load0):
                                             "time": pts[-1][0], "to_gap": to}
             results["datasets"][dname]["runs"][f"{l2:g}"] = {
                 "f_lower": fstar, "reference_certified_gap": ref_gap,
-                "reference_stop": ref.get("stop_reason", ""), "methods": res}
+                "reference_stop": ref.get("stop_reason", ""), "methods": res,
+                "fadl_other_start": alt or None}
             if args.ranks:   # FADL and L-BFGS at each P (the table's runs where it has them)
                 results["datasets"][dname]["runs"][f"{l2:g}"]["ranks"] = {
                     f"{algo} P={P}": res.get(f"{algo} P={P}")
@@ -348,6 +378,8 @@ def _main(args, out, l2s, tols, net, load0):
                 "fadl_P2_collectives_to_1e-4": f2[2],
                 "lbfgs_P2_collectives_to_1e-4": lb_all[2],
                 "lbfgs_P2_time_to_1e-4": lb_all[0],
+                "fadl_P2_times_to_1e-4": res["fadl P=2"]["to_gap_times"]["0.0001"],
+                "lbfgs_P2_times_to_1e-4": res["lbfgs P=2"]["to_gap_times"]["0.0001"],
                 "allreduce_ratio": (f2[1] / lb) if f2[1] and lb else None,
                 "fadl_P2_time_to_1e-4": f2[0], "best_sklearn_time_to_1e-4": best_sk,
                 "time_ratio_vs_best_sklearn": (f2[0] / best_sk) if f2[0] and best_sk
@@ -376,8 +408,9 @@ def _main(args, out, l2s, tols, net, load0):
                     f"P = 1, certified gap ≤ 1e-14·|f| or the floating-point floor): {cert}. "
                     "Every method runs with its defaults. Cells: seconds / d-vector "
                     "Allreduces / all collectives (scalar Allreduces included). mpitrain "
-                    "times are the job clock (after data loading); scikit-learn times are "
-                    "fit() of the fastest run (over tol values) reaching the gap.\n\n"
+                    "times are the job clock (after data loading)" + _repeats_text(results)
+                    + "; scikit-learn times are fit() of the fastest run (over tol values) "
+                    "reaching the gap.\n\n"
                     + common.table(["data", "method", "1e-3", "1e-4", "1e-6", "final gap",
                                     "stop reason"], rows))
     trows = []
@@ -393,7 +426,8 @@ def _main(args, out, l2s, tols, net, load0):
                           f"≤ {goal:.2g}: " + ("—" if ratio is None else
                                                "met" if ratio <= goal else "not met"),
                           t["fadl_P2_collectives_to_1e-4"], t["lbfgs_P2_collectives_to_1e-4"],
-                          _r(t["fadl_P2_time_to_1e-4"]), _r(t["lbfgs_P2_time_to_1e-4"]),
+                          _spread(t["fadl_P2_time_to_1e-4"], t["fadl_P2_times_to_1e-4"]),
+                          _spread(t["lbfgs_P2_time_to_1e-4"], t["lbfgs_P2_times_to_1e-4"]),
                           _r(t["best_sklearn_time_to_1e-4"])])
     sections.append("## Targets (P = 2, certified gap 1e-4; L-BFGS = the cached-margin one)"
                     "\n\nratio = FADL's d-vector Allreduces / the cached-margin L-BFGS's; goal "
@@ -438,40 +472,61 @@ def _shape_table(args, out, sets, l2, results):
     ([data] max_rows), each with its own certified reference. FADL's count is 2k after k
     outer iterations where its default start opens with a mixing round (rows per rank <
     features), 1 + 2k from w = 0 elsewhere, so with L-BFGS at 1 + m, ratio ≤ 1/2 needs k = 1
-    unless m ≥ 4k − 1 (4k + 1): the gap after FADL's first outer iteration is shown."""
+    unless m ≥ 4k − 1 (4k + 1): the gap after FADL's first outer iteration is shown. Next to
+    it, FADL from the other start (tron local solver): the evidence for the start rule."""
+    def first_gap(recs, fl):
+        return (recs[0][1] - fl) / abs(fl) if recs else None
+
+    def alt_of(run, fl):
+        if not run:
+            return None, None, None
+        return run["start"], run["to_gap"]["0.0001"][1], first_gap(run["recs"], fl)
     pts = []
     for dname, dd in results["datasets"].items():
         rr = dd["runs"][f"{l2:g}"]
         m = rr["methods"]
         fl = rr["f_lower"]
-        first = m["fadl P=2"]["recs"][0][1] if m["fadl P=2"]["recs"] else None
         pts.append((dname, dd["n"], dd["d"], m["fadl P=2"]["start"],
                     m["fadl P=2"]["to_gap"]["0.0001"][1], m["lbfgs P=2"]["to_gap"]["0.0001"][1],
-                    None if first is None else (first - fl) / abs(fl)))
+                    first_gap(m["fadl P=2"]["recs"], fl))
+                   + alt_of(rr.get("fadl_other_start"), fl))
     for dname, rows in SUBSETS:
         if dname not in sets:
             continue
         tag = f"{dname}-{rows}-{l2:g}"
         fl = _certified_ref(out, tag, sets[dname], l2, rows)[0]
         got = {}
-        for algo, solver in (("lbfgs", {"max_iter": 2000}), ("fadl", {"max_iter": 500})):
-            job = os.path.join(out, f"job-{algo}.toml")
-            _write_job(job, algo, sets[dname], l2, solver, rows)
+        jobs = [("lbfgs", {"max_iter": 2000}), ("fadl", {"max_iter": 500})]
+        while jobs:
+            algo, solver = jobs.pop(0)
+            job = os.path.join(out, "job-subset.toml")
+            _write_job(job, algo.split("-")[0], sets[dname], l2, solver, rows)
             rdir = os.path.join(out, "runs", f"{tag}-{algo}-P2")
             _mpirun(2, job, rdir, [])
             recs, summ = _trace(rdir)
             got[algo] = (_first(recs, fl, 1e-4)[1],
                          (recs[0]["objective"] - fl) / abs(fl) if recs else None,
                          summ.get("start"))
+            other = {"mix": "zero", "zero": "mix"}.get(summ.get("start"))
+            if algo == "fadl" and other:
+                jobs.append((f"fadl-{other}", {"max_iter": 500, "start": other,
+                                               "local_solver": "tron"}))
         d = results["datasets"][dname]["d"]
+        alt = next((k for k in got if k.startswith("fadl-")), None)
         pts.append((f"{dname} (first {rows} rows)", rows, d, got["fadl"][2], got["fadl"][0],
-                    got["lbfgs"][0], got["fadl"][1]))
+                    got["lbfgs"][0], got["fadl"][1])
+                   + ((got[alt][2], got[alt][0], got[alt][1]) if alt else (None, None, None)))
     pts.sort(key=lambda p: p[1] / p[2])
+
+    def g(x):
+        return "—" if x is None else f"{x:.1e}"
     rows = [[name, f"{n / 2 / d:.3g}", start or "—", fa, lb,
-             _r(fa / lb if fa and lb else None), "—" if g1 is None else f"{g1:.1e}"]
-            for name, n, d, start, fa, lb, g1 in pts]
+             _r(fa / lb if fa and lb else None), g(g1), ostart or "—",
+             "—" if oc is None else oc, g(og1)]
+            for name, n, d, start, fa, lb, g1, ostart, oc, og1 in pts]
     results["shape"] = [dict(zip(("data", "n", "d", "fadl_start", "fadl_dvec", "lbfgs_dvec",
-                                  "fadl_gap_after_1"), p)) for p in pts]
+                                  "fadl_gap_after_1", "other_start", "other_dvec",
+                                  "other_gap_after_1"), p)) for p in pts]
     return ("## FADL / L-BFGS against rows per rank / features (P = 2, certified 1e-4)\n\n"
             f"l2 = {l2:g}, FADL with its defaults, the cached-margin L-BFGS; row subsets are "
             "the first rows of the training set ([data] max_rows), each certified by its own "
@@ -481,14 +536,39 @@ def _shape_table(args, out, sets, l2, results):
             "start = \"auto\" opens with a mixing round elsewhere: mix, 2k after k "
             "iterations), L-BFGS 1 + m after m iterations; where the gap after FADL's first "
             "outer iteration is above 1e-4, FADL needs at least 4 (mix) or 5 (zero), and ratio "
-            "≤ 1/2 needs L-BFGS at 8 or 10 or more.\n\n"
+            "≤ 1/2 needs L-BFGS at 8 or 10 or more. The last three columns: FADL from the "
+            "other start (its local solver tron, as the default's), the run that the start "
+            "rule is judged against.\n\n"
             + common.table(["data", "rows per rank / features", "FADL start", "FADL d-vec",
-                            "L-BFGS d-vec", "ratio", "FADL gap after 1 outer iteration"],
-                           rows))
+                            "L-BFGS d-vec", "ratio", "FADL gap after 1 outer iteration",
+                            "other start", "its d-vec", "its gap after 1"], rows))
 
 
 def _r(x):
     return "—" if x is None else f"{x:.3g}"
+
+
+def _spread(median, times):
+    """A time cell: the median, with the range of the repeats when there are several."""
+    if median is None or len(times) < 2:
+        return _r(median)
+    return f"{median:.3g} ({min(times):.3g}–{max(times):.3g})"
+
+
+def _repeats_text(results):
+    """How the mpitrain seconds were taken: one run, or the median of --repeat runs (and
+    whether every repeat made the same counts)."""
+    runs = [m for dd in results["datasets"].values() for rr in dd["runs"].values()
+            for m in rr["methods"].values() if "repeats" in m]
+    n = max((m["repeats"] for m in runs), default=1)
+    if n < 2:
+        return ", one run each"
+    bad = sorted({k for dd in results["datasets"].values() for rr in dd["runs"].values()
+                  for k, m in rr["methods"].items() if not m.get("counts_agree", True)})
+    return (f", the median of {n} runs of each job (psgd-mix: one), whose d-vector Allreduces "
+            "and collectives " + ("were the same in every run" if not bad else
+                                  "differed between runs for " + ", ".join(bad)
+                                  + " (the cells give the median run's)"))
 
 
 def _ranks_section(results, ranks):
