@@ -230,13 +230,14 @@ def down(tag=0):
         time.sleep(0.05)
 
 
-def mpiexec_argv(tag, nranks, cmd, mpiexec=None):
+def mpiexec_argv(tag, nranks, cmd, mpiexec=None, env=None):
     """The command line that runs `cmd` on `nranks` ranks spread over the link's two nodes
-    (ranks alternate nodes: 0 on node 0, 1 on node 1, ...)."""
+    (ranks alternate nodes: 0 on node 0, 1 on node 1, ...), with MPI_ENV and `env` (a dict)
+    set on every rank."""
     mpiexec = mpiexec or os.path.join(os.path.dirname(sys.executable), "mpiexec")
     hosts = ",".join(f"{ctl_addr(tag, n)}:{(nranks + 1 - n) // 2}" for n in (0, 1))
-    env = []
-    for k, v in MPI_ENV.items():
+    extra, env = env or {}, []
+    for k, v in {**MPI_ENV, **extra}.items():
         env += ["-genv", k, v]
     return (["nsenter", f"--net=/run/netns/{ns_name(tag, 0)}", mpiexec,
              "-launcher", "ssh", "-launcher-exec", _launcher_path(tag),
@@ -353,10 +354,11 @@ def probe_calls(sizes=CALL_SIZES, budget=0.2, most=30):
         print(json.dumps(out))
 
 
-def measure_calls(tag=0, sizes=CALL_SIZES):
-    """The per-call table of `probe_calls` over link `tag` (2 ranks, one per node)."""
+def measure_calls(tag=0, sizes=CALL_SIZES, env=None):
+    """The per-call table of `probe_calls` over link `tag` (2 ranks, one per node; `env`:
+    more variables for the ranks, e.g. an MPICH CVAR)."""
     argv = mpiexec_argv(tag, 2, [sys.executable, "-m", "mpitrain.netem", "_probe_calls",
-                                 "--sizes", ",".join(map(str, sizes))])
+                                 "--sizes", ",".join(map(str, sizes))], env=env)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise Unavailable(f"the call probe failed over link {tag}: {r.stderr.strip()[-500:]}")

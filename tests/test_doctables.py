@@ -300,21 +300,44 @@ def test_parmac_writes_readme_and_docs_mac(tmp_path, capsys):
 
 # ---------------------------------------------------------------- scaling-net
 
-def scaling_results(wait=0.006):
+def scaling_probe(a, b, r):
+    """A call-probe table for one-way latency a, β = b and a round of r·a: an Allreduce of
+    8 B one latency, of 16 B two, of 1 KiB two rounds; an Allgatherv of 1 MiB 80 latencies."""
+    big = 1 << 21
+    return {"allreduce": [[8, a], [16, 2 * a], [1024, 2 * r * a + 1024 * b],
+                          [big, 2 * r * a + big * b]],
+            "sendrecv": [[8, a], [256, r * a + 256 * b], [16384, r * a + 16384 * b],
+                         [big, r * a + big * b]],
+            "allgatherv": [[8, a], [1 << 20, 80 * a], [big, 160 * a]],
+            "bcast": [[8, a], [big, a + big * b]]}
+
+
+def scaling_results(error=None):
     nets = [{"alpha_set": 0.0005, "rate": "1gbit", "beta_set": 8e-9, "alpha": 0.0005886,
              "beta": 8.074e-9, "allreduce_8": 0.0006058, "allreduce_1048576": 0.009047},
             {"alpha_set": 0.002, "rate": "200mbit", "beta_set": 40e-9, "alpha": 0.002109,
              "beta": 40.08e-9, "allreduce_8": 0.003268, "allreduce_1048576": 0.04226}]
+    for n in nets:
+        n["calls"] = scaling_probe(n["alpha"], n["beta"], 2.0)
+        n["calls_no_rma"] = scaling_probe(n["alpha"], n["beta"], 1.0)
 
-    def net(t, pred, w):
-        return {"t_iter": t, "predicted": pred, "error": pred / t - 1, "wait": w}
-    return {"nets": nets, "load_before": [2.8467, 6.1, 9.3], "load_after": [4.41, 5.9, 9.0],
-            "methods": {
-                "lbfgs": {"shm": {"1": {"t_iter": 0.003841}, "2": {"t_iter": 0.004859}},
-                          "net0": net(0.02227, 0.01451, wait),
-                          "net1": net(0.05475, 0.05086, 0.0038)},
-                "slp": {"shm": {"1": {"t_iter": 0.09679}, "2": {"t_iter": 0.07853}},
-                        "net0": net(0.08821, 0.08911, 0.02), "net1": net(0.1892, 0.1297, 0.058)}}}
+    def net(t, pred, ab):
+        return {"t_iter": t, "predicted": pred, "error": pred / t - 1, "error_ab": ab / t - 1,
+                "wait": 0.0}
+    res = {"nets": nets, "load_before": [2.8467, 6.1, 9.3], "load_after": [4.41, 5.9, 9.0],
+           "methods": {
+               "lbfgs": {"shm": {"1": {"t_iter": 0.003841},
+                                 "2": {"t_iter": 0.004859, "by_call": [
+                                     ["Allreduce", 16, 1.07], ["Allreduce", 967296, 1.0],
+                                     ["the iteration-boundary agreement", 48, 1.0]]}},
+                         "net0": net(0.02227, 0.0220, 0.01451),
+                         "net1": net(0.05475, 0.0560, 0.05086)},
+               "dasvrda": {"shm": {"1": {"t_iter": 0.02}, "2": {"t_iter": 0.015, "by_call": [
+                   ["Allreduce", 808, 101.0], ["Allgatherv", 984368, 1.0]]}},
+                           "net0": net(0.35, 0.33, 0.09), "net1": net(1.1, 1.09, 0.26)}}}
+    if error is not None:
+        res["methods"]["lbfgs"]["net1"]["error"] = error
+    return res
 
 
 SCALING_REPORT = ("# Scaling\n\n| method | a (s) | b (s) | speed-up P=64 | P=256 | P=1024 |\n"
@@ -327,32 +350,45 @@ def test_scaling_net_section_and_report_copy():
         "(beside this report).",
         "(beside this report; copied to docs/bench/scaling-time.png and scaling-projection.png).")
     assert s.startswith("### Scaling past one machine (`mpitrain bench scaling`, load 2.8 / 4.4)")
-    assert "| 0.5 ms, 1gbit | 0.589 ms | 8.07 ns/B (set 8) | 0.606 ms | 9.05 ms |" in s
-    assert "| 2 ms, 200mbit | 2.11 ms | 40.1 ns/B (set 40) | 3.27 ms | 42.3 ms |" in s
+    # round 2 α (1 without RMA); Allreduce 8 B 1 α, 1 KiB 2·2 α + 1024β/α; Allgatherv 1 MiB
+    # 80 α against α + 2^20·β = 1 + 14.4 α at 0.5 ms
+    assert ("| 0.5 ms, 1gbit | 0.589 ms | 8.07 ns/B (set 8) | 2.00 α (1.00 α) | 1.0 α | "
+            "4.0 α | 80 α (15.4) |") in s
+    assert "| 2 ms, 200mbit | 2.11 ms | 40.1 ns/B (set 40) | 2.00 α (1.00 α) |" in s
     assert "| method | s/iter P=1 shm | P=2 shm | P=2 0.5 ms 1gbit | P=2 2 ms 200mbit |\n" \
            "|---|---|---|---|---|\n" in s
-    assert "| lbfgs | 0.00384 | 0.00486 | 0.0223 (-35%) | 0.0548 (-7%) |" in s
-    assert "| slp | 0.0968 | 0.0785 | 0.0882 (+1%) | 0.189 (-31%) |" in s
-    flat = s.replace("\n", " ")      # the worst under- and over-prediction, computed
-    assert ("The model under-predicts 3 of 4 runs, by up to 35%, and over-predicts by at most 1% "
-            "(slp at 0.5 ms 1gbit)." in flat)
+    assert "| lbfgs | 0.00384 | 0.00486 | 0.0223 (-1% / -35%) | 0.0548 (+2% / -7%) |" in s
+    assert "| dasvrda | 0.02 | 0.015 | 0.35 (-6% / -74%) | 1.1 (-1% / -76%) |" in s
+    flat = " ".join(s.split())      # the worst errors of both models, computed
+    assert "is within 6% on all 4 runs (worst: dasvrda at 0.5 ms, 1gbit, -6%)" in flat
+    assert "under-predicted 4 of 4 runs, by up to 76%" in flat
+    assert "costs c_r = 2.00–2.00 one-way latencies" in flat
+    assert "and 1.00 or less with MPIR_CVAR_CH4_OFI_ENABLE_RMA=0" in flat
+    # the dearest call per method on the link with the most latencies per byte (0.5 ms 1gbit)
+    assert ("at 0.5 ms, 1gbit: lbfgs 1 × Allreduce of 967296 B (17.3 α each); dasvrda 101 × "
+            "Allreduce of 808 B (3.6 α each)." in flat)  # 2 + (792/1008)·2.014 α
     assert "projections to 64–1024 ranks" in s
 
 
 def test_scaling_net_claims_fail_on_altered_input():
-    # little waiting where the model misses most: "waiting accounts for the difference" fails
-    with pytest.raises(doctables.Error, match="lbfgs: the waiting in MPI calls"):
-        doctables.render_scaling_net(scaling_results(wait=0.001), SCALING_REPORT)
+    with pytest.raises(doctables.Error, match="within 25% on every run"):
+        doctables.render_scaling_net(scaling_results(error=-0.3), SCALING_REPORT)
     off = scaling_results()
     off["nets"][0]["alpha"] = 0.0009          # 0.4 ms above the set latency: not "as set"
     with pytest.raises(doctables.Error, match="α within 0.15 ms"):
         doctables.render_scaling_net(off, SCALING_REPORT)
-    over = scaling_results()
-    for m in over["methods"].values():        # the model over-predicting every run
-        for k in ("net0", "net1"):
-            m[k]["error"] = abs(m[k]["error"]) + 0.01
-    with pytest.raises(doctables.Error, match="under-predicts"):
-        doctables.render_scaling_net(over, SCALING_REPORT)
+    one = scaling_results()                   # a round of one latency: "about two" fails
+    one["nets"][1]["calls"] = scaling_probe(0.002109, 40.08e-9, 1.0)
+    with pytest.raises(doctables.Error, match="about two one-way latencies"):
+        doctables.render_scaling_net(one, SCALING_REPORT)
+    rma = scaling_results()                   # the control without RMA no cheaper
+    rma["nets"][0]["calls_no_rma"] = rma["nets"][0]["calls"]
+    with pytest.raises(doctables.Error, match="a round costs about one latency"):
+        doctables.render_scaling_net(rma, SCALING_REPORT)
+    old = scaling_results()                   # results of the bench before the call probe
+    del old["nets"][1]["calls_no_rma"]
+    with pytest.raises(doctables.Error, match="call probe"):
+        doctables.render_scaling_net(old, SCALING_REPORT)
 
 
 def test_scaling_net_write_copies_the_report_and_plots_then_check(tmp_path, capsys):

@@ -21,9 +21,11 @@ completion because MPI RMA is enabled), so one exchange round costs c_r ≈ 2 on
 latencies; MPICH's Allreduce of more than 8 bytes at P = 2 takes two rounds; its Allgatherv
 of 256 KiB or more per rank is a ring pipelined in 32 KiB pieces, a round each. These are
 properties of the MPI stack on any TCP network, not of the emulation, so the model charges
-them instead of removing them.
-Projections to P = 64 … 1024 use Rabenseifner's Allreduce (2⌈log₂P⌉α_r + 2n(P−1)/P·β) for
-the Allreduce methods and the ring for ParMAC (P hops of M/P submodels per epoch), where a
+them instead of removing them. The control: each link's probe is repeated without RMA
+(MPIR_CVAR_CH4_OFI_ENABLE_RMA=0; mpitrain uses none), where a round costs one latency.
+
+Projections to P = 64 … 1024 use Rabenseifner's Allreduce (2⌈log₂P⌉α_r + 2n(P−1)/P·β)
+for the Allreduce methods and the ring for ParMAC (P hops of M/P submodels per epoch), where a
 round costs α_r = c_r·α (c_r measured: the probe's Sendrecv of 256 B .. 16 KiB), with the
 compute part T_c(P) = a + b/P fitted on P = 1, 2 (strong scaling, this data) and kept per
 rank (weak scaling, cluster-sized data).
@@ -60,6 +62,11 @@ METHODS = {
                              "solver": {"mu_steps": 6}}),
 }
 NETS = [(0.0005, "1gbit"), (0.002, "1gbit"), (0.002, "200mbit")]
+# The control experiment for the round's cost: MPICH asks libfabric for delivery completion
+# (a send completes when the receiver acknowledges it) because MPI RMA is enabled; without
+# RMA (mpitrain uses none) a send completes when written, and a round costs one latency.
+NO_RMA = {"MPIR_CVAR_CH4_OFI_ENABLE_RMA": "0"}
+NO_RMA_SIZES = (8, 1024, 16384)
 TAG = 0
 
 
@@ -210,11 +217,13 @@ def main(argv=None):
         try:
             probe = netem.measure(TAG)
             tables = netem.measure_calls(TAG)
+            no_rma = netem.measure_calls(TAG, NO_RMA_SIZES, env=NO_RMA)
             c_a = probe["allreduce_8"] / probe["alpha"]
             c_b = ((probe["allreduce_1048576"] - probe["allreduce_8"])
                    / (1 << 20) / probe["beta"])
             net = {"alpha_set": alpha, "rate": rate, "beta_set": 1 / netem._rate_bps(rate),
-                   **probe, "c_alpha": c_a, "c_beta": c_b, "calls": tables}
+                   **probe, "c_alpha": c_a, "c_beta": c_b, "calls": tables,
+                   "calls_no_rma": no_rma}
             res["nets"].append(net)
             print(f"link {alpha * 1e3:g} ms {rate}: alpha {probe['alpha'] * 1e3:.3g} ms, "
                   f"beta {probe['beta']:.3g} s/B", flush=True)
@@ -299,10 +308,17 @@ def _call_tables(nets):
         kinds = sorted(tab)
         rows = [[n] + [f"{tab[k][j][1] * 1e3:.3g} ({tab[k][j][1] / a:.1f})" for k in kinds]
                 + [f"{(a + n * b) * 1e3:.3g}"] for j, (n, _) in enumerate(tab[kinds[0]])]
+        off = dict(net, calls=net["calls_no_rma"]) if "calls_no_rma" in net else None
         out.append(f"### {net['alpha_set'] * 1e3:g} ms, {net['rate']}: round c_r = "
-                   f"{round_factor(net):.2f} α\n\n"
+                   f"{round_factor(net):.2f} α"
+                   + (f" ({round_factor(off):.2f} α with {_env_text(NO_RMA)})" if off else "")
+                   + "\n\n"
                    + table(["n (B)"] + [f"{k} ms" for k in kinds] + ["α + nβ ms"], rows))
     return "\n\n".join(out)
+
+
+def _env_text(env):
+    return ", ".join(f"{k}={v}" for k, v in env.items())
 
 
 def _where(res, methods):
