@@ -440,3 +440,16 @@ def test_slp_model_ceiling_is_read_from_the_report_cost_table():
         doctables.model_ceiling(rep, "regenerate", "stream")
     with pytest.raises(doctables.Error):
         doctables.model_ceiling("no table here", "regenerate", "split")
+
+
+def test_fadl_start_rule_text_counts_fewer_same_and_more():
+    def row(name, start, dvec, other, odvec):
+        return {"data": name, "fadl_start": start, "fadl_dvec": dvec, "other_start": other,
+                "other_dvec": odvec}
+    text = doctables.start_rule_text([row("a", "mix", 4, "zero", 5), row("b", "zero", 3, "mix", 3),
+                                      row("c", "mix", 4, "zero", 3), row("d", "zero", 7, "mix", 8)])
+    assert "fewer d-vector Allreduces on 2 of 4 sets and subsets, as many on 1, more on 1: " \
+           "c (zero 3 against mix 4)." in text
+    assert text.endswith("more on none.") is False
+    assert doctables.start_rule_text([row("a", "mix", 4, "zero", 5)]).endswith(
+        "as many on 0, more on none.")

@@ -269,7 +269,7 @@ reference certified to 1e-14 (or the floating-point floor); every method with it
 the comparator is the strongest L-BFGS (cached-margin line search, one d-vector Allreduce per
 iteration), with the plain one (`lbfgs-evaluate`) alongside. Cells: seconds / d-vector
 Allreduces / all collectives. Load average {l0} / {l1} (1-min) on 2 cores shared with other
-engineers' jobs: seconds are noisy.{caveat} rt-polarity is real (10,246 × 120,911 TF-IDF), synth
+engineers' jobs: seconds are noisy{repeats}.{caveat} rt-polarity is real (10,246 × 120,911 TF-IDF), synth
 synthetic (18,000 × 2¹⁸, 75 nnz/row), mnist-2vr real (MNIST digit 2 vs rest, 60,000 × 784
 dense), synth-tall synthetic (36,000 × 1,024, 40 nnz/row). With `--quick` the last two run
 L-BFGS and FADL at P = 2 only.
@@ -296,7 +296,7 @@ make it {st_more} ({st_more_r}). With far more features than rows per rank L-BFG
 Allreduces) when L-BFGS makes 8 or more of them, and after 1 below that; the first outer iteration ends
 at {g1}. The shards then see each feature in a few rows: the local approximations differ
 most, and averaging their minimisers is a poor step (at P = 1, where f̂_p = f, FADL gets there
-in {p1} outer iterations). The ratio falls as the rows per rank grow against the features,
+in {p1} outer iterations). {startrule} The ratio falls as the rows per rank grow against the features,
 from {rhi} to {rlo}. FADL is never above L-BFGS in d-vector Allreduces here, and always below
 it in all collectives. In seconds, on one 2-core box where an Allreduce costs microseconds, it is
 slower than L-BFGS to 1e-4 on: {slower}; slower than scikit-learn's best on: {sk_slower}; {alpha}psgd-mix stalls at gaps of {mix}. The report
@@ -323,7 +323,8 @@ FADL needs fewer d-vector Allreduces than the strongest L-BFGS on every set. The
 **met** on {met} and **not met** on {notmet}: FADL makes 2 per outer iteration (with far more
 features than rows per rank its default start opens with a mixing round that needs no
 gradient at w = 0), and where the shards see each feature in a few rows L-BFGS needs few
-iterations and no local solver tried brings FADL's first outer iteration to 1e-4. Full tables (time, all collectives, 1e-3 /
+iterations, and FADL's first outer iteration ends above 1e-4 from either start (the shape
+table in docs/fadl.md). Full tables (time, all collectives, 1e-3 /
 1e-6, the ratio against rows per rank / features): [docs/fadl.md](docs/fadl.md),
 [docs/bench/linear-quick.md](docs/bench/linear-quick.md).
 
@@ -347,6 +348,21 @@ def check(cond, what, where):
     """The claims the fixed text makes, checked on this output."""
     if not cond:
         raise Error(f"{where}: the text's claim fails on this output: {what}")
+
+
+def start_rule_text(alts):
+    """FADL's start rule against the other start, from the shape table's rows that have
+    both (bench linear's results["shape"])."""
+    def alt_of(p):
+        return (f"{p['data']} ({p['other_start']} {p['other_dvec']} against "
+                f"{p['fadl_start']} {p['fadl_dvec']})")
+    fewer = [p for p in alts if p["fadl_dvec"] < p["other_dvec"]]
+    same = [p for p in alts if p["fadl_dvec"] == p["other_dvec"]]
+    more = [p for p in alts if p["fadl_dvec"] > p["other_dvec"]]
+    return (f"Against FADL from the start its rule did not pick (same local solver; the shape "
+            f"table's last columns), the rule's start needs fewer d-vector Allreduces on "
+            f"{len(fewer)} of {len(alts)} sets and subsets, as many on {len(same)}, more on "
+            + (f"{len(more)}: " + "; ".join(map(alt_of, more)) if more else "none") + ".")
 
 
 def render_linear_quick(rep, res, caveat, note, alpha, where="linear-quick"):
@@ -391,6 +407,20 @@ def render_linear_quick(rep, res, caveat, note, alpha, where="linear-quick"):
     sk_slower = [dn for dn, x in tg.items() if x["best_sklearn_time_to_1e-4"]
                  and x["fadl_P2_time_to_1e-4"] > x["best_sklearn_time_to_1e-4"]]
 
+    # the start rule against FADL from the other start (the shape table's last columns)
+    alts = [p for p in shape if p.get("other_dvec") is not None]
+    check(alts, "the shape table has FADL runs from the other start", where)
+    for dn in [dn for dn, x in tg.items() if x["allreduce_ratio"] > bound(x)]:
+        p = next(q for q in shape if q["data"] == dn)
+        check(p["fadl_gap_after_1"] > 1e-4 and p["other_gap_after_1"] > 1e-4,
+              f"FADL's first outer iteration above 1e-4 from either start on {dn}", where)
+
+    startrule = start_rule_text(alts)
+    reps = {m.get("repeats", 1) for dd in D.values() for m in dd["runs"]["0.0001"]["methods"]
+            .values() if "repeats" in m}
+    repeats = (f" (each mpitrain time is the median of {max(reps)} runs; the Targets table "
+               "gives their range)" if reps and max(reps) > 1 else " (single runs)")
+
     def rows_of(p):
         return f"{p['data']}, {p['n'] // 2:,} rows per rank"
     hi, lo = max(rat, key=lambda r: r[0]), min(rat, key=lambda r: r[0])
@@ -412,6 +442,7 @@ def render_linear_quick(rep, res, caveat, note, alpha, where="linear-quick"):
         st_g1=f"{st_['fadl_gap_after_1']:.1e}", st_more=st_["fadl_dvec"] + 2,
         st_more_r=f"{(st_['fadl_dvec'] + 2) / st_['lbfgs_dvec']:.2g}",
         slower=", ".join(slower) or "none", l0=f"{l0:.2f}", l1=f"{l1:.2f}",
+        startrule=startrule, repeats=repeats,
         main=table_of(report_section(rep, "Time / d-vector", where)), targets=targets,
         shape=table_of(report_section(rep, "FADL / L-BFGS against rows", where)), **counts)
 
