@@ -322,12 +322,14 @@ def _env_text(env):
 
 
 def _where(res, methods):
-    """Per network run: the per-call model's seconds per iteration by kind, and its calls."""
+    """Per network run: the per-call model's seconds per iteration by kind, and the calls
+    (those of the P = 2 shared-memory run, which the model charges) that cost it most."""
     rows = []
     for m in methods:
         for i, n in enumerate(res["nets"]):
             run = res["methods"][m][f"net{i}"]
-            top = sorted(run["by_call"], key=lambda c: -c[2] * call_cost(n, c))
+            top = sorted(res["methods"][m]["shm"][2]["by_call"],
+                         key=lambda c: -c[2] * call_cost(n, c))
             rows.append([m, f"{n['alpha_set'] * 1e3:g} ms, {n['rate']}", run["t_iter"]]
                         + [run["model_parts"].get(k, 0.0) for k in sorted(n["calls"])]
                         + ["; ".join(f"{c[2]:.3g}× {c[0]} {c[1]} B" for c in top[:3])])
