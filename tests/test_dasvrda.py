@@ -457,6 +457,57 @@ def test_restart_tests_at_stage_start(tmp_path, tiny_h5, restart, fires):
         assert (np.count_nonzero(alg.z0) == 0) == fires[case], case
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("l2,inner,period", [(1e-6, 0, 27), (1e-6, 10, 27), (1e-4, 0, 4),
+                                             (0.0, 0, None)])
+def test_sc_period_is_the_papers_S(tmp_path, digits2_h5, l2, inner, period):
+    """DASVRDA^sc (sc_restart = "paper"): S = 1 + ⌈√(L/l2)·(b/n + 1/√n)⌉, pinned for digits
+    2-vs-rest (n = 1500, b = 38, unit rows: L = 1/4): l2 = 1e-6 gives 1 + ⌈500·0.05115⌉ = 27,
+    whatever m (the paper states S in n and b), l2 = 1e-4 gives 1 + ⌈50·0.05115⌉ = 4; no
+    period when l2 = 0 or with "off". begin_stage restarts (from x̃ₛ₋₁, fresh momentum) S
+    stages after the last restart, not S − 1."""
+    alg = build(str(tmp_path), digits2_h5, data__normalize="unit_rows", model__l2=l2,
+                solver__restart="none", solver__sc_restart="paper", solver__inner=inner)
+    assert (alg.n, alg.b) == (1500, 38) and alg.L == pytest.approx(0.25, rel=1e-12)
+    assert alg.sc_period() == (period or np.inf)
+    off = build(str(tmp_path), digits2_h5, data__normalize="unit_rows", model__l2=l2,
+                solver__restart="none")
+    assert off.sc_period() == np.inf
+    if period is None:
+        return
+    e1 = np.eye(alg.d)[0]
+    for a, s_loc, fires in [(alg, period - 1, False), (alg, period, True), (off, period, False)]:
+        a.xt, a.xprev[:], a.zt[:] = e1.copy(), -e1, 3 * e1   # momentum would move ỹ off x̃
+        a.s_loc, a.restarts = s_loc, 0
+        a.begin_stage()
+        assert a.restarts == int(fires), (s_loc, fires)
+        assert np.array_equal(a.z0, e1) == fires, (s_loc, fires)
+
+
+@pytest.mark.timeout(120)
+def test_sc_restart_runs_as_fixed_period(tmp_path, digits2_h5):
+    """A run with sc_restart = "paper" alone (restart = "none", S = 4 at l2 = 1e-4) is the run
+    with restart = "fixed", restart_every = 4, bit for bit (restarts at the starts of stages
+    5, 9, 13); with the default gradient restart too, no S stages pass without a restart."""
+    import json
+    common = dict(model__l1=0.0, model__l2=1e-4, solver__max_stages=13)
+    w_sc, s_sc = run_job(str(tmp_path / "sc"), digits2_h5, solver__restart="none",
+                         solver__sc_restart="paper", **common)
+    w_fx, s_fx = run_job(str(tmp_path / "fx"), digits2_h5, solver__restart="fixed",
+                         solver__restart_every=4, **common)
+    assert s_sc["sc_period"] == 4 and s_fx["sc_period"] is None
+    assert np.array_equal(w_sc, w_fx) and s_sc["restarts"] == s_fx["restarts"] == 3
+    _, s = run_job(str(tmp_path / "gr"), digits2_h5, solver__sc_restart="paper", **common)
+    rows = [json.loads(line)
+            for line in open(tmp_path / "gr" / "out-dasvrda-1" / "metrics.jsonl")]
+    rows = {r["stage"]: r["restarts"] for r in rows if "objective" in r}
+    fresh = 1                      # the latest stage that started fresh (stage 1 does)
+    for k in range(2, 14):
+        if rows[k] > rows[k - 1]:
+            fresh = k
+        assert k - fresh < 4, (k, rows)
+
+
 def test_old_default_restart_keeps_the_released_job_hash():
     """The default restart changed from "adaptive" to "gradient": a run started before resumes
     (and its model evaluates) when its job says restart = "adaptive", whose resolved job is

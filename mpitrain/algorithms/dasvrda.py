@@ -23,7 +23,9 @@ O'Donoghue & Candès with the stage as the step (ỹₛ₋₁ − x̃ₛ₋₁ p
 ỹₛ₋₁): the last stage moved against it; "adaptive" when (ỹₛ₋₁ − x̃ₛ₋₁)ᵀ(ỹₛ − x̃ₛ₋₁) > 0 (the
 momentum direction instead of the last step); "objective" when P(x̃ₛ₋₁) > P(x̃ₛ₋₂) (their
 function-value scheme; P(x̃) comes with each stage's full gradient); "fixed" every
-`restart_every` stages; "none".
+`restart_every` stages; "none". `sc_restart = "paper"` adds the paper's DASVRDA^sc (for l2 > 0):
+a restart S = 1 + ⌈√(L/l2)·(b/n + 1/√n)⌉ stages after the last one, its S = O(1 + (b/n)√(L/μ)
++ √(L/(nμ))) with μ = l2 and the constant 1, whichever restart comes first.
 Defaults: b = ⌊√n⌋, m = ⌊n/b⌋, η = PRACTICAL_C/L (`step = "theory"`: η = 1/((1 + γ(m+1)/b)·L)),
 L = max Lᵢ under uniform sampling, L̄ = mean Lᵢ under importance sampling (qᵢ = Lᵢ/ΣLⱼ, each
 sampled difference weighted by 1/(n qᵢ), so E[gₖ] = ∇F(yₖ)).
@@ -520,6 +522,10 @@ class DASVRDA(_VR):
                       "and why gradient is the default)",
                       choices=["none", "gradient", "adaptive", "objective", "fixed"]),
         restart_every=Field(int, 10, "stages between restarts when restart = 'fixed'", min=1),
+        sc_restart=Field(str, "off", "DASVRDA^sc, the paper's scheme for l2 > 0: 'paper' also "
+                         "restarts every S = 1 + ⌈√(L/l2)·(b/n + 1/√n)⌉ stages after the last "
+                         "restart (whichever restart comes first; never when l2 = 0); 'off'",
+                         choices=["off", "paper"], hash_omits="off"),
         updates=Field(str, "auto", "inner updates: lazy (sparse data, O(nnz of the batch)), "
                       "dense (O(d) per step), auto = lazy for CSR data",
                       choices=["auto", "lazy", "dense"]),
@@ -534,6 +540,14 @@ class DASVRDA(_VR):
 
     def theory_eta(self):
         return 1.0 / ((1.0 + self.gamma() * (self.m + 1) / self.b) * self.L)
+
+    def sc_period(self):
+        """DASVRDA^sc's restart period S in stages (`sc_restart = "paper"`), else ∞: the
+        paper's S = O(1 + (b/n)√(L/μ) + √(L/(nμ))) with μ = l2 and the O's constant 1."""
+        if self.ctx.solver["sc_restart"] == "off" or self.l2 <= 0:
+            return math.inf
+        return 1 + math.ceil(math.sqrt(self.L / self.l2)
+                             * (self.b / self.n + 1.0 / math.sqrt(self.n)))
 
     def default_eta(self):
         if self.ctx.solver["step"] == "theory":
@@ -570,7 +584,8 @@ class DASVRDA(_VR):
         """ỹₛ from the outer momentum (with the restart rules); inner state from ỹₛ."""
         g = self.gamma()
         solver = self.ctx.solver
-        if solver["restart"] == "fixed" and self.s_loc >= solver["restart_every"]:
+        every = solver["restart_every"] if solver["restart"] == "fixed" else math.inf
+        if self.s_loc >= min(every, self.sc_period()):
             self._restart()
         s = self.s_loc + 1
         th, th_prev = (1 - 1 / g) * (s + 2) / 2, (1 - 1 / g) * (s + 1) / 2
@@ -659,7 +674,9 @@ class DASVRDA(_VR):
         return info
 
     def summary_info(self):
+        period = self.sc_period()
         return dict(super().summary_info(), restarts=self.restarts, gamma=self.gamma(),
+                    sc_period=None if period == math.inf else period,
                     updates="lazy" if self.lazy else "dense")
 
 
