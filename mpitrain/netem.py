@@ -13,9 +13,10 @@ Topology (namespaces mtn<T>-0 and mtn<T>-1, T a tag so several links may coexist
               two packets), so only this link is slowed, nothing else on the machine.
               The burst is the least tbf allows (a packet must fit, two so that one may
               queue): a real link sends at its line rate, while the 128 KiB burst used
-              before let a message of up to 128 KiB after a pause through unshaped, which
-              made a 128 KiB Allreduce at 200 Mbit/s 5 ms cheaper in the probe than in a
-              run whose earlier traffic had taught TCP's pacing the real rate.
+              before let a message of up to 128 KiB after a pause through unshaped: the
+              call probe's 128 KiB Allreduce at 200 Mbit/s took 9.0 ms, the same calls in
+              a run 12 ms (where earlier large transfers had, we think, set TCP's pacing to
+              the real rate); 11–15 ms in the probe with the two-packet burst.
 
 Ranks are started by Hydra inside the namespaces: `mpiexec` itself runs in node 0's
 namespace with `-iface mtctl`, and its launcher (`-launcher ssh -launcher-exec`) is this

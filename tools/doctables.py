@@ -1485,7 +1485,9 @@ def render_scaling_net(res, rep, where="scaling-net"):
         f"Allreduce at P = 2 takes two rounds from 16 bytes on, and its Allgatherv of 256 KiB "
         f"or more per rank is a ring pipelined in 32 KiB pieces. These are properties of the "
         f"MPI stack on any TCP network, not of the emulation, so the model charges them rather "
-        f"than removing them. The dearest call per iteration at {link(nets[k])}: "
+        f"than removing them. One artefact of the emulation was removed: `tbf`'s burst is two "
+        f"packets (it was 128 KiB, which let a message of up to 128 KiB through unshaped after "
+        f"a pause). The dearest call per iteration at {link(nets[k])}: "
         + "; ".join(dear) + ".", 96)
     summary = fill(
         f"The per-call model (every call of the run charged what the probe measured for its kind "

@@ -3,9 +3,10 @@
 For each method (fadl, lbfgs, dasvrda, sae-greedy: the data-parallel autoencoder, slp,
 parmac-ba) the same small job runs at P = 1 and 2 over shared memory and at P = 2 over the
 emulated network of mpitrain/netem.py (two namespaces, MPI over OFI/TCP, one-way latency α
-and bandwidth 1/β as set) at several (α, β). From each run's metrics.jsonl: time per
-iteration, split into compute (wall − time in MPI calls), communication (the α–β model's
-share) and waiting (the rest of the time in MPI calls), with the calls and bytes per iteration.
+and bandwidth 1/β as set, tbf's burst two packets) at several (α, β). From each run's
+metrics.jsonl: time per iteration, split into compute (wall − time in MPI calls),
+communication (the per-call model's share) and waiting (the rest of the time in MPI calls),
+with the calls and bytes per iteration.
 
 The model (no free parameter per method): every collective call costs what the same call
 costs on the link, measured before the runs by netem's call probe (2 ranks, back-to-back
