@@ -370,6 +370,20 @@ def test_scaling_net_section_and_report_copy():
     assert "projections to 64–1024 ranks" in s
 
 
+def test_scaling_net_names_the_median_of_repeated_runs():
+    res = scaling_results()
+    for m in res["methods"].values():
+        for r in [m["shm"]["1"], m["shm"]["2"], m["net0"], m["net1"]]:
+            r["t_iter_runs"] = [r["t_iter"]] * 3
+    _, s = doctables.render_scaling_net(res, SCALING_REPORT)
+    assert "Seconds per iteration (rank 0; the median of 3 runs each)," in s
+    assert "Seconds per iteration (rank 0)," in doctables.render_scaling_net(
+        scaling_results(), SCALING_REPORT)[1]
+    res["methods"]["lbfgs"]["net1"]["t_iter_runs"] = [1.0]
+    with pytest.raises(doctables.Error, match="same number of times"):
+        doctables.render_scaling_net(res, SCALING_REPORT)
+
+
 def test_scaling_net_claims_fail_on_altered_input():
     with pytest.raises(doctables.Error, match="within 25% on every run"):
         doctables.render_scaling_net(scaling_results(error=-0.3), SCALING_REPORT)

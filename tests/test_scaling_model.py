@@ -107,3 +107,19 @@ def test_traced_run_records_the_calls_the_metrics_count(tmp_path, digits2_h5):
         last["comm_calls"] - first["comm_calls"])
     assert sum(c[1] * c[2] for c in by_call) * steps == pytest.approx(
         last["comm_bytes"] - first["comm_bytes"])
+
+
+def test_run_median_reports_the_middle_run(monkeypatch):
+    times = iter([0.5, 0.1, 0.3, 0.9])
+    outs = []
+
+    def fake(argv, job, out):
+        outs.append(out)
+        return {"t_iter": next(times), "out": out}
+    monkeypatch.setattr(scaling, "_run", fake)
+    got = scaling._run_median(["x"], "j.toml", "o/m-P2", 3)
+    assert outs == ["o/m-P2", "o/m-P2-r2", "o/m-P2-r3"]
+    assert got == {"t_iter": 0.3, "out": "o/m-P2-r3", "t_iter_runs": [0.5, 0.1, 0.3]}
+    # an even count: the lower middle one
+    times = iter([0.4, 0.2])
+    assert scaling._run_median(["x"], "j.toml", "o", 2)["t_iter"] == 0.2

@@ -1475,6 +1475,11 @@ def render_scaling_net(res, rep, where="scaling-net"):
     if not hm:
         raise Error(f"{where}: report.md has no projections table (speed-up P=…)")
     la, lb = res["load_before"][0], res["load_after"][0]
+    nrep = {len(r.get("t_iter_runs", [0])) for m in M.values()
+            for r in [m["shm"]["1"], m["shm"]["2"]] + [m[f"net{i}"] for i in range(len(nets))]}
+    check(len(nrep) == 1, "every configuration ran the same number of times", where)
+    n_runs = nrep.pop()
+    reps = f"; the median of {n_runs} runs each" if n_runs > 1 else ""
     why = fill(
         f"Where the time goes. On this MPI stack (MPICH ch4:ofi over libfabric's tcp provider) a "
         f"send of more than about 128 bytes completes only when the receiver acknowledges it: "
@@ -1514,8 +1519,8 @@ in brackets one round α + nβ):
 |---|---|---|---|---|---|---|
 {links}
 
-Seconds per iteration (rank 0), and in brackets the error of the per-call model / of the former
-α–β model on each run:
+Seconds per iteration (rank 0{reps}), and in brackets the error of the per-call model / of the
+former α–β model on each run:
 
 | method | s/iter P=1 shm | P=2 shm | {' | '.join(f"P=2 {link(n).replace(',', '')}" for n in nets)} |
 |---|---|---|{'---|' * len(nets)}

@@ -117,6 +117,18 @@ def _run(argv_prefix, job, out, timeout=1800):
     return per
 
 
+def _run_median(argv_prefix, job, out, repeat):
+    """`repeat` runs of `job` (into OUT, OUT-r2, ...); the record of the run whose time per
+    iteration is the median (the lower middle one for an even count), with every run's time
+    per iteration in "t_iter_runs"."""
+    runs = [_run(argv_prefix, job, out if k == 0 else f"{out}-r{k + 1}")
+            for k in range(repeat)]
+    order = sorted(runs, key=lambda r: r["t_iter"])
+    pick = dict(order[(len(order) - 1) // 2])
+    pick["t_iter_runs"] = [r["t_iter"] for r in runs]
+    return pick
+
+
 def _calls_per_step(path, first, last):
     """[[kind, bytes, calls per iteration], ...] of rank 0 from traced_run's record: the calls
     made after the metrics record of step `first` up to that of step `last` (the driver's step
@@ -182,6 +194,9 @@ def main(argv=None):
     ap.add_argument("--nets", default=";".join(f"{a},{r}" for a, r in NETS),
                     help="emulated links 'alpha_seconds,rate;...' (rate as tc says it)")
     ap.add_argument("--no-net", action="store_true", help="shared memory only")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per method and network; the one with the median time per "
+                    "iteration is reported (every run's time in results.json)")
     args = ap.parse_args(argv)
     from mpitrain import netem
     methods = [m for m in args.methods.split(",") if m]
@@ -210,7 +225,8 @@ def main(argv=None):
         res["methods"][m] = {"shm": {}}
         for P in (1, 2):
             out = os.path.join(args.out, "runs", f"{m}-P{P}")
-            res["methods"][m]["shm"][P] = _run([mpiexec(), "-n", str(P)], jobs[m], out)
+            res["methods"][m]["shm"][P] = _run_median([mpiexec(), "-n", str(P)], jobs[m], out,
+                                                      args.repeat)
             print(f"{m} P={P} shm: {res['methods'][m]['shm'][P]['t_iter']:.4g} s/iter",
                   flush=True)
     for i, (alpha, rate) in enumerate(nets):
@@ -230,7 +246,7 @@ def main(argv=None):
                   f"beta {probe['beta']:.3g} s/B", flush=True)
             for m in methods:
                 out = os.path.join(args.out, "runs", f"{m}-net{i}")
-                r = _run(netem.mpiexec_argv(TAG, 2, []), jobs[m], out)
+                r = _run_median(netem.mpiexec_argv(TAG, 2, []), jobs[m], out, args.repeat)
                 shm = res["methods"][m]["shm"][2]
                 ab = r["calls"] * c_a * probe["alpha"] + r["bytes"] * c_b * probe["beta"]
                 r["predicted_ab"] = shm["t_iter"] + ab
@@ -252,7 +268,10 @@ def _report(args, res, methods, note):
     sections = [f"Command: `mpitrain bench scaling {' '.join(sys.argv[3:])}`".rstrip(),
                 f"Load average before / after: {res['load_before'][0]:.2f} / "
                 f"{res['load_after'][0]:.2f} (a 2-core machine; other work may have been "
-                "running, see the load).", __doc__.split("\n", 1)[1].strip()]
+                "running, see the load)." + (
+                    f" Every time per iteration below is the median of {args.repeat} runs "
+                    "(each run's in results.json, t_iter_runs)." if args.repeat > 1 else ""),
+                __doc__.split("\n", 1)[1].strip()]
     if note:
         sections.append(note)
     if res["nets"]:
