@@ -91,7 +91,7 @@ def test_alpha_sweep_report_and_projection(tmp_path, monkeypatch):
                 r["objective"] = 0.5 * (1 + 10.0 ** (-i / 2))
         return recs, {}
     monkeypatch.setattr(L, "_trace", trace)
-    args = types.SimpleNamespace(alpha_sweep="0.002,0.0002", rate="1gbit")
+    args = types.SimpleNamespace(alpha_sweep="0.002,0.0002", rate="1gbit", repeat=1)
     assert L._alpha_sweep(args, out, 1e-4, (1.0, 1.0, 1.0)) == 0
     text = open(os.path.join(out, "report.md")).read()
     # gap 1e-4 at record 4 (record 8 for FADL over the slow link)
@@ -281,3 +281,40 @@ def test_repeat_takes_median_seconds_keeps_counts_and_runs_the_other_start(tmp_p
             shape["other_dvec"]) == ("mix", 8, "zero", 9)
     with pytest.raises(SystemExit):
         L.main(["--repeat", "0"])
+
+
+@pytest.mark.timeout(30)
+def test_alpha_sweep_repeat_reports_the_median_run(tmp_path, monkeypatch):
+    """--repeat 3 in the sweep: each method runs 3 times per link; the cell is the run with the
+    median time to the certified 1e-4 (clocks ×1, ×3, ×2 here: the ×2 run), all 3 times are
+    kept, and the report says the counts agreed."""
+    out = str(tmp_path)
+    os.makedirs(os.path.join(out, "data"))
+    open(os.path.join(out, "data", "rt-polarity.h5"), "w").close()
+    X = sp.random(50, 400, density=0.05, format="csr", random_state=0)
+    monkeypatch.setattr(netem, "check", lambda: None)
+    monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: {"alpha": alpha})
+    monkeypatch.setattr(netem, "down", lambda tag: None)
+    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3, "beta": 1e-8})
+    monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
+    monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
+    monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
+
+    def trace(rdir):
+        name = os.path.basename(rdir)
+        k = int(name.split(".r")[1]) if ".r" in name else 0
+        recs = _records(11, lambda i: i + 1, lambda i: 12 + 4 * i, 3)
+        for r in recs:
+            r["time"] *= (1, 3, 2)[k]
+        return recs, {}
+    monkeypatch.setattr(L, "_trace", trace)
+    args = types.SimpleNamespace(alpha_sweep="0.0002", rate="1gbit", repeat=3)
+    assert L._alpha_sweep(args, out, 1e-4, (1.0, 1.0, 1.0)) == 0
+    res = json.load(open(os.path.join(out, "results.json")))["sweep"]["0.0002/lbfgs"]
+    t1 = res["times"][0]
+    assert res["times"] == pytest.approx([t1, 2 * t1, 3 * t1]) and res["time"] == \
+        pytest.approx(2 * t1)
+    assert res["counts_agree"]
+    text = open(os.path.join(out, "report.md")).read()
+    assert "--repeat 3`" in text and "median time of 3 runs" in text
+    assert "were the same in every run." in text
