@@ -318,3 +318,100 @@ def test_alpha_sweep_repeat_reports_the_median_run(tmp_path, monkeypatch):
     text = open(os.path.join(out, "report.md")).read()
     assert "--repeat 3`" in text and "median time of 3 runs" in text
     assert "were the same in every run." in text
+
+
+@pytest.mark.timeout(60)
+def test_repeat_median_is_not_the_mean_and_differing_counts_are_named(tmp_path, monkeypatch):
+    """--repeat 3 with clocks ×1, ×4, ×2 (mean ≠ median): FADL's seconds to 1e-4 are the
+    median 0.8 (the mean would be 0.93), its trace and job time are the median run's (×2);
+    L-BFGS's second repeat needs one more d-vector Allreduce: counts_agree is False for it and
+    the report names it."""
+    _fake_table(tmp_path, monkeypatch)
+
+    def trace(rdir):
+        algo = os.path.basename(rdir).rsplit("-", 2)[-2]
+        k = int(algo.split(".r")[1]) if ".r" in algo else 0
+        algo, speed = algo.split(".r")[0], (1, 4, 2)[k]
+        extra = 1 if algo == "lbfgs" and k == 1 else 0
+        recs = [{"step": i, "time": 0.1 * i * speed, "objective": 0.5 * (1 + 10.0 ** -i),
+                 "comm_calls": 5 * i, "dvec_allreduces": (2 * i if algo == "fadl"
+                                                          else i + 1 + extra)}
+                for i in range(1, 12)]
+        return recs, {"objective": recs[-1]["objective"], "time": 1.1 * speed,
+                      "stop_reason": "x", "start": "mix"}
+    monkeypatch.setattr(L, "_trace", trace)
+    out = tmp_path / "out"
+    assert L.main(["--sets", "synth", "--l2", "1e-4", "--repeat", "3", "--out",
+                   str(out)]) == 0
+    m = json.load(open(out / "results.json"))["datasets"]["synth"]["runs"]["0.0001"]["methods"]
+    f2 = m["fadl P=2"]
+    assert f2["to_gap"]["0.0001"][0] == pytest.approx(0.8)
+    assert f2["time"] == pytest.approx(2.2) and f2["recs"][0][0] == pytest.approx(0.2)
+    assert f2["counts_agree"] and not m["lbfgs P=2"]["counts_agree"]
+    text = (out / "report.md").read_text()
+    assert "differed between runs for lbfgs P=1, lbfgs P=2 (the cells give the median run's)" \
+        in text
+
+
+@pytest.mark.timeout(30)
+def test_alpha_sweep_repeat_names_differing_counts_and_sorts_a_miss_last(tmp_path, monkeypatch):
+    """The sweep's --repeat: a repeat that never reaches 1e-4 is the slowest (the cell is the
+    median of the two that did and the miss), and counts that differ between repeats are
+    reported as differing."""
+    out = str(tmp_path)
+    os.makedirs(os.path.join(out, "data"))
+    open(os.path.join(out, "data", "rt-polarity.h5"), "w").close()
+    X = sp.random(50, 400, density=0.05, format="csr", random_state=0)
+    monkeypatch.setattr(netem, "check", lambda: None)
+    monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: {"alpha": alpha})
+    monkeypatch.setattr(netem, "down", lambda tag: None)
+    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3, "beta": 1e-8})
+    monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
+    monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
+    monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
+
+    def trace(rdir):
+        name = os.path.basename(rdir)
+        k = int(name.split(".r")[1]) if ".r" in name else 0
+        recs = _records(11, lambda i: i + 1 + (k == 2), lambda i: 12 + 4 * i, 3)
+        for r in recs:
+            r["time"] *= (1, 3, 2)[k]
+            if k == 0:                      # the fastest clock never gets within 1e-4
+                r["objective"] = 0.5 * (1 + 1e-3)
+        return recs, {}
+    monkeypatch.setattr(L, "_trace", trace)
+    args = types.SimpleNamespace(alpha_sweep="0.0002", rate="1gbit", repeat=3)
+    assert L._alpha_sweep(args, out, 1e-4, (1.0, 1.0, 1.0)) == 0
+    res = json.load(open(os.path.join(out, "results.json")))["sweep"]["0.0002/lbfgs"]
+    assert res["times"][-1] is None and res["time"] == pytest.approx(res["times"][1])
+    assert res["times"][1] == pytest.approx(3 * res["times"][0] / 2)   # ×3 after ×2
+    assert not res["counts_agree"]
+    assert "their counts differed between runs." in open(os.path.join(out, "report.md")).read()
+
+
+@pytest.mark.timeout(30)
+def test_shape_table_subsets_run_fadl_from_the_other_start(tmp_path, monkeypatch):
+    """A row subset's FADL default start (mix on rt-polarity's first 4000 rows) is judged
+    against one more FADL run from zero; its count reaches the shape table's last columns."""
+    monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2, max_rows=0: (0.5, {}))
+    monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
+    ran = []
+
+    def trace(rdir):
+        algo = os.path.basename(rdir).rsplit("-P2", 1)[0].split("0.0001-")[1]
+        ran.append(algo)
+        dvec = {"lbfgs": lambda i: i + 1, "fadl": lambda i: 2 * i,
+                "fadl-zero": lambda i: 2 * i + 1}[algo]
+        recs = [{"step": i, "time": 0.1 * i, "objective": 0.5 * (1 + 10.0 ** -i),
+                 "comm_calls": 5 * i, "dvec_allreduces": dvec(i)} for i in range(1, 8)]
+        return recs, {"start": {"fadl": "mix", "fadl-zero": "zero"}.get(algo)}
+    monkeypatch.setattr(L, "_trace", trace)
+    run = {"recs": [[0.1, 0.5 * (1 + 1e-3)]], "to_gap": {"0.0001": (0.4, 4, 20)}, "start": "mix"}
+    results = {"datasets": {"rt-polarity": {"n": 10000, "d": 120000, "runs": {"0.0001": {
+        "f_lower": 0.5, "methods": {"fadl P=2": run, "lbfgs P=2": dict(run, start=None)}}}}}}
+    L._shape_table(types.SimpleNamespace(), str(tmp_path), {"rt-polarity": "x.h5"}, 1e-4,
+                   results)
+    assert ran == ["lbfgs", "fadl", "fadl-zero"]
+    sub = next(p for p in results["shape"] if p["data"] == "rt-polarity (first 4000 rows)")
+    assert (sub["fadl_start"], sub["fadl_dvec"], sub["other_start"], sub["other_dvec"]) == (
+        "mix", 8, "zero", 9)
