@@ -104,9 +104,11 @@ def test_values_key_parses_hashes_and_refuses_bad_values(algorithm):
 # declared with hash_omits, the value that reproduces what older runs did).
 RELEASED_HASHES = {
     "backprop": "c7ecac2f248a0598", "dae-gradual": "09153f4811ea366d",
-    # dasvrda: the default restart changed to "gradient" on purpose (issue 11 part 5); a job
-    # with restart = "adaptive" keeps the released hash 05c9e922fc379400 (tests/test_dasvrda.py)
-    "dae-stacked": "f3134acc3cdbb1bb", "dasvrda": "6be93a5c129abd84",
+    # dasvrda: the default restart changed to "gradient", then practical_c to 8 and sc_restart
+    # to "paper", on purpose (issue 11 part 5); a job with practical_c = 4.0 and
+    # sc_restart = "off" keeps the previous hash 6be93a5c129abd84, one with restart =
+    # "adaptive" too the released hash 05c9e922fc379400 (tests/test_dasvrda.py)
+    "dae-stacked": "f3134acc3cdbb1bb", "dasvrda": "853de537c84df70c",
     # fadl: the outer search's defaults ls_c2 = 0.1, search = "subspace", then start = "auto"
     # (a mixing first round on wide shards) on purpose (issue 11 part 4); a job with
     # ls_c2 = 0.9, search = "line", start = "zero" keeps the released hash b2d36695e53e4e08,

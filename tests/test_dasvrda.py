@@ -415,16 +415,17 @@ def test_certified_gap_small_l2(tmp_path, rt_h5, sampling, tol):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("restart", ["gradient", "objective"])
-def test_restart_certified_on_ill_conditioned_problem(tmp_path, digits2_h5, restart):
-    """The gradient (default) and objective restarts on digits 2-vs-rest with l2 = 1e-6, l1 = 0
-    (condition number ~2.5e5): 150 stages end within a certified 1e-7 relative gap
-    (dist(0, ∂f)²/(2·l2)); without a restart the same run ends at ~6.5e-6. With "objective"
-    every restart happens at the start of a stage s whose anchor objective rose:
-    P(x̃ₛ₋₁) > P(x̃ₛ₋₂)."""
+@pytest.mark.parametrize("restart,sc", [("gradient", "paper"), ("objective", "off")])
+def test_restart_certified_on_ill_conditioned_problem(tmp_path, digits2_h5, restart, sc):
+    """The defaults (the gradient restart and DASVRDA^sc's every S = 27 stages) and the
+    objective restart alone on digits 2-vs-rest with l2 = 1e-6, l1 = 0 (condition number
+    ~2.5e5): 150 stages end within a certified 1e-7 relative gap (dist(0, ∂f)²/(2·l2));
+    without any restart (restart = "none", sc_restart = "off") the same run ends at ~1.2e-5.
+    With "objective" alone every restart happens at the start of a stage s whose anchor
+    objective rose: P(x̃ₛ₋₁) > P(x̃ₛ₋₂)."""
     import json
     w, s = run_job(str(tmp_path), digits2_h5, model__l1=0.0, model__l2=1e-6,
-                   solver__restart=restart, solver__max_stages=150)
+                   solver__restart=restart, solver__sc_restart=sc, solver__max_stages=150)
     X, y = load_xy(digits2_h5)
     f, bound = certificate(X, y, w, 1e-6, 0.0)
     assert abs(s["objective"] - f) <= 1e-12 * abs(f)
@@ -471,7 +472,7 @@ def test_sc_period_is_the_papers_S(tmp_path, digits2_h5, l2, inner, period):
     assert (alg.n, alg.b) == (1500, 38) and alg.L == pytest.approx(0.25, rel=1e-12)
     assert alg.sc_period() == (period or np.inf)
     off = build(str(tmp_path), digits2_h5, data__normalize="unit_rows", model__l2=l2,
-                solver__restart="none")
+                solver__restart="none", solver__sc_restart="off")
     assert off.sc_period() == np.inf
     if period is None:
         return
@@ -487,17 +488,19 @@ def test_sc_period_is_the_papers_S(tmp_path, digits2_h5, l2, inner, period):
 @pytest.mark.timeout(120)
 def test_sc_restart_runs_as_fixed_period(tmp_path, digits2_h5):
     """A run with sc_restart = "paper" alone (restart = "none", S = 4 at l2 = 1e-4) is the run
-    with restart = "fixed", restart_every = 4, bit for bit (restarts at the starts of stages
-    5, 9, 13); with the default gradient restart too, no S stages pass without a restart."""
+    with restart = "fixed", restart_every = 4 and sc_restart = "off", bit for bit (restarts at
+    the starts of stages 5, 9, 13); with the defaults (the gradient restart and "paper"), no S
+    stages pass without a restart."""
     import json
     common = dict(model__l1=0.0, model__l2=1e-4, solver__max_stages=13)
     w_sc, s_sc = run_job(str(tmp_path / "sc"), digits2_h5, solver__restart="none",
                          solver__sc_restart="paper", **common)
     w_fx, s_fx = run_job(str(tmp_path / "fx"), digits2_h5, solver__restart="fixed",
-                         solver__restart_every=4, **common)
+                         solver__restart_every=4, solver__sc_restart="off", **common)
     assert s_sc["sc_period"] == 4 and s_fx["sc_period"] is None
     assert np.array_equal(w_sc, w_fx) and s_sc["restarts"] == s_fx["restarts"] == 3
-    _, s = run_job(str(tmp_path / "gr"), digits2_h5, solver__sc_restart="paper", **common)
+    _, s = run_job(str(tmp_path / "gr"), digits2_h5, **common)
+    assert s["sc_period"] == 4
     rows = [json.loads(line)
             for line in open(tmp_path / "gr" / "out-dasvrda-1" / "metrics.jsonl")]
     rows = {r["stage"]: r["restarts"] for r in rows if "objective" in r}
@@ -508,15 +511,21 @@ def test_sc_restart_runs_as_fixed_period(tmp_path, digits2_h5):
         assert k - fresh < 4, (k, rows)
 
 
-def test_old_default_restart_keeps_the_released_job_hash():
-    """The default restart changed from "adaptive" to "gradient": a run started before resumes
-    (and its model evaluates) when its job says restart = "adaptive", whose resolved job is
-    the released default's, hash and all."""
+def test_old_defaults_keep_the_released_job_hash():
+    """The defaults changed: restart "adaptive" → "gradient", then practical_c 4 → 8 and
+    sc_restart "off" → "paper" (keys whose hash_omits is the old value): a run started before
+    resumes (and its model evaluates) when its job says restart = "adaptive", practical_c = 4.0
+    and sc_restart = "off", whose resolved job is the released default's, hash and all; any
+    one of the three lines missing gives another hash."""
     from mpitrain.algorithms import job_hash
     raw = {"job": {"algorithm": "dasvrda"}, "data": {"train": "x.h5"}}
-    old = {**raw, "solver": {"restart": "adaptive"}}
+    lines = {"restart": "adaptive", "practical_c": 4.0, "sc_restart": "off"}
+    old = {**raw, "solver": lines}
     assert job_hash(resolve_job(old, "job.toml")) == "05c9e922fc379400"
     assert job_hash(resolve_job(raw, "job.toml")) != "05c9e922fc379400"
+    for key in lines:
+        fewer = {**raw, "solver": {k: v for k, v in lines.items() if k != key}}
+        assert job_hash(resolve_job(fewer, "job.toml")) != "05c9e922fc379400", key
 
 
 def test_schema_and_bad_job(tmp_path, digits2_h5):

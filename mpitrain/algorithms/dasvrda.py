@@ -23,10 +23,12 @@ O'Donoghue & Candès with the stage as the step (ỹₛ₋₁ − x̃ₛ₋₁ p
 ỹₛ₋₁): the last stage moved against it; "adaptive" when (ỹₛ₋₁ − x̃ₛ₋₁)ᵀ(ỹₛ − x̃ₛ₋₁) > 0 (the
 momentum direction instead of the last step); "objective" when P(x̃ₛ₋₁) > P(x̃ₛ₋₂) (their
 function-value scheme; P(x̃) comes with each stage's full gradient); "fixed" every
-`restart_every` stages; "none". `sc_restart = "paper"` adds the paper's DASVRDA^sc (for l2 > 0):
-a restart S = 1 + ⌈√(L/l2)·(b/n + 1/√n)⌉ stages after the last one, its S = O(1 + (b/n)√(L/μ)
-+ √(L/(nμ))) with μ = l2 and the constant 1, whichever restart comes first.
-Defaults: b = ⌊√n⌋, m = ⌊n/b⌋, η = PRACTICAL_C/L (`step = "theory"`: η = 1/((1 + γ(m+1)/b)·L)),
+`restart_every` stages; "none". `sc_restart = "paper"` (the default; "off" drops it) adds the
+paper's DASVRDA^sc (for l2 > 0): a restart S = 1 + ⌈√(L/l2)·(b/n + 1/√n)⌉ stages after the last
+one, its S = O(1 + (b/n)√(L/μ) + √(L/(nμ))) with μ = l2 and the constant 1, whichever restart
+comes first.
+Defaults: b = ⌊√n⌋, m = ⌊n/b⌋, η = c/L with c = `practical_c` = 8 (`step = "theory"`:
+η = 1/((1 + γ(m+1)/b)·L)),
 L = max Lᵢ under uniform sampling, L̄ = mean Lᵢ under importance sampling (qᵢ = Lᵢ/ΣLⱼ, each
 sampled difference weighted by 1/(n qᵢ), so E[gₖ] = ∇F(yₖ)).
 
@@ -85,10 +87,6 @@ from ..models.losses import LOSSES
 from .linear_family import MODEL_SCHEMA as VR_MODEL_SCHEMA
 from .linear_family import evaluate_linear
 
-
-# The practical DASVRDA step is η = PRACTICAL_C/L: the constant is the choice of a sweep of
-# η·L over {1, 4, 16} on the elastic-net benchmark settings (docs/dasvrda.md, "Step").
-PRACTICAL_C = 4.0
 
 # Columns mode: the cost of a column's two lazy catch-ups in an inner step, in units of the
 # work per non-zero (its margin term and its scatter), used to balance the column blocks
@@ -514,15 +512,17 @@ class DASVRDA(_VR):
     summary = "doubly accelerated SVRDA: √n mini-batches, one collective per inner step"
     SOLVER_SCHEMA = dict(
         _common_solver("step η (0 = the rule `step`)", columns=True),
-        step=Field(str, "practical", f"the step when eta = 0: practical η = {PRACTICAL_C:g}/L "
-                   "(docs/dasvrda.md says how the constant was chosen), or theory "
-                   "η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
+        step=Field(str, "practical", "the step when eta = 0: practical η = practical_c/L, or "
+                   "theory η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
                    choices=["practical", "theory"]),
+        practical_c=Field(float, 8.0, "c of the practical step η = c/L (docs/dasvrda.md says "
+                          "how it was chosen; runs written before this key used 4)", min=0.0,
+                          hash_omits=4.0),
         restart=Field(str, "gradient", "outer momentum restart (docs/dasvrda.md: the tests "
                       "and why gradient is the default)",
                       choices=["none", "gradient", "adaptive", "objective", "fixed"]),
         restart_every=Field(int, 10, "stages between restarts when restart = 'fixed'", min=1),
-        sc_restart=Field(str, "off", "DASVRDA^sc, the paper's scheme for l2 > 0: 'paper' also "
+        sc_restart=Field(str, "paper", "DASVRDA^sc, the paper's scheme for l2 > 0: 'paper' also "
                          "restarts every S = 1 + ⌈√(L/l2)·(b/n + 1/√n)⌉ stages after the last "
                          "restart (whichever restart comes first; never when l2 = 0); 'off'",
                          choices=["off", "paper"], hash_omits="off"),
@@ -552,7 +552,7 @@ class DASVRDA(_VR):
     def default_eta(self):
         if self.ctx.solver["step"] == "theory":
             return self.theory_eta()
-        return PRACTICAL_C / self.L
+        return self.ctx.solver["practical_c"] / self.L
 
     def init_state(self):
         if self.ctx.solver["updates"] == "lazy" and not self.sh.sparse:

@@ -14,25 +14,26 @@ upper bound (f − f_lower)/f_lower ≥ (f − f*)/f*; the report states the cer
 LogisticRegression(solver="saga", C = 1/(n(l1+l2)), l1_ratio = l1/(l1+l2), no intercept) run
 with max_iter = 1, 2, 4, ... epochs, each objective evaluated by us.
 
-Steps: by default each method uses its own step rule (DASVRDA its practical 4/L, Katyusha
-the theoretical step, ProxSVRG 1/L: its default 1/(4L) times 4). With `--eta-scales
+Steps: by default each method uses its own step rule (DASVRDA its practical c/L, c = [solver]
+practical_c, with its default restarts, both recorded in results.json's "dasvrda_default";
+Katyusha the theoretical step, ProxSVRG 1/L: its default 1/(4L) times 4). With `--eta-scales
 1,4,16,64,256` every method is tuned by the same rule instead (_tune): P = 1 runs at each
 multiplier of its default step on each job seed of `--tune-seeds` (default 1), the same stage
-budget, judged on the training objective against the reference's certified f_lower: fewest
-MEAN passes over those seeds to a certified `--stop-at` gap (default 1e-6), then the lowest
-final objective; a multiplier that misses the gap on any tuning seed loses to every one that
-reaches it on all; divergent scales lose. While the best scale is at an end of the grid, the
-grid grows past that end by ×4 (at most EXTEND times), so no method is held to the grid's
-edge. With `--refine` a second level follows: the winner's ×½ and ×2 run on the same tuning
-seeds, judged by the same rule, and the best of all the multipliers tried is kept (the ×4
-grid only locates the best step within a factor 4); results.json records the two scales
-under each setting's "refined" and report.md's Tuning table lists them with the grid's. The
-P = 1 run of the kept scale on the first tuning seed is the one reported, with a
-P = 2 run of it (the same seed). Every run of ours stops at the certified
-`--stop-at` gap ([solver] target = f_lower·(1 + gap), f_lower from the reference alone,
-which the final f_lower can only raise), so a stage budget large enough to decide the
-comparison costs little where a method gets there. Passes are counted the same way for our
-three methods (a full gradient = 1 pass, each sampled row 1/n); SAGA's are sklearn's epochs.
+budget, judged on the training objective against the reference's certified f_lower: fewest MEAN
+passes over those seeds to a certified `--stop-at` gap (default 1e-6), then the lowest final
+objective; a multiplier that misses the gap on any tuning seed loses to every one that reaches
+it on all; divergent scales lose. While the best scale is at an end of the grid, the grid grows
+past that end by ×4 (at most EXTEND times), so no method is held to the grid's edge. With
+`--refine` a second level follows: the winner's ×½ and ×2 run on the same tuning seeds, judged
+by the same rule, and the best of all the multipliers tried is kept (the ×4 grid only locates
+the best step within a factor 4); results.json records the two scales under each setting's
+"refined" and report.md's Tuning table lists them with the grid's. The P = 1 run of the kept
+scale on the first tuning seed is the one reported, with a P = 2 run of it (the same seed).
+Every run of ours stops at the certified `--stop-at` gap ([solver] target = f_lower·(1 + gap),
+f_lower from the reference alone, which the final f_lower can only raise), so a stage budget
+large enough to decide the comparison costs little where a method gets there. Passes are
+counted the same way for our three methods (a full gradient = 1 pass, each sampled row 1/n);
+SAGA's are sklearn's epochs.
 
 `--seeds 4,5,6,7,8 --from RESULTS_JSON` evaluates a tuned run's comparison on held-out
 sampling seeds (_seed_spread): each method at the multiplier that run kept, P = 1, every seed
@@ -424,7 +425,8 @@ def main(argv):
     results = {"settings": [], "stages": stages, "quick": args.quick, "stop_at": args.stop_at,
                "load": os.getloadavg(), "eta_scales": scales, "tune_seeds": tune_seeds,
                "refine": bool(scales) and args.refine,
-               "saga_epochs": args.saga_epochs or (64 if args.quick else 256)}
+               "saga_epochs": args.saga_epochs or (64 if args.quick else 256),
+               "dasvrda_default": _dasvrda_default()}
     for dname, path, max_rows in datasets:
         if not os.path.exists(path):
             print(f"bench: {path} missing (mpitrain data prepare ...); skipped")
@@ -567,6 +569,14 @@ def _render_seeds(res, out):
     return open(path).read()
 
 
+def _dasvrda_default():
+    """DASVRDA's default step constant and strongly convex restart, which the bench's multipliers
+    (×k of the default step) and default-step runs refer to."""
+    from ..algorithms import registry
+    schema = registry()["dasvrda"].SOLVER_SCHEMA
+    return {k: schema[k].default for k in ("practical_c", "sc_restart")}
+
+
 def _merge(parts):
     """One results dict from the results.json of runs split by data set: their settings in
     order, each part's loads kept (`parts`); a single part is returned as it is."""
@@ -611,6 +621,7 @@ def _scaling(args):
         subprocess.run([sys.executable, "-m", "mpitrain", "data", "synth"] + SYNTH_ARGS
                        + [args.synth], check=True, stdout=subprocess.DEVNULL)
     results = {"scaling": [], "stages": stages, "repeat": args.repeat, "ranks": args.ranks,
+               "dasvrda_default": _dasvrda_default(),
                "load": os.getloadavg()}
     for dname, path, norm, l1, l2, sampling in [
             ("rt-polarity", args.rt, "unit_rows", 1e-4, 1e-6, "uniform"),
