@@ -467,3 +467,91 @@ def test_fadl_start_rule_text_counts_fewer_same_and_more():
     assert text.endswith("more on none.") is False
     assert doctables.start_rule_text([row("a", "mix", 4, "zero", 5)]).endswith(
         "as many on 0, more on none.")
+
+
+def linear_quick_inputs(repeats=1):
+    """A minimal bench linear --quick output: rt-polarity and synth wide (mix start), synth-tall
+    tall (zero); targets met on rt-polarity (4/9) and synth-tall (3/10), not on synth (4/6),
+    whose first outer iteration ends above 1e-4 from both starts."""
+    def ds(n, d, start, fa, lb, t):
+        m = {"fadl P=2": {"start": start, "to_gap": {"0.0001": [t, fa, fa + 2]}},
+             "lbfgs P=2": {"to_gap": {"0.0001": [0.4, lb, lb + 20]}},
+             "fadl P=1": {"to_gap": {"0.0001": [0.3, 5, 9]}},
+             "psgd-mix P=2": {"final_gap": 1e-2}}
+        for v in m.values():
+            v.update(repeats=repeats, counts_agree=True)
+        return {"n": n, "d": d, "runs": {"0.0001": {"methods": m, "targets": {
+            "fadl_P2_allreduces_to_1e-4": fa, "lbfgs_P2_allreduces_to_1e-4": lb,
+            "fadl_P2_collectives_to_1e-4": fa + 2, "lbfgs_P2_collectives_to_1e-4": lb + 20,
+            "rows_per_rank_over_features": n / 2 / d, "allreduce_ratio": fa / lb,
+            "fadl_P2_time_to_1e-4": t, "lbfgs_P2_time_to_1e-4": 0.4,
+            "best_sklearn_time_to_1e-4": 0.3}}}}
+
+    def shape(name, n, d, start, fa, lb, g1, other, oc, og1):
+        return {"data": name, "n": n, "d": d, "fadl_start": start, "fadl_dvec": fa,
+                "lbfgs_dvec": lb, "fadl_gap_after_1": g1, "other_start": other,
+                "other_dvec": oc, "other_gap_after_1": og1}
+    res = {"load_before": [1.0], "load_after": [1.5], "datasets": {
+        "rt-polarity": ds(10000, 100000, "mix", 4, 9, 0.2),
+        "synth": ds(18000, 262144, "mix", 4, 6, 0.5),
+        "synth-tall": ds(36000, 1024, "zero", 3, 10, 0.2)},
+        "shape": [shape("rt-polarity", 10000, 100000, "mix", 4, 9, 1.5e-3, "zero", 5, 2.3e-3),
+                  shape("synth", 18000, 262144, "mix", 4, 6, 1.5e-3, "zero", 5, 1.2e-4),
+                  shape("synth-tall", 36000, 1024, "zero", 3, 10, 8e-5, "mix", 4, 2.5e-4)]}
+    rep = ("# r\n\n## Time / d-vector\n\n| a |\n|---|\n| t |\n\n## Targets\n\n| b |\n|---|\n"
+           "| g |\n\n## FADL / L-BFGS against rows\n\n| c |\n|---|\n| s |\n")
+    return rep, res
+
+
+def test_linear_quick_start_rule_repeats_and_not_met_claims_are_checked():
+    rep, res = linear_quick_inputs()
+    fadl, readme = doctables.render_linear_quick(rep, res, "", "", "ALPHA")
+    flat, rflat = " ".join(fadl.split()), " ".join(readme.split())
+    assert "the rule's start needs fewer d-vector Allreduces on 3 of 3 sets and subsets, " \
+           "as many on 0, more on none." in flat
+    assert "seconds are noisy (single runs)." in flat
+    assert "**not met** on synth 4 vs 6 (0.67, goal ≤ 1/2)" in rflat
+    assert "FADL's first outer iteration ends above 1e-4 from either start" in rflat
+    rep, res = linear_quick_inputs(repeats=5)
+    assert "seconds are noisy (each mpitrain time is the median of 5 runs; the Targets table " \
+           "gives their range)." in " ".join(doctables.render_linear_quick(
+               rep, res, "", "", "ALPHA")[0].split())
+    # synth from zero within 1e-4 after one outer iteration: "from either start" is false
+    rep, res = linear_quick_inputs()
+    res["shape"][1]["other_gap_after_1"] = 5e-5
+    with pytest.raises(doctables.Error, match="above 1e-4 from either start on synth"):
+        doctables.render_linear_quick(rep, res, "", "", "ALPHA")
+    res["shape"][1].update(other_gap_after_1=1.2e-4, fadl_gap_after_1=5e-5)
+    with pytest.raises(doctables.Error, match="above 1e-4 from either start on synth"):
+        doctables.render_linear_quick(rep, res, "", "", "ALPHA")
+    # results without the other start's runs (before 82ca3a3): no start-rule claim
+    rep, res = linear_quick_inputs()
+    for p in res["shape"]:
+        p["other_dvec"] = None
+    with pytest.raises(doctables.Error, match="runs from the other start"):
+        doctables.render_linear_quick(rep, res, "", "", "ALPHA")
+
+
+def test_scaling_net_call_claims_and_the_dearest_calls_link():
+    # "an Allreduce of 16 B takes two latencies": fails where the probe says one
+    one = scaling_results()
+    one["nets"][0]["calls"]["allreduce"][1] = [16, one["nets"][0]["alpha"]]
+    with pytest.raises(doctables.Error, match="of 16 B two"):
+        doctables.render_scaling_net(one, SCALING_REPORT)
+    # "an Allgatherv of 1 MiB per rank costs several times α + nβ": fails at one round
+    ag = scaling_results()
+    n = ag["nets"][1]
+    n["calls"]["allgatherv"] = [[8, n["alpha"]], [1 << 20, n["alpha"] + (1 << 20) * n["beta"]],
+                                [1 << 21, n["alpha"] + (1 << 21) * n["beta"]]]
+    with pytest.raises(doctables.Error, match="several times"):
+        doctables.render_scaling_net(ag, SCALING_REPORT)
+    # the dearest calls are named on the link with the most latencies per byte: the second
+    # link once it runs at 1 Gbit/s (2 ms / 8 ns per byte against 0.5 ms / 8 ns per byte)
+    fast = scaling_results()
+    n = fast["nets"][1]
+    n.update(rate="1gbit", beta_set=8e-9, beta=8.07e-9)
+    n["calls"] = scaling_probe(n["alpha"], n["beta"], 2.0)
+    n["calls_no_rma"] = scaling_probe(n["alpha"], n["beta"], 1.0)
+    flat = " ".join(doctables.render_scaling_net(fast, SCALING_REPORT)[1].split())
+    assert "The dearest call per iteration at 2 ms, 1gbit: lbfgs 1 × Allreduce of 967296 B" \
+        in flat

@@ -123,3 +123,27 @@ def test_run_median_reports_the_middle_run(monkeypatch):
     # an even count: the lower middle one
     times = iter([0.4, 0.2])
     assert scaling._run_median(["x"], "j.toml", "o", 2)["t_iter"] == 0.2
+
+
+def test_model_comm_charges_bcast_and_allgatherv_by_their_own_probe():
+    # World's Bcast and Allgatherv (and their pickled and gather counterparts) are charged
+    # their own kinds' measured seconds, not an Allreduce's
+    net = {"calls": {"allreduce": [[8, 1.0], [1024, 1.0]], "sendrecv": [[8, 2.0], [1024, 2.0]],
+                     "allgatherv": [[8, 3.0], [1024, 3.0]], "bcast": [[8, 5.0], [1024, 5.0]]}}
+    total, parts = scaling.model_comm([["Bcast", 64, 1.0], ["bcast", 8, 1.0],
+                                       ["Allgatherv", 64, 1.0], ["allgather", 8, 1.0],
+                                       ["Gatherv", 8, 1.0]], net)
+    assert parts == {"bcast": 10.0, "allgatherv": 9.0} and total == 19.0
+
+
+def test_projection_charges_a_round_of_c_r_alpha():
+    # the projections use the link's measured round c_r·α (here c_r = 2), not the one-way α
+    net = {"alpha": 1e-3, "beta": 1e-9, "calls": {"sendrecv": [
+        [256, 2e-3 + 256e-9], [1024, 2e-3 + 1024e-9], [16384, 2e-3 + 16384e-9]]}}
+    res = {"nets": [net], "methods": {"m": {"shm": {
+        1: {"t_compute": 3.0, "calls": 1, "bytes": 8},
+        2: {"t_compute": 2.0, "calls": 5, "bytes": 80}}}}}
+    text = scaling._projection(res, ["m"])
+    assert "α_r = 2.00·α" in text
+    weak = [scaling._proj_allreduce(P, 5, 80, 2.0, 0.0, 2e-3, 1e-9) for P in (64, 256, 1024)]
+    assert "| " + " | ".join(f"{w:.4g}" for w in weak) + " |" in text
