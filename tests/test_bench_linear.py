@@ -283,11 +283,9 @@ def test_repeat_takes_median_seconds_keeps_counts_and_runs_the_other_start(tmp_p
         L.main(["--repeat", "0"])
 
 
-@pytest.mark.timeout(30)
-def test_alpha_sweep_repeat_reports_the_median_run(tmp_path, monkeypatch):
-    """--repeat 3 in the sweep: each method runs 3 times per link; the cell is the run with the
-    median time to the certified 1e-4 (clocks ×1, ×3, ×2 here: the ×2 run), all 3 times are
-    kept, and the report says the counts agreed."""
+def _fake_sweep(tmp_path, monkeypatch):
+    """Fakes the sweep's link (α 1 ms, β 1e-8 s/B measured), data, reference and runs; the
+    caller fakes _trace. Returns the bench's out directory."""
     out = str(tmp_path)
     os.makedirs(os.path.join(out, "data"))
     open(os.path.join(out, "data", "rt-polarity.h5"), "w").close()
@@ -299,6 +297,15 @@ def test_alpha_sweep_repeat_reports_the_median_run(tmp_path, monkeypatch):
     monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
     monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
     monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
+    return out
+
+
+@pytest.mark.timeout(30)
+def test_alpha_sweep_repeat_reports_the_median_run(tmp_path, monkeypatch):
+    """--repeat 3 in the sweep: each method runs 3 times per link; the cell is the run with the
+    median time to the certified 1e-4 (clocks ×1, ×3, ×2 here: the ×2 run), all 3 times are
+    kept, and the report says the counts agreed."""
+    out = _fake_sweep(tmp_path, monkeypatch)
 
     def trace(rdir):
         name = os.path.basename(rdir)
@@ -358,17 +365,7 @@ def test_alpha_sweep_repeat_names_differing_counts_and_sorts_a_miss_last(tmp_pat
     """The sweep's --repeat: a repeat that never reaches 1e-4 is the slowest (the cell is the
     median of the two that did and the miss), and counts that differ between repeats are
     reported as differing."""
-    out = str(tmp_path)
-    os.makedirs(os.path.join(out, "data"))
-    open(os.path.join(out, "data", "rt-polarity.h5"), "w").close()
-    X = sp.random(50, 400, density=0.05, format="csr", random_state=0)
-    monkeypatch.setattr(netem, "check", lambda: None)
-    monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: {"alpha": alpha})
-    monkeypatch.setattr(netem, "down", lambda tag: None)
-    monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3, "beta": 1e-8})
-    monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
-    monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
-    monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
+    out = _fake_sweep(tmp_path, monkeypatch)
 
     def trace(rdir):
         name = os.path.basename(rdir)
