@@ -756,3 +756,21 @@ def test_scaling_report_reads_results(tmp_path):
     assert rows["dasvrda P=2 columns"][2:8] == ["50.0", "2.00", "0.080", "0.020", "0.030", "7"]
     assert rows["dasvrda P=2 columns"][8:10] == ["4", "0.10"]
     assert rows["sklearn saga"][8:10] == ["4", "1.50"]
+
+
+@pytest.mark.timeout(60)
+def test_sc_restart_and_fixed_restart_whichever_comes_first(tmp_path, digits2_h5):
+    """restart = "fixed" beside sc_restart = "paper" (S = 27 at l2 = 1e-6 on digits): with
+    restart_every = 40 the restart comes at s_loc = 27 (S first), with restart_every = 10 at
+    s_loc = 10 (fixed first), never one stage before."""
+    for every, at in ((40, 27), (10, 10)):
+        alg = build(str(tmp_path), digits2_h5, data__normalize="unit_rows", model__l2=1e-6,
+                    solver__restart="fixed", solver__restart_every=every,
+                    solver__sc_restart="paper")
+        assert alg.sc_period() == 27
+        e1 = np.eye(alg.d)[0]
+        for s_loc in (at - 1, at):
+            alg.xt, alg.xprev[:], alg.zt[:] = e1.copy(), -e1, 3 * e1
+            alg.s_loc, alg.restarts = s_loc, 0
+            alg.begin_stage()
+            assert alg.restarts == int(s_loc == at), (every, s_loc)
