@@ -70,3 +70,13 @@ def test_call_probe_times_each_call_across_the_link(link):
     for kind, rows in tab.items():
         assert [n for n, _ in rows] == [8, 1024], tab
         assert all(0.002 <= t < 0.1 for _, t in rows), (kind, rows)
+
+
+def test_a_message_after_a_pause_is_shaped_too(link):
+    # tbf's burst is two packets: Bcasts that alternate their root leave each direction idle
+    # half the time, and the 128 KiB burst used before let about half of a 256 KiB message
+    # through at line rate after such a pause (about 0.6·n·β per call at 100 Mbit/s); shaped,
+    # each call carries its n bytes at the set rate (a lower bound: load only adds time)
+    tab = netem.measure_calls(TAG, sizes=(1 << 18,))
+    (n, t), = tab["bcast"]
+    assert t >= 0.8 * n / netem._rate_bps("100mbit"), tab
