@@ -137,18 +137,22 @@ def _lines(message, tail):
 
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
-def test_resume_and_eval_name_the_lines_of_older_defaults(tmp_path, digits2_h5):
-    """A FADL run written with every changed default at its old value explicitly (as a run of
-    an older release): resuming and evaluating it with a job that lacks those lines is refused
-    (checkpoint: exit 65) naming them; with the lines the message names, both succeed."""
+@pytest.mark.parametrize("algorithm, solver, changed", [
+    ("fadl", {"max_iter": 6, "tol": 0.0, "gap_tol": 0.0}, ("ls_c2", 0.9)),
+    ("dasvrda", {"max_stages": 4}, ("practical_c", 4.0))])
+def test_resume_and_eval_name_the_lines_of_older_defaults(tmp_path, digits2_h5, algorithm,
+                                                          solver, changed):
+    """A FADL (DASVRDA) run written with every changed default at its old value explicitly (as
+    a run of an older release; DASVRDA: practical_c = 4.0, sc_restart = "off"): resuming and
+    evaluating it with a job that lacks those lines is refused (checkpoint: exit 65) naming
+    them; with the lines the message names, both succeed."""
     old = {}
-    for section, key, value in _changed(registry()["fadl"]):
+    for section, key, value in _changed(registry()[algorithm]):
         old.setdefault(section, {})[key] = value
-    assert old.get("solver", {}).get("ls_c2") == 0.9, old
-    sections = {"job": {"algorithm": "fadl"},
+    assert old.get("solver", {}).get(changed[0]) == changed[1], old
+    sections = {"job": {"algorithm": algorithm},
                 "data": {"train": digits2_h5, "test": digits2_h5},
-                "model": {"l2": 1e-3}, "solver": {"max_iter": 6, "tol": 0.0, "gap_tol": 0.0},
-                "checkpoint": {"every": 1}}
+                "model": {"l2": 1e-3}, "solver": solver, "checkpoint": {"every": 1}}
     with_old = {s: dict(v, **old.get(s, {})) for s, v in sections.items()}
     out = str(tmp_path / "run")
     first = cli(["run", write_job(tmp_path / "old.toml", with_old), "--out", out,
