@@ -1519,8 +1519,8 @@ in brackets one round α + nβ):
 |---|---|---|---|---|---|---|
 {links}
 
-Seconds per iteration (rank 0{reps}), and in brackets the error of the per-call model / of the
-former α–β model on each run:
+{fill(f"Seconds per iteration (rank 0{reps}), and in brackets the error of the per-call model / "
+       "of the former α–β model on each run:", 96)}
 
 | method | s/iter P=1 shm | P=2 shm | {' | '.join(f"P=2 {link(n).replace(',', '')}" for n in nets)} |
 |---|---|---|{'---|' * len(nets)}
