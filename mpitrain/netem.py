@@ -24,6 +24,17 @@ module's `nsexec` entry, which enters the namespace of the host address it is gi
 ranks get MPIR_CVAR_CH4_NETMOD=ofi, MPIR_CVAR_NOLOCAL=1, FI_PROVIDER=tcp and
 FI_TCP_IFACE=mtdata, so MPICH uses neither shared memory nor UCX between them.
 
+What a call costs over the link (`calls`; measured 2026-12-01, MPICH 5.0.2's libfabric tcp):
+a send of more than about 128 bytes (the provider's inject size) completes only when the
+receiver acknowledges it, since MPICH asks for delivery completion while MPI RMA is enabled,
+so an exchange round costs two one-way latencies (one with MPIR_CVAR_CH4_OFI_ENABLE_RMA=0).
+Checked and ruled out as the cause of slow calls here: Nagle and delayed ACKs (libfabric sets
+TCP_NODELAY; FI_TCP_NODELAY=0 turns Nagle on and makes a 256 B ping-pong 50 ms), slow start
+after idle (a 1 MiB Sendrecv after 0, 0.05, 0.3 and 1 s of idle: 11.7-11.9 ms, BBR, initial
+window 10 packets of 16 kB), an MPI rendezvous round trip (1 MiB Sendrecv without RMA:
+α + nβ) and the forwarder's cost per packet (about 0.1 ms on α; a 2 MiB Bcast at 1 Gbit/s
+takes α + nβ).
+
     python -m mpitrain.netem up --latency 0.002 --rate 1gbit [--tag 0]   (prints the link)
     python -m mpitrain.netem mpiexec [--tag 0] -n 2 CMD ...              (runs CMD over it)
     python -m mpitrain.netem down [--tag 0]
