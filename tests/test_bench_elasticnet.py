@@ -354,6 +354,8 @@ def test_tuning_picks_by_mean_over_tuning_seeds_and_evaluates_only_held_out(tmp_
     res = json.load(open(tuned / "results.json"))
     assert res["tune_seeds"] == [1, 2, 3] and res["settings"][0]["eta_scale"] == {
         "dasvrda": 1.0, "prox-svrg": 1.0, "katyusha": 1.0}
+    # the multipliers are of DASVRDA's default step, which the run records for doctables
+    assert res["dasvrda_default"] == {"practical_c": 8.0, "sc_restart": "paper"}
     assert {c[2] for c in calls} == {1, 2, 3}
     assert "×4: 36.7 passes (10, 50, 50); ×16: – (1.6e-02, seed 2)" in open(
         tuned / "report.md").read()
@@ -463,3 +465,19 @@ def test_unreadable_results_file_is_one_line(tmp_path, capsys):
         assert ex.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert named in err and argv[-1] in err and "Traceback" not in err, err
+
+
+@pytest.mark.timeout(30)
+def test_doctables_states_the_default_step_the_run_recorded():
+    """tools/doctables.py names DASVRDA's default step from results.json ("dasvrda_default"),
+    and 4/L without DASVRDA^sc for results written before the run recorded it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "doctables", os.path.join(os.path.dirname(__file__), "..", "tools", "doctables.py"))
+    doctables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doctables)
+    assert doctables.dasvrda_step({}) == ("4/L", 4.0, False)
+    new = {"dasvrda_default": {"practical_c": 8.0, "sc_restart": "paper"}}
+    assert doctables.dasvrda_step(new) == ("8/L", 8.0, True)
+    rows = [{"name": "a", "e": {"tuning": {"dasvrda": {"1": [20.0], "2": [15.0]}}}}]
+    assert doctables._double_step_note(rows, 8.0).startswith(" ×2 (16/L) against ×1")

@@ -573,8 +573,16 @@ def tuned_run(res):
     return len(res.get("eta_scales") or [1.0]) > 1
 
 
+def dasvrda_step(res):
+    """DASVRDA's default step as the run recorded it: 'c/L' (and its sc restart); runs from
+    before results.json recorded it used 4/L without it."""
+    d = res.get("dasvrda_default", {"practical_c": 4.0, "sc_restart": "off"})
+    return f"{d['practical_c']:g}/L", d["practical_c"], d["sc_restart"] == "paper"
+
+
 def render_elasticnet_quick(rep, res, cmd, first):
     rep = rep.split("\n")
+    step, _, sc = dasvrda_step(res)
     summary = table_after(rep, "| data | (l1, l2) | DASVRDA P=1")
     reach = {a: [] for a in ("dasvrda", "prox-svrg", "katyusha", "sklearn saga")}
     fewest = []
@@ -596,7 +604,8 @@ def render_elasticnet_quick(rep, res, cmd, first):
     text = (
         f"Results with each method's default step (`{cmd}`, run one data set at a time with "
         "`--sets` and merged with `--report-from`; report: "
-        "[bench/elasticnet-quick.md](bench/elasticnet-quick.md)): DASVRDA 4/L, ProxSVRG 1/L (its "
+        "[bench/elasticnet-quick.md](bench/elasticnet-quick.md)): DASVRDA " + step
+        + (" with DASVRDA^sc's restarts" if sc else "") + ", ProxSVRG 1/L (its "
         "1/(4L) ×4), Katyusha its theoretical step; MNIST 2-vs-rest first 5,000 rows, rt-polarity "
         f"10,246 × 120,911; every run stops at a certified 1e-6 or after {stages} stages "
         f"(≈ {2 * stages} passes); SAGA up to {res['saga_epochs']} epochs. Load average "
@@ -745,6 +754,7 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
     for r in rows:
         tuned.setdefault(r["e"]["eta_scale"]["dasvrda"], []).append(r["name"])
     multipliers = "; ".join(f"×{k:g} on {', '.join(v)}" for k, v in sorted(tuned.items()))
+    step, c, _ = dasvrda_step(res)
     qs = {(e["dataset"], e["l1"], e["l2"]): e for e in (quick or {}).get("settings", [])}
     noise = []
     for r in no_t:
@@ -820,7 +830,7 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
     readme = "\n".join([
         "### Elastic net: DASVRDA vs ProxSVRG, Katyusha, SAGA (`mpitrain bench elasticnet`)", "",
         intro, "", summary, "", goal_text
-        + " DASVRDA's tuned multipliers of its default 4/L: " + multipliers + ". "
+        + " DASVRDA's tuned multipliers of its default " + step + ": " + multipliers + ". "
         "With unit rows importance sampling is uniform sampling (qᵢ ∝ ‖aᵢ‖²), so it cannot help "
         "here. The earlier table here (20 stages, load 14–22) left 4 of 6 settings undecided; its "
         "P = 2 seconds used the sparse exchange. Full report (the tuning runs included): "
@@ -830,7 +840,7 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
         "### Tuned steps (`" + cmd + "`)", "", intro.replace("docs/bench/", "bench/"), "",
         summary, "", goal_text, "",
         "Per setting (from results.json): " + " ".join(detail(r) + "." for r in rows), "",
-        "DASVRDA's tuned multipliers of its default 4/L: " + multipliers
+        "DASVRDA's tuned multipliers of its default " + step + ": " + multipliers
         + " (the report's Tuning table lists every multiplier tried and its result). "
         "Importance sampling: with unit rows qᵢ ∝ ‖aᵢ‖² is uniform, so it changes nothing on "
         "these sets (it is used on the synthetic set of \"Scaling with ranks\", whose rows differ "
@@ -860,20 +870,20 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
                        for (nm, v), r in zip(x4, kept1) if v)
     step_note = (
         "Re-checked by the certified, tuned `bench elasticnet --eta-scales` (\"Tuned steps\" "
-        "below): the multiplier of 4/L with the fewest passes to a certified 1e-6 was "
+        f"below): the multiplier of {step} with the fewest passes to a certified 1e-6 was "
         + multipliers
         + (f", so the default is within a factor {max(max(ks), 1 / min(ks)):g} of the tuned "
            "step in every setting." if ks else ".")
-        + (f" Where ×1 was kept, ×4 (16/L) did worse ({x4_txt}), so 4/L stays the default."
-           if x4_txt else "")
-        + _double_step_note(rows))
+        + (f" Where ×1 was kept, ×4 ({4 * c:g}/L) did worse ({x4_txt}), so {step} stays the "
+           "default." if x4_txt else "")
+        + _double_step_note(rows, c))
     lead = "  the closing note of issue 11). "    # the bullet line the note continues
     step_note = fill_indented(step_note, 118, len(lead), "  ")
     return readme.rstrip() + "\n\n", doc, step_note
 
 
-def _double_step_note(rows):
-    """Where the tuning tried both ×1 and ×2 (8/L) for DASVRDA: which needed fewer mean passes
+def _double_step_note(rows, c):
+    """Where the tuning tried both ×1 and ×2 (2c/L) for DASVRDA: which needed fewer mean passes
     over the tuning seeds, setting by setting (empty when no setting has both)."""
     fewer, more = [], []
     for r in rows:
@@ -889,9 +899,9 @@ def _double_step_note(rows):
                         + f" vs {p1:.1f}")
     if not fewer and not more:
         return ""
-    return (" ×2 (8/L) against ×1 in mean passes over the tuning seeds: fewer on "
+    return (f" ×2 ({2 * c:g}/L) against ×1 in mean passes over the tuning seeds: fewer on "
             + ("; ".join(fewer) or "none") + "; more on " + ("; ".join(more) or "none")
-            + ". The default (4/L) was not re-decided on this run.")
+            + f". The default ({c:g}/L) was not re-decided on this run.")
 
 
 def fill_indented(text, width, first_col, indent):
