@@ -72,6 +72,8 @@ def test_alpha_sweep_report_and_projection(tmp_path, monkeypatch):
         "alpha": alpha})
     monkeypatch.setattr(netem, "down", lambda tag: None)
     monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 5 * link["alpha"], "beta": 1e-8})
+    monkeypatch.setattr(netem, "measure_calls", lambda tag: {"allreduce": [[8, 2e-3],
+                                                                          [1024, 4e-3]]})
     monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
     monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
     monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
@@ -294,6 +296,8 @@ def _fake_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(netem, "up", lambda alpha, rate, tag: {"alpha": alpha})
     monkeypatch.setattr(netem, "down", lambda tag: None)
     monkeypatch.setattr(netem, "measure", lambda tag: {"alpha": 1e-3, "beta": 1e-8})
+    monkeypatch.setattr(netem, "measure_calls", lambda tag: {"allreduce": [[8, 2e-3],
+                                                                          [1024, 4e-3]]})
     monkeypatch.setattr(L, "_certified_ref", lambda o, tag, path, l2: (0.5, {}))
     monkeypatch.setattr(L, "_load_all", lambda path: (X, np.ones(50)))
     monkeypatch.setattr(L, "_mpirun", lambda *a, **k: 0.1)
@@ -412,3 +416,20 @@ def test_shape_table_subsets_run_fadl_from_the_other_start(tmp_path, monkeypatch
     sub = next(p for p in results["shape"] if p["data"] == "rt-polarity (first 4000 rows)")
     assert (sub["fadl_start"], sub["fadl_dvec"], sub["other_start"], sub["other_dvec"]) == (
         "mix", 8, "zero", 9)
+
+
+@pytest.mark.timeout(30)
+def test_sweep_check_per_call_model_by_hand():
+    """The per-call column: a run's own compute, its D d-vector Allreduces at 8·(d+1) bytes and
+    S other collectives at their mean size, each charged the link's probed Allreduce time
+    (linear between probed sizes). d = 99: 800 B -> 2 ms + 2 ms·792/1016; the other
+    collectives' mean size is 0 B here (no bytes after step 1) -> the smallest size's 2 ms."""
+    m = {"compute": 0.1, "dvec": 4, "scalar": 10, "iterations": 3,
+         "tail": {"calls": 20, "dvec": 0, "bytes": 0}}
+    res = {f"0.001/{a}": {"time": 0.2, "probe": {"alpha": 1e-3, "beta": 1e-8}, "model": m}
+           for a in ("fadl", "lbfgs")}
+    text = L._sweep_check(res, [0.001], "0.001", 99,
+                          {"0.001": {"allreduce": [[8, 2e-3], [1024, 4e-3]]}})
+    want = 0.1 + 4 * (2e-3 + 2e-3 * 792 / 1016) + 10 * 2e-3
+    assert f"| {want:.3g} | {want:.3g} |" in text
+    assert "FADL per-call s" in text

@@ -518,8 +518,11 @@ def render_alpha(rep, res):
         + ("FADL ahead in every projected case" if min(ratios) > 1 else
            "L-BFGS ahead in every projected case" if max(ratios) < 1 else
            "below 1: L-BFGS ahead") + "). The same model at P = 2 with each link's probed α "
-        "and β, against the sweep's times (modelled / measured s): " + "; ".join(
-            f"α = {c[0]}: FADL {c[2]} / {c[1]}, L-BFGS {c[4]} / {c[3]}" for c in check) + ". "
+        "and β, and a per-call model (each run's own compute, each collective charged what an "
+        "Allreduce of its size cost on that link when probed), against the sweep's times "
+        "(α–β / per-call / measured s): " + "; ".join(
+            f"α = {c[0]}: FADL {c[2]} / {c[5]} / {c[1]}, L-BFGS {c[4]} / {c[6]} / {c[3]}"
+            for c in check) + ". "
         "Report: [docs/bench/linear-alpha.md](docs/bench/linear-alpha.md).", ""])
     fadl = (
         "the emulated-network sweep ([bench/linear-alpha.md](bench/linear-alpha.md), load "
