@@ -433,3 +433,31 @@ def test_sweep_check_per_call_model_by_hand():
     want = 0.1 + 4 * (2e-3 + 2e-3 * 792 / 1016) + 10 * 2e-3
     assert f"| {want:.3g} | {want:.3g} |" in text
     assert "FADL per-call s" in text
+
+
+@pytest.mark.timeout(30)
+def test_sweep_check_per_call_model_uses_each_links_table_and_run():
+    """Two links: each per-call cell is that link's own run (compute, counts) charged that
+    link's probed Allreduce times, the other collectives at their mean size (here 80 B: 120
+    bytes of 3 calls after step 1, none a d-vector one)."""
+    def model(compute, dvec, scalar):
+        return {"compute": compute, "dvec": dvec, "scalar": scalar, "iterations": 3,
+                "tail": {"calls": 3, "dvec": 0, "bytes": 240}}
+    res = {}
+    for a, (cf, cl) in {"0.001": (0.1, 0.2), "0.002": (0.3, 0.5)}.items():
+        res[f"{a}/fadl"] = {"time": 1.0, "probe": {"alpha": float(a), "beta": 1e-8},
+                            "model": model(cf, 4, 10)}
+        res[f"{a}/lbfgs"] = {"time": 1.0, "probe": {"alpha": float(a), "beta": 1e-8},
+                             "model": model(cl, 6, 20)}
+    tables = {"0.001": {"allreduce": [[8, 1e-3], [1024, 3e-3]]},
+              "0.002": {"allreduce": [[8, 4e-3], [1024, 9e-3]]}}
+    text = L._sweep_check(res, [0.001, 0.002], "0.001", 99, tables)
+
+    def t(tab, n):
+        (n0, t0), (n1, t1) = tab
+        return t0 + (t1 - t0) * (n - n0) / (n1 - n0)
+    for a, (cf, cl) in {"0.001": (0.1, 0.2), "0.002": (0.3, 0.5)}.items():
+        tab = tables[a]["allreduce"]
+        f = cf + 4 * t(tab, 800) + 10 * t(tab, 80)
+        lb = cl + 6 * t(tab, 800) + 20 * t(tab, 80)
+        assert f"| {f:.3g} | {lb:.3g} |" in text, (a, f, lb, text)
