@@ -437,10 +437,12 @@ def test_double_step_note_names_where_8_over_l_needs_fewer_and_more_passes():
     def row(name, p1, p2):
         return {"name": name, "e": {"tuning": {"dasvrda": {"1": [p1, 0.5], "2": [p2, 0.5]}}}}
     text = doctables._double_step_note([row("a", 70.0, 52.5), row("b", 112.0, 157.25),
-                                 row("c", None, 30.0), row("d", 40.0, None)])
+                                 row("c", None, 30.0), row("d", 40.0, None)], 8.0)
     assert "fewer on a 52.5 vs 70.0; c 30.0 vs not reached; more on b 157.2 vs 112.0; " \
            "d not reached vs 40.0." in text, text
-    assert doctables._double_step_note([{"name": "a", "e": {"tuning": {"dasvrda": {"1": [3, 0]}}}}]) == ""
+    # the default step's c as the run recorded it: ×2 of 8/L is 16/L
+    assert text.startswith(" ×2 (16/L) against ×1") and "The default (8/L) was not" in text
+    assert doctables._double_step_note([{"name": "a", "e": {"tuning": {"dasvrda": {"1": [3, 0]}}}}], 8.0) == ""
 
 
 def test_slp_model_ceiling_is_read_from_the_report_cost_table():
