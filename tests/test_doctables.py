@@ -557,3 +557,20 @@ def test_scaling_net_call_claims_and_the_dearest_calls_link():
     flat = " ".join(doctables.render_scaling_net(fast, SCALING_REPORT)[1].split())
     assert "The dearest call per iteration at 2 ms, 1gbit: lbfgs 1 × Allreduce of 967296 B" \
         in flat
+
+
+def test_scaling_p2_speedups_read_from_the_table():
+    table = ("| data | run | ms/stage | speed-up | x |\n|---|---|---|---|---|\n"
+             "| a | dasvrda P=1 sparse | 10 | 1.00 | 0 |\n"
+             "| a | dasvrda P=2 sparse | 12 | 0.83 | 0 |\n"
+             "| a | dasvrda P=2 columns | 7 | 1.43 | 0 |\n"
+             "| b | dasvrda P=2 sparse | 9 | 1.10 | 0 |\n"
+             "| b | dasvrda P=2 columns | 6 | 1.50 | 0 |\n")
+    text = doctables.p2_speedups(table)
+    assert "columns a 1.43×; b 1.50×; the sparse exchange a 0.83×; b 1.10×" in text
+    assert "faster than P = 1 on every set and faster than the sparse exchange" in text
+    slow = table.replace("| 7 | 1.43 |", "| 13 | 0.77 |")
+    assert "not faster than P = 1 on every set" in doctables.p2_speedups(slow)
+    assert "not faster than the sparse exchange" in doctables.p2_speedups(slow)
+    with pytest.raises(doctables.Error):
+        doctables.p2_speedups(table.replace("| b | dasvrda P=2 columns | 6 | 1.50 | 0 |\n", ""))

@@ -953,6 +953,35 @@ def cmd_elasticnet(args, out):
 
 # ---------------------------------------------------------------- elasticnet --scaling
 
+def p2_speedups(table):
+    """What the scaling table says of P = 2 against P = 1 (its speed-up column, per stage) for
+    the columns mode and the row-sharded sparse exchange, per data set."""
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.split("\n")[2:]
+            if ln.startswith("|")]
+    head = [c.strip() for c in table.split("\n")[0].strip("|").split("|")]
+    i = head.index("speed-up")
+    sp = {(r[0], r[1]): float(r[i]) for r in rows if r[1] in ("dasvrda P=2 columns",
+                                                               "dasvrda P=2 sparse")}
+    sets = sorted({d for d, _ in sp}, key=[r[0] for r in rows].index)
+
+    def say(mode):
+        parts = [f"{d} {sp[(d, 'dasvrda P=2 ' + mode)]:.2f}×" for d in sets
+                 if (d, "dasvrda P=2 " + mode) in sp]
+        return "; ".join(parts)
+    cols = [sp.get((d, "dasvrda P=2 columns")) for d in sets]
+    if any(c is None for c in cols):
+        raise Error("scaling report: a data set lacks its 'dasvrda P=2 columns' row")
+    faster = all(c > 1 for c in cols)
+    beats = all(sp[(d, "dasvrda P=2 columns")] > sp.get((d, "dasvrda P=2 sparse"), 0)
+                for d in sets)
+    return ("Per stage, P = 2 against P = 1 (the speed-up column): columns "
+            f"{say('columns')}; the sparse exchange {say('sparse')}"
+            + (" — the columns mode is faster than P = 1 on every set"
+               if faster else " — the columns mode is not faster than P = 1 on every set")
+            + (" and faster than the sparse exchange on every set." if beats else
+               ", and not faster than the sparse exchange on every set."))
+
+
 def render_scaling(rep, res, tuned, first):
     """README's paragraph on DASVRDA's P = 2 scaling; the table rows are the report's.
     tuned: the tuned elasticnet results, whose rt-polarity P = 2 exchange the text names."""
@@ -962,8 +991,8 @@ def render_scaling(rep, res, tuned, first):
     return (f"""DASVRDA over ranks (`mpitrain bench elasticnet --scaling --stages {res['stages']} --repeat {res['repeat']}`, load {la:.1f} / {lb:.1f}
 on the shared 2 cores; the synthetic set is `mpitrain data synth --n 60000 --d 262144 --nnz 50`):
 the default for CSR data is now the feature-parallel `columns` inner loop (each rank updates
-only its block of columns; one Allreduce of the mini-batch's margins per inner step), which
-makes P = 2 faster than P = 1 where the row-sharded sparse exchange was slower. In an
+only its block of columns; one Allreduce of the mini-batch's margins per inner step).
+{p2_speedups(table)} In an
 earlier run at a higher load (docs/bench/elasticnet-scaling.md as committed in d69dc02) P = 2
 was slower than P = 1 on both sets (every inner step needs both ranks running at once). The P = 2 seconds of the table above use the default ({rt[0] if rt else ''} on
 rt-polarity). Certified gaps; the fastest of the repeats for every run alike.
