@@ -622,8 +622,7 @@ def render_elasticnet_quick(rep, res, cmd, first):
         f"{len(reach['katyusha'])}, SAGA in {len(reach['sklearn saga'])}; DASVRDA needs the "
         f"fewest passes of the three variance-reduced methods in {len(fewest)} of {n} "
         f"({'; '.join(fewest) or 'none'}). P = 1 and P = 2 give the same iterates (to 1e-10), so "
-        "they need the same passes. The previous version of this table (20 stages, load 10–14) "
-        "measured DASVRDA's P = 2 with the sparse exchange.")
+        "they need the same passes.")
     return "\n\n".join([fill(text, 96), summary, fill(reading, 96)]) + "\n\n"
 
 
@@ -835,8 +834,7 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
         intro, "", summary, "", goal_text
         + " DASVRDA's tuned multipliers of its default " + step + ": " + multipliers + ". "
         "With unit rows importance sampling is uniform sampling (qᵢ ∝ ‖aᵢ‖²), so it cannot help "
-        "here. The earlier table here (20 stages, load 14–22) left 4 of 6 settings undecided; its "
-        "P = 2 seconds used the sparse exchange. Full report (the tuning runs included): "
+        "here. Full report (the tuning runs included): "
         "[docs/bench/elasticnet-tuned.md](docs/bench/elasticnet-tuned.md); see "
         "[docs/dasvrda.md](docs/dasvrda.md).", ""])
     doc = "\n".join([
@@ -855,8 +853,7 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
                        "and the restart rules (the restart decision above)."
                        if any(r["e"]["dataset"] == "rt-polarity" and r["e"]["l1"] == 0
                               for r in no_f) else "")
-        + " The previous version of this table (20 stages, load 14–22) left 4 of 6 settings "
-        "undecided (nobody reached 1e-6) and measured DASVRDA's P = 2 with the sparse exchange.",
+        ,
         "", "Full report: [bench/elasticnet-tuned.md](bench/elasticnet-tuned.md) (made by the "
         "command above; the tuning runs are in its \"Tuning\" table).", ""])
     readme = readme.replace("QUICKREF", "[docs/bench/elasticnet-quick.md]"
