@@ -539,6 +539,10 @@ def test_schema_and_bad_job(tmp_path, digits2_h5):
     r = cli(["run", job, "--out", str(tmp_path / "o"), "--set", "solver.updates='auto'",
              "--set", "solver.communication='columns'"])
     assert r.returncode == 78 and "'columns' needs sparse (CSR)" in r.stderr, r.stderr
+    # a zero practical step would run every stage without moving: refused up front
+    r = cli(["run", job, "--out", str(tmp_path / "o"), "--set", "solver.updates='auto'",
+             "--set", "solver.practical_c=0.0"])
+    assert r.returncode == 78 and "practical_c" in r.stderr and ">= 0.001" in r.stderr, r.stderr
 
 
 # -- MPI: P-independence -------------------------------------------------------------------

@@ -147,3 +147,10 @@ def test_projection_charges_a_round_of_c_r_alpha():
     assert "α_r = 2.00·α" in text
     weak = [scaling._proj_allreduce(P, 5, 80, 2.0, 0.0, 2e-3, 1e-9) for P in (64, 256, 1024)]
     assert "| " + " | ".join(f"{w:.4g}" for w in weak) + " |" in text
+
+
+@pytest.mark.timeout(30)
+def test_repeat_below_one_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as ex:
+        scaling.main(["--repeat", "0"])
+    assert ex.value.code == 2 and "--repeat" in capsys.readouterr().err

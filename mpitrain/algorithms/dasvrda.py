@@ -516,7 +516,7 @@ class DASVRDA(_VR):
                    "theory η = 1/((1 + γ(m+1)/b)·L); L = max Lᵢ (uniform) or L̄ (importance)",
                    choices=["practical", "theory"]),
         practical_c=Field(float, 8.0, "c of the practical step η = c/L (docs/dasvrda.md says "
-                          "how it was chosen; runs written before this key used 4)", min=0.0,
+                          "how it was chosen; runs written before this key used 4)", min=1e-3,
                           hash_omits=4.0),
         restart=Field(str, "gradient", "outer momentum restart (docs/dasvrda.md: the tests "
                       "and why gradient is the default)",

@@ -198,6 +198,8 @@ def main(argv=None):
                     help="runs per method and network; the one with the median time per "
                     "iteration is reported (every run's time in results.json)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
     from mpitrain import netem
     methods = [m for m in args.methods.split(",") if m]
     nets = [] if args.no_net else [(float(a), r) for a, r in
