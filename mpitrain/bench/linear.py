@@ -559,12 +559,15 @@ def _repeats_text(results):
     """How the mpitrain seconds were taken: one run, or the median of --repeat runs (and
     whether every repeat made the same counts)."""
     runs = [m for dd in results["datasets"].values() for rr in dd["runs"].values()
-            for m in rr["methods"].values() if "repeats" in m]
+            for m in list(rr["methods"].values()) + [rr.get("fadl_other_start") or {}]
+            if "repeats" in m]
     n = max((m["repeats"] for m in runs), default=1)
     if n < 2:
         return ", one run each"
     bad = sorted({k for dd in results["datasets"].values() for rr in dd["runs"].values()
-                  for k, m in rr["methods"].items() if not m.get("counts_agree", True)})
+                  for k, m in list(rr["methods"].items())
+                  + [("fadl, other start", rr.get("fadl_other_start") or {})]
+                  if not m.get("counts_agree", True)})
     return (f", the median of {n} runs of each job (psgd-mix: one), whose d-vector Allreduces "
             "and collectives " + ("were the same in every run" if not bad else
                                   "differed between runs for " + ", ".join(bad)
