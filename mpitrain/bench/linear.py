@@ -66,21 +66,32 @@ def _mpirun(P, job, out, sets, net=False):
     return time.perf_counter() - t0
 
 
-def _run(args, out, dname, path, l2, algo, P, fstar, net, extra=None):
-    """`mpitrain run` of ALGO ("lbfgs-evaluate": L-BFGS with the plain line search;
-    "fadl-zero" / "fadl-mix": FADL from that start with the tron local solver) at P ranks with
-    the bench's solver settings (`extra` solver keys added); its trace against the certified
-    f_lower `fstar`. With --repeat N the run is made N times: the counts must agree (these
-    solvers are deterministic; `counts_agree` says whether they did), the seconds to each gap
-    are the median over the N runs (all N kept in `to_gap_times`), and the projection's
-    inputs are those of the run with the median job time."""
+OTHER_START = {"mix": "zero", "zero": "mix"}   # FADL's start that its default did not pick
+
+
+def _solver(args, algo):
+    """The bench's solver keys of ALGO ("lbfgs-evaluate": L-BFGS with the plain line search;
+    "fadl-zero" / "fadl-mix": FADL from that start with tron, the default's local solver)."""
+    if algo in ("fadl-zero", "fadl-mix"):
+        return {"max_iter": 500, "start": algo[5:], "local_solver": "tron"}
+    if algo == "fadl":
+        epochs = getattr(args, "epochs", 0)
+        return {"max_iter": 500, **({"epochs": epochs} if epochs else {})}
+    if algo == "psgd-mix":
+        return {"max_iter": 60 if args.quick else 100}
+    return {"lbfgs": {"max_iter": 2000},
+            "lbfgs-evaluate": {"max_iter": 2000, "linesearch": "evaluate"}}[algo]
+
+
+def _run(args, out, dname, path, l2, algo, P, fstar, net):
+    """`mpitrain run` of ALGO (_solver) at P ranks with the bench's solver settings; its
+    trace against the certified f_lower `fstar`. With --repeat N the run is made N times:
+    the counts must agree (these solvers are deterministic; `counts_agree` says whether they
+    did), the seconds to each gap are the median over the N runs (all N kept in
+    `to_gap_times`), and the projection's inputs are those of the run with the median job
+    time."""
     base = algo.split("-")[0] if algo != "psgd-mix" else algo
-    solver = {"lbfgs": {"max_iter": 2000},
-              "lbfgs-evaluate": {"max_iter": 2000, "linesearch": "evaluate"},
-              "fadl": {"max_iter": 500, **({"epochs": args.epochs} if args.epochs else {})},
-              "fadl-zero": {"max_iter": 500, "start": "zero", "local_solver": "tron"},
-              "fadl-mix": {"max_iter": 500, "start": "mix", "local_solver": "tron"},
-              "psgd-mix": {"max_iter": 60 if args.quick else 100}}[algo]
+    solver = _solver(args, algo)
     job = os.path.join(out, f"job-{algo}.toml")
     _write_job(job, base, path, l2, solver)
     runs = []
@@ -338,7 +349,7 @@ def _main(args, out, l2s, tols, net, load0):
                 res[f"{algo} P={P}"] = _run(args, out, dname, path, l2, algo, P, fstar, net)
             # FADL from the start its default did not pick (same tron local solver): the
             # shape table's evidence for the start rule
-            other = {"mix": "zero", "zero": "mix"}.get(res["fadl P=2"]["start"])
+            other = OTHER_START.get(res["fadl P=2"]["start"])
             alt = other and _run(args, out, dname, path, l2, f"fadl-{other}", 2, fstar, net)
             for solver in ("liblinear", "lbfgs") if short else ("liblinear", "lbfgs", "saga"):
                 pts = _sklearn(X, y, l2, solver, tols, fstar)
@@ -496,21 +507,20 @@ def _shape_table(args, out, sets, l2, results):
         tag = f"{dname}-{rows}-{l2:g}"
         fl = _certified_ref(out, tag, sets[dname], l2, rows)[0]
         got = {}
-        jobs = [("lbfgs", {"max_iter": 2000}), ("fadl", {"max_iter": 500})]
+        jobs = ["lbfgs", "fadl"]
         while jobs:
-            algo, solver = jobs.pop(0)
+            algo = jobs.pop(0)
             job = os.path.join(out, "job-subset.toml")
-            _write_job(job, algo.split("-")[0], sets[dname], l2, solver, rows)
+            _write_job(job, algo.split("-")[0], sets[dname], l2, _solver(args, algo), rows)
             rdir = os.path.join(out, "runs", f"{tag}-{algo}-P2")
             _mpirun(2, job, rdir, [])
             recs, summ = _trace(rdir)
             got[algo] = (_first(recs, fl, 1e-4)[1],
                          (recs[0]["objective"] - fl) / abs(fl) if recs else None,
                          summ.get("start"))
-            other = {"mix": "zero", "zero": "mix"}.get(summ.get("start"))
+            other = OTHER_START.get(summ.get("start"))
             if algo == "fadl" and other:
-                jobs.append((f"fadl-{other}", {"max_iter": 500, "start": other,
-                                               "local_solver": "tron"}))
+                jobs.append(f"fadl-{other}")
         d = results["datasets"][dname]["d"]
         alt = next((k for k in got if k.startswith("fadl-")), None)
         pts.append((f"{dname} (first {rows} rows)", rows, d, got["fadl"][2], got["fadl"][0],
