@@ -154,3 +154,62 @@ def test_repeat_below_one_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as ex:
         scaling.main(["--repeat", "0"])
     assert ex.value.code == 2 and "--repeat" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_main_charges_the_shared_memory_p2_run_plus_its_calls_on_the_link(monkeypatch,
+                                                                           tmp_path):
+    """main's model per method and link, worked by hand: T_net = T_shm(P = 2) + Σ t_link(kind,
+    n) over the P = 2 shared-memory run's calls (not P = 1's, not its compute alone, not the
+    network run's own calls); the α–β model charges the network run's calls and bytes; the
+    control probe runs with MPIR_CVAR_CH4_OFI_ENABLE_RMA=0 and is kept apart. Runs and link
+    faked."""
+    from mpitrain import netem
+    shm = {1: {"t_iter": 1.0, "t_compute": 1.0, "t_mpi": 0.0, "calls": 0, "bytes": 0,
+               "by_call": []},
+           2: {"t_iter": 0.25, "t_compute": 0.2, "t_mpi": 0.05, "calls": 3.0, "bytes": 2112.0,
+               "by_call": [["Allreduce", 1024, 2.0], ["Bcast", 64, 1.0]]}}
+    net_run = {"t_iter": 0.5, "t_compute": 0.2, "t_mpi": 0.3, "calls": 4.0, "bytes": 4096.0,
+               "by_call": [["Allreduce", 8, 1.0]], "steps": 5}
+
+    def run_median(argv, job, out, repeat):
+        assert repeat == 1
+        return dict(net_run) if argv == ["NET"] else dict(shm[int(argv[-1])])
+    tables = {k: [[8, 1e-3], [1024, 3e-3]] for k in netem.CALL_KINDS}
+    tables["bcast"] = [[8, 7e-3], [1024, 7e-3]]
+    no_rma = {k: [[8, 5e-4]] for k in netem.CALL_KINDS}
+    probes = []
+
+    def measure_calls(tag, sizes=netem.CALL_SIZES, env=None):
+        probes.append((tag, tuple(sizes), env))
+        return no_rma if env else tables
+    probe = {"alpha": 1e-3, "beta": 1e-8, "allreduce_8": 2e-3, "allreduce_1048576": 0.03}
+    got = {}
+    for name, fake in [("check", lambda: None), ("up", lambda *a: None),
+                       ("down", lambda tag: None), ("measure", lambda tag: dict(probe)),
+                       ("measure_calls", measure_calls),
+                       ("mpiexec_argv", lambda tag, n, cmd: ["NET"])]:
+        monkeypatch.setattr(netem, name, fake)
+    for name, fake in [("_data", lambda name, ddir: "d.h5"),
+                       ("_job", lambda path, m, train, solver=None: path),
+                       ("_run_median", run_median), ("mpiexec", lambda: "mpiexec"),
+                       ("_report", lambda args, res, methods, note: got.update(res) or 0)]:
+        monkeypatch.setattr(scaling, name, fake)
+    assert scaling.main(["--methods", "dasvrda", "--nets", "0.001,100mbit",
+                         "--out", str(tmp_path)]) == 0
+    r = got["methods"]["dasvrda"]["net0"]
+    comm = 2 * 3e-3 + 7e-3              # P = 2's two 1 KiB Allreduces and one 64 B Bcast
+    assert r["model_comm"] == pytest.approx(comm)
+    assert r["model_parts"] == {"allreduce": pytest.approx(6e-3), "bcast": pytest.approx(7e-3)}
+    assert r["predicted"] == pytest.approx(0.25 + comm)
+    assert r["error"] == pytest.approx((0.25 + comm) / 0.5 - 1)
+    assert r["wait"] == pytest.approx(0.3 - comm)
+    # α–β: c_α·α = the 8 B Allreduce per call, c_β·β = its slope to 1 MiB per byte
+    ab = 4.0 * 2e-3 + 4096.0 * (0.03 - 2e-3) / (1 << 20)
+    assert r["predicted_ab"] == pytest.approx(0.25 + ab)
+    assert r["error_ab"] == pytest.approx((0.25 + ab) / 0.5 - 1)
+    n = got["nets"][0]
+    assert n["calls"] is tables and n["calls_no_rma"] is no_rma
+    assert n["c_alpha"] == pytest.approx(2.0) and n["beta_set"] == pytest.approx(8e-8)
+    assert probes == [(scaling.TAG, netem.CALL_SIZES, None),
+                      (scaling.TAG, scaling.NO_RMA_SIZES, {"MPIR_CVAR_CH4_OFI_ENABLE_RMA": "0"})]
