@@ -481,3 +481,69 @@ def test_doctables_states_the_default_step_the_run_recorded():
     assert doctables.dasvrda_step(new) == ("8/L", 8.0, True)
     rows = [{"name": "a", "e": {"tuning": {"dasvrda": {"1": [20.0], "2": [15.0]}}}}]
     assert doctables._double_step_note(rows, 8.0).startswith(" ×2 (16/L) against ×1")
+
+
+@pytest.mark.timeout(30)
+def test_seed_report_names_the_method_with_fewest_mean_passes_or_none(tmp_path):
+    """The --seeds report's last column, worked by hand: the method with the fewest mean
+    passes among those that reach the gap on every seed (a method that misses on one seed is
+    never named, however few its passes elsewhere), "none" when no method reaches it on every
+    seed; the intro names one tuning seed as "seed", several as "seeds"."""
+    def res(passes, tune_seeds):
+        return {"from": "t.json", "seeds": [4, 5], "tune_seeds": tune_seeds, "stop_at": 1e-6,
+                "stages": 9, "load": [0.1], "load_after": [0.2], "settings": [
+                    {"dataset": "mnist-2vr", "l1": 0.0, "l2": 1e-6, "f_lower": FLOW,
+                     "eta_scale": {"dasvrda": 1.0, "prox-svrg": 4.0, "katyusha": 16.0},
+                     "passes": passes}]}
+    text = E._render_seeds(res({"dasvrda": [5.0, None], "prox-svrg": [30.0, 40.0],
+                                "katyusha": [50.0, 10.0]}, [1]), str(tmp_path / "a"))
+    assert "| – (1 of 2) ×1 | 35.0 ± 7.1 ×4 | 30.0 ± 28.3 ×16 | katyusha |" in text
+    assert "tuned on job seed 1, none of the seeds here" in text
+    text = E._render_seeds(res({"dasvrda": [None, 3.0], "prox-svrg": [None, None],
+                                "katyusha": [7.0, None]}, [1, 2]), str(tmp_path / "b"))
+    assert "| – (1 of 2) ×1 | – (0 of 2) ×4 | – (1 of 2) ×16 | none |" in text
+    assert "tuned on job seeds 1, 2, none of the seeds here" in text
+
+
+@pytest.mark.timeout(30)
+def test_tuning_text_states_the_rule_of_one_seed_or_the_mean_over_several(tmp_path):
+    """The main report's Tuning paragraph states the rule the run used: fewest passes on one
+    tuning seed; fewest MEAN passes over several, a miss on any seed losing, with the
+    unreached cell's seed named and the pointer to held-out seeds."""
+    def text(tseeds):
+        results = {"settings": [_setting("rt-polarity")], "stages": 50, "stop_at": 1e-6,
+                   "eta_scales": [1.0, 4.0], "tune_seeds": tseeds, "load": [0.5, 0.4, 0.3],
+                   "load_after": [1.5, 1.0, 0.5]}
+        out = tmp_path / "-".join(map(str, tseeds))
+        return " ".join(open(E._render(results, str(out))).read().split())
+    one = text([1])
+    assert ("on job seed 1, the grid 1, 4 grown by ×4 past a winning end (at most "
+            f"{E.EXTEND} times); fewest passes to a certified gap of 1e-06 against the "
+            "reference's f_lower, else the lowest final objective (– (g): not reached, g = "
+            "the final gap against that f_lower). The tables above show the kept "
+            "multiplier's run on seed 1.") in one
+    several = text([2, 3])
+    assert ("on job seeds 2, 3, the grid 1, 4 grown by ×4 past a winning end (at most "
+            f"{E.EXTEND} times); fewest mean passes to a certified gap of 1e-06 against the "
+            "reference's f_lower on every seed (a multiplier that misses it on a seed loses "
+            "to any that reaches it on all") in several
+    assert ("g = the final gap against that f_lower, on seed k). The tables above show the "
+            "kept multiplier's run on seed 2, a tuning seed: evaluate on held-out seeds "
+            "(--seeds … --from).") in several
+
+
+@pytest.mark.timeout(30)
+def test_scaling_report_says_rank_or_ranks_and_gaps_below_rounding(tmp_path):
+    """--scaling's wording: the inner collective waits for "the other rank" at P ≤ 2 and "the
+    other ranks" beyond; a final gap below 1e-15 is rounding, printed as such."""
+    curve = [{"time": 0.1, "passes": 2.0, "objective": FLOW * (1 + 5e-16)}]
+    for ranks, word in (([1, 2], "rank included"), ([1, 2, 4], "ranks included")):
+        runs = {f"dasvrda P={P} sparse": {"curve": curve, "phases": {}} for P in ranks}
+        results = {"scaling": [{"dataset": "toy", "l1": 0.0, "l2": 1e-4, "f_lower": FLOW,
+                                "certificate_width_rel": 1e-15, "runs": runs,
+                                "sampling": "uniform", "shape": [4, 3], "nnz": 6}],
+                   "stages": 1, "repeat": 1, "ranks": ranks, "load": [1.0],
+                   "load_after": [1.0], "machine": {"cpus": 2}}
+        text = open(E._render_scaling(results, str(tmp_path / str(len(ranks))))).read()
+        assert f"waiting for the other {word}" in text, ranks
+        assert text.count("| < 1e-15 |") == len(ranks) and "| 1.0e-15 |" in text
