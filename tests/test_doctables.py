@@ -574,3 +574,62 @@ def test_scaling_p2_speedups_read_from_the_table():
     assert "not faster than the sparse exchange" in doctables.p2_speedups(slow)
     with pytest.raises(doctables.Error):
         doctables.p2_speedups(table.replace("| b | dasvrda P=2 columns | 6 | 1.50 | 0 |\n", ""))
+
+
+def test_linear_quick_figures_by_hand_and_goal_boundaries():
+    """docs/fadl.md's and README's figures from linear_quick_inputs, worked by hand, with two
+    boundaries moved onto the goal: synth-tall at exactly 10 rows per rank per feature (goal
+    1/3) and 3 vs 9 (ratio = 1/3: met); rt-polarity's FADL time equal to L-BFGS's (not
+    slower), above scikit-learn's best."""
+    rep, res = linear_quick_inputs()
+    D = res["datasets"]
+    D["synth-tall"]["n"] = 20480
+    D["synth-tall"]["runs"]["0.0001"]["targets"].update({
+        "rows_per_rank_over_features": 10.0, "lbfgs_P2_allreduces_to_1e-4": 9,
+        "lbfgs_P2_collectives_to_1e-4": 29, "allreduce_ratio": 3 / 9})
+    D["rt-polarity"]["runs"]["0.0001"]["targets"]["fadl_P2_time_to_1e-4"] = 0.4
+    fadl, readme = doctables.render_linear_quick(rep, res, "", "", "ALPHA")
+    flat, rflat = " ".join(fadl.split()), " ".join(readme.split())
+    met = ("rt-polarity 4 vs 9 (0.44, goal ≤ 1/2); synth-tall 3 vs 9 (0.33, goal ≤ 1/3)")
+    assert f"**Met**: {met}. **Not met**: synth 4 vs 6 (0.67, goal ≤ 1/2)." in flat
+    assert f"The goal is **met** on {met} and **not met** on synth 4 vs 6" in rflat
+    # synth-tall: first outer iteration at 8.0e-05, one more makes 3 + 2 = 5 (5/10 = 0.5)
+    assert "landing at 8.0e-05, just below 1e-4: one more iteration would make it 5 (0.5)" \
+        in flat
+    # the wide sets: L-BFGS 9 - 1 and 6 - 1 iterations; FADL's first iteration gaps; P = 1
+    assert "L-BFGS needs only 5–8 iterations" in flat
+    assert "the first outer iteration ends at 1.5e-03 to 1.5e-03" in flat
+    assert "FADL gets there in 2 outer iterations" in flat
+    # the shape table's ratios: synth 4/6 the highest, synth-tall 3/10 the lowest
+    assert "from 0.67 (synth, 9,000 rows per rank) to 0.3 (synth-tall, 18,000 rows per rank)" \
+        in flat
+    assert "slower than L-BFGS to 1e-4 on: synth; slower than scikit-learn's best on: " \
+           "rt-polarity, synth; ALPHApsgd-mix stalls at gaps of 1e-02 to 1e-02" in flat
+
+
+def test_linear_quick_claims_fail_on_altered_input():
+    """Every check of render_linear_quick fails where its claim is false."""
+    def fails(alter, match):
+        rep, res = linear_quick_inputs()
+        alter(res["datasets"], res["shape"])
+        with pytest.raises(doctables.Error, match=match):
+            doctables.render_linear_quick(rep, res, "", "", "ALPHA")
+
+    def tg(D, dn):
+        return D[dn]["runs"]["0.0001"]["targets"]
+
+    def meth(D, dn, m):
+        return D[dn]["runs"]["0.0001"]["methods"][m]
+    # as many d-vector Allreduces, or as many collectives, as L-BFGS is not fewer
+    fails(lambda D, S: tg(D, "synth").update({"lbfgs_P2_allreduces_to_1e-4": 4}),
+          "fewer d-vector Allreduces than L-BFGS on synth")
+    fails(lambda D, S: tg(D, "synth").update({"lbfgs_P2_collectives_to_1e-4": 6}),
+          "fewer collectives than L-BFGS on synth")
+    # synth-tall's first outer iteration above 1e-4
+    fails(lambda D, S: S[2].update(fadl_gap_after_1=2e-4), "synth-tall's first outer")
+    # the start: 750 rows per rank < 1,024 features but started from zero; a wide set from zero
+    fails(lambda D, S: D["synth-tall"].update(n=1500), "mixing round")
+    fails(lambda D, S: meth(D, "synth", "fadl P=2").update(start="zero"), "mixing round")
+    # an even count from w = 0
+    fails(lambda D, S: meth(D, "synth-tall", "fadl P=2")["to_gap"]["0.0001"].__setitem__(1, 4),
+          "counts even after the mixing start")
