@@ -122,6 +122,8 @@ def test_elasticnet_command_names_the_refinement_only_when_it_ran():
     assert doctables.default_cmd(res).endswith(" --eta-scales 1,4 --tune-seeds 1,2 --refine")
     for old in (dict(res, refine=False), {k: v for k, v in res.items() if k != "refine"}):
         assert "--refine" not in doctables.default_cmd(old)
+    assert doctables.default_cmd(dict(res, refine=1)).endswith(" --tune-seeds 1,2 --refine")
+    assert doctables.default_cmd(dict(res, refine=2)).endswith(" --tune-seeds 1,2 --refine 2")
 
 
 # ---------------------------------------------------------------- parmac
@@ -633,3 +635,61 @@ def test_linear_quick_claims_fail_on_altered_input():
     # an even count from w = 0
     fails(lambda D, S: meth(D, "synth-tall", "fadl P=2")["to_gap"]["0.0001"].__setitem__(1, 4),
           "counts even after the mixing start")
+
+
+def alpha_inputs(late, ratios):
+    """A bench linear --alpha-sweep output: α = 0.2 and 2 ms, FADL 0.1 s, L-BFGS 0.2 s and
+    DASVRDA 0.5 s at 0.2 ms, `late` = their times at 2 ms; the projection's L-BFGS/FADL
+    ratios `ratios` at P = 64, 1024."""
+    sweep = {}
+    for a, times, calls in (("0.0002", (0.1, 0.2, 0.5), (32, 47, 339)),
+                            ("0.002", late, (33, 48, 340))):
+        for m, t, c in zip(("fadl", "lbfgs", "dasvrda"), times, calls):
+            sweep[f"{a}/{m}"] = {"time": t, "calls": c,
+                                 "communication": "sparse" if m == "dasvrda" else ""}
+    res = {"sweep": sweep, "projection_model": "MODEL", "load_before": [1.2],
+           "load_after": [1.7], "rate": "1gbit", "l2": 1e-4}
+    proj = "\n".join(f"| rt-polarity l2=0.0001 | 1e-05 | {P} | 1 | 0.1 | 1 | 0.1 | {r:.2f} |"
+                     for P, r in zip((64, 1024), ratios))
+    rep = ("# r\n\n| α set | α measured | FADL | L-BFGS (cached line search) | DASVRDA |\n"
+           "|---|---|---|---|---|\n| 0.2 ms | 0.28 ms | SWEEP0 |\n| 2 ms | 2.08 ms | SWEEP1 |\n\n"
+           "| data | α (s) | P | FADL s | FADL comm s | L-BFGS s | L-BFGS comm s | L-BFGS/FADL |\n"
+           "|---|---|---|---|---|---|---|---|\n" + proj + "\n\n"
+           "| α set | FADL measured s | FADL α–β s | L-BFGS measured s | L-BFGS α–β s | "
+           "FADL per-call s | L-BFGS per-call s |\n|---|---|---|---|---|---|---|\n"
+           "| 0.2 ms | 0.0755 | 0.0689 | 0.119 | 0.124 | 0.0706 | 0.128 |\n"
+           "| 2 ms | 0.152 | 0.123 | 0.264 | 0.239 | 0.138 | 0.279 |\n")
+    return rep, res
+
+
+def test_alpha_paragraph_by_hand():
+    """README's latency-sweep paragraph and docs/fadl.md's sentence, worked by hand: each α's
+    times and L-BFGS/FADL, what the latency adds from the first α to the last (with the first
+    α's collectives), the paper's-regime clause only where it adds least to FADL, the
+    projection's ratio range and who is ahead, the P = 2 check's cells in their columns."""
+    readme, fadl = doctables.render_alpha(*alpha_inputs((0.15, 0.45, 3.0), (1.24, 1.99)))
+    flat, fflat = " ".join(readme.split()), " ".join(fadl.split())
+    measured = ("at α = 0.2 ms FADL 0.1 s, L-BFGS 0.2 s (×2.00 FADL's), DASVRDA 0.5 s; at α = "
+                "2 ms FADL 0.15 s, L-BFGS 0.45 s (×3.00 FADL's), DASVRDA 3 s. From α = 0.2 to "
+                "2 ms the latency adds 0.05 s to FADL's time (32 collectives), 0.25 s to "
+                "L-BFGS's (47) and 2.5 s to DASVRDA's (339: one per inner step): FADL's fewer "
+                "rounds pay least, the paper's regime.")
+    assert "Measured: " + measured in flat and measured in fflat
+    assert "--alpha-sweep 0.0002,0.002`" in flat and "load 1.2 / 1.7" in flat
+    assert "DASVRDA with its default inner exchange, sparse)" in flat
+    assert "projects to P = 64..1024 with a stated α–β model (MODEL): there the ratio of " \
+           "L-BFGS's time to FADL's ranges from 1.24 to 1.99 (FADL ahead in every projected " \
+           "case)." in flat
+    assert "L-BFGS/FADL time ratio 1.24 to 1.99" in fflat
+    assert "α = 0.2 ms: FADL 0.0689 / 0.0706 / 0.0755, L-BFGS 0.124 / 0.128 / 0.119; α = 2 ms: " \
+           "FADL 0.123 / 0.138 / 0.152, L-BFGS 0.239 / 0.279 / 0.264." in flat
+    assert "| 0.2 ms | 0.28 ms | SWEEP0 |" in readme
+    # the latency adds as much to FADL as to L-BFGS (1 s each, exactly): no paper's-regime
+    # clause
+    readme, _ = doctables.render_alpha(*alpha_inputs((1.1, 1.2, 3.0), (0.5, 0.9)))
+    flat = " ".join(readme.split())
+    assert "1 s to FADL's time (32 collectives), 1 s to L-BFGS's (47) and 2.5 s to " \
+           "DASVRDA's (339: one per inner step). The report" in flat
+    assert "ranges from 0.50 to 0.90 (L-BFGS ahead in every projected case)" in flat
+    readme, _ = doctables.render_alpha(*alpha_inputs((1.1, 1.2, 3.0), (0.9, 1.1)))
+    assert "ranges from 0.90 to 1.10 (below 1: L-BFGS ahead)" in " ".join(readme.split())
