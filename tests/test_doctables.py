@@ -691,3 +691,89 @@ def test_alpha_paragraph_by_hand():
     assert "ranges from 0.50 to 0.90 (L-BFGS ahead in every projected case)" in flat
     readme, _ = doctables.render_alpha(*alpha_inputs((1.1, 1.2, 3.0), (0.9, 1.1)))
     assert "ranges from 0.90 to 1.10 (below 1: L-BFGS ahead)" in " ".join(readme.split())
+
+
+# ---------------------------------------------------------------- elasticnet claims
+
+def en_cell(passes=None, spent=400.0, time=None, last_time=1.0):
+    return {"passes": passes, "spent": spent, "time": time, "last_time": last_time,
+            "gap": 1e-3}
+
+
+def test_elasticnet_fewer_and_faster_by_hand():
+    """The two counted claims: DASVRDA's passes to 1e-6 below both ProxSVRG's and Katyusha's
+    (a tie is no win; one not reached counts as more once it spent at least DASVRDA's passes,
+    else undecided), and DASVRDA P = 2's time ≤ SAGA's (a tie is a win; SAGA not reached: its
+    last fit's time bounds it from below)."""
+    def fw(d, p, k):
+        return doctables.fewer({"d1": en_cell(d), "p": p, "k": k})
+    assert fw(10, en_cell(12), en_cell(15)) == "yes"
+    assert fw(10, en_cell(10), en_cell(15)) == "no"                   # a tie
+    assert fw(10, en_cell(15), en_cell(9)) == "no"
+    assert fw(10, en_cell(None, spent=10), en_cell(12)) == "yes"      # spent 10, not there
+    assert fw(10, en_cell(12), en_cell(None, spent=8)) == "undecided"  # stopped short of 10
+    assert fw(None, en_cell(None), en_cell(None)) == "undecided"
+    assert fw(None, en_cell(None), en_cell(30)) == "no"
+
+    def fs(t, s):
+        return doctables.faster({"d2": en_cell(time=t), "s": s})
+    assert fs(1.0, en_cell(16, time=1.0)) == "yes"                    # a tie
+    assert fs(1.5, en_cell(16, time=1.0)) == "no"
+    assert fs(1.0, en_cell(None, last_time=1.0)) == "yes"
+    assert fs(2.0, en_cell(None, last_time=1.0)) == "undecided"
+    assert fs(None, en_cell(16, time=1.0)) == "no"
+    assert fs(None, en_cell(None)) == "undecided"
+
+
+def en_results():
+    """Three settings, passes to a certified 1e-6 (None: not reached after 400) of DASVRDA
+    P = 1, P = 2, ProxSVRG, Katyusha, SAGA: a wins on passes, b ties ProxSVRG, c is
+    reached by none of them at P = 1 (undecided); DASVRDA P = 2 within SAGA's time on a only."""
+    def curve(p, t):
+        if p is None:
+            return [{"time": t, "passes": 400.0, "objective": 1.0 + 1e-3}]
+        return [{"time": t / 2, "passes": p / 2, "objective": 1.1},
+                {"time": t, "passes": p, "objective": 1.0 + 5e-7}]
+    settings = []
+    for name, d1, d2, p, k, s in (("a", 10, (10, 0.5), 12, 15, (16, 1.0)),
+                                  ("b", 10, (10, 2.0), 10, 30, (16, 1.0)),
+                                  ("c", None, (20, 3.0), None, None, (None, 1.0))):
+        runs = {"dasvrda ×1 P=1": {"curve": curve(d1, 1.0)},
+                "dasvrda ×1 P=2": {"curve": curve(*d2), "communication": "sparse"},
+                "prox-svrg ×1 P=1": {"curve": curve(p, 1.0)},
+                "katyusha ×1 P=1": {"curve": curve(k, 1.0)},
+                "sklearn saga": {"curve": curve(*s)}}
+        settings.append({"dataset": name, "l1": 0.0, "l2": 1e-6, "f_lower": 1.0, "runs": runs,
+                         "certificate_width_rel": 1e-12,
+                         "eta_scale": {"dasvrda": 1.0, "prox-svrg": 1.0, "katyusha": 1.0}})
+    res = {"settings": settings, "stages": 200, "saga_epochs": 512, "load": [1.0],
+           "load_after": [2.0], "eta_scales": [1.0, 4.0]}
+    rep = "# r\n\n| data | (l1, l2) | DASVRDA P=1 | x |\n|---|---|---|---|\n| SUMMARY |\n"
+    return rep, res
+
+
+def test_elasticnet_quick_reading_counts_reached_and_fewest():
+    from mpitrain.bench.elasticnet import _first
+    rep, res = en_results()
+    text = " ".join(doctables.render_elasticnet_quick(rep, res, "CMD", _first).split())
+    assert "Reading: with the defaults DASVRDA reaches a certified 1e-6 in 2 of 3 settings, " \
+           "ProxSVRG in 2, Katyusha in 2, SAGA in 2; DASVRDA needs the fewest passes of the " \
+           "three variance-reduced methods in 1 of 3 (a (0, 1e-06))." in text
+    assert "Load average 1.0–2.0" in text and "| SUMMARY |" in text
+
+
+def test_elasticnet_tuned_claims_count_settings_by_hand():
+    from mpitrain.bench.elasticnet import _first
+    rep, res = en_results()
+    readme, doc, _ = doctables.render_elasticnet_tuned(rep, res, "CMD", _first)
+    flat = " ".join(readme.split())
+    assert "**Fewer passes to a certified 1e-6 than ProxSVRG and Katyusha: 1 of 3 settings** " \
+           "(a (0, 1e-06)); not in b (0, 1e-06); c (0, 1e-06) (b (0, 1e-06): DASVRDA 10 " \
+           "passes (a tie with ProxSVRG), ProxSVRG 10, Katyusha 30; c (0, 1e-06): DASVRDA not " \
+           "reached, ProxSVRG not reached (gap 1.0e-03 after 400), Katyusha not reached (gap " \
+           "1.0e-03 after 400))." in flat
+    assert "DASVRDA reaches 1e-6 in 2 of 3 settings, ProxSVRG in 2, Katyusha in 2, SAGA in 2 " \
+           "(within 512 epochs)." in flat
+    assert "**Time to 1e-6 at P = 2 ≤ SAGA's: 1 of 3** (not in: b (0, 1e-06): DASVRDA P = 2 " \
+           "2.00 s, SAGA 1.00 s (16 epochs); c (0, 1e-06): DASVRDA P = 2 3.00 s, SAGA not " \
+           "reached in 400 epochs (gap 1.0e-03, 1.00 s))." in flat

@@ -682,7 +682,8 @@ def fmt_p(x):
 def detail(r):
     tie = [n for k, n in (("p", "ProxSVRG"), ("k", "Katyusha"))
            if r[k]["passes"] is not None and r[k]["passes"] == r["d1"]["passes"]]
-    return (f"{r['name']}: DASVRDA {fmt_p(r['d1'])} passes"
+    return (f"{r['name']}: DASVRDA {fmt_p(r['d1'])}"
+            + (" passes" if r["d1"]["passes"] is not None else "")
             + (f" (a tie with {', '.join(tie)})" if tie else "")
             + f", ProxSVRG {fmt_p(r['p'])}"
             + ("" if r["p"]["passes"] is not None else
