@@ -405,6 +405,24 @@ def test_scaling_net_claims_fail_on_altered_input():
         doctables.render_scaling_net(old, SCALING_REPORT)
 
 
+def test_scaling_net_more_claims_fail_on_altered_input():
+    """The probe claims at their other ends: a round of three latencies is not "about two", a
+    β 10 % off the set rate is not "as set", an Allreduce of 1 KiB in one round is not two."""
+    three = scaling_results()
+    three["nets"][1]["calls"] = scaling_probe(0.002109, 40.08e-9, 3.0)
+    with pytest.raises(doctables.Error, match="about two one-way latencies"):
+        doctables.render_scaling_net(three, SCALING_REPORT)
+    slow = scaling_results()
+    slow["nets"][0]["beta"] = 1.1 * slow["nets"][0]["beta_set"]
+    with pytest.raises(doctables.Error, match="β within 5 %"):
+        doctables.render_scaling_net(slow, SCALING_REPORT)
+    one = scaling_results()
+    n = one["nets"][0]
+    n["calls"]["allreduce"][2] = [1024, 2 * n["alpha"] + 1024 * n["beta"]]
+    with pytest.raises(doctables.Error, match="of 1 KiB two rounds"):
+        doctables.render_scaling_net(one, SCALING_REPORT)
+
+
 def test_scaling_net_write_copies_the_report_and_plots_then_check(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
