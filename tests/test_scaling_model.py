@@ -213,3 +213,82 @@ def test_main_charges_the_shared_memory_p2_run_plus_its_calls_on_the_link(monkey
     assert n["c_alpha"] == pytest.approx(2.0) and n["beta_set"] == pytest.approx(8e-8)
     assert probes == [(scaling.TAG, netem.CALL_SIZES, None),
                       (scaling.TAG, scaling.NO_RMA_SIZES, {"MPIR_CVAR_CH4_OFI_ENABLE_RMA": "0"})]
+
+
+def test_round_factor_of_an_even_count_is_the_mean_of_the_middle_two():
+    # the control probe's sizes (8, 1024, 16384) leave two Sendrecvs in 256 B .. 16 KiB, both
+    # ends included: (t − nβ)/α = 1.0 and 1.5, so c_r = 1.25
+    net = {"alpha": 1e-3, "beta": 1e-6, "calls": {"sendrecv": [
+        [8, 9.0], [256, 1e-3 + 256e-6], [16384, 1.5e-3 + 16384e-6], [32768, 9.0]]}}
+    assert scaling.round_factor(net) == pytest.approx(1.25)
+
+
+def test_compute_fit_is_never_negative():
+    # P = 2 slower than P = 1 in compute: no 1/P part (b = 0, a = T_c(1)); more than twice
+    # as fast: all of it 1/P (a = 0, b = 2·(T_c(1) − T_c(2)))
+    def res(t1, t2):
+        return {"methods": {"m": {"shm": {1: {"t_compute": t1},
+                                          2: {"t_compute": t2, "calls": 5, "bytes": 80}}}}}
+    assert scaling._fit(res(2.0, 2.5), "m") == (2.0, 0.0, 5, 80)
+    assert scaling._fit(res(3.0, 1.0), "m") == (0.0, 4.0, 5, 80)
+
+
+def _net_c2():
+    """A link of α = 1 ms, β = 1 ns/B whose measured round is c_r = 2 (α_r = 2 ms)."""
+    return {"alpha": 1e-3, "beta": 1e-9, "alpha_set": 0.001, "rate": "1gbit", "calls": {
+        "sendrecv": [[256, 2e-3 + 256e-9], [1024, 2e-3 + 1024e-9], [16384, 2e-3 + 16384e-9]],
+        "allreduce": [[8, 1e-3], [1024, 3e-3]], "bcast": [[8, 7e-3], [1024, 7e-3]],
+        "allgatherv": [[8, 1e-3]]}}
+
+
+def _T(P, m, b, a, bc, al, be):
+    """Rabenseifner by hand: a + bc/P + m·(2⌈log₂P⌉·al + 2·(b/m)·(P−1)/P·be)."""
+    return a + bc / P + m * (2 * math.ceil(math.log2(P)) * al + 2 * (b / m) * (P - 1) / P * be)
+
+
+def test_projection_strong_speed_up_is_t1_over_tp():
+    res = {"nets": [_net_c2()], "methods": {"m": {"shm": {
+        1: {"t_compute": 3.0}, 2: {"t_compute": 2.0, "calls": 5, "bytes": 80}}}}}
+    text = scaling._projection(res, ["m"])
+    strong = [3.0 / _T(P, 5, 80, 1.0, 2.0, 2e-3, 1e-9) for P in (64, 256, 1024)]
+    assert "| m | 1 | 2 | " + " | ".join(f"{s:.4g}" for s in strong) + " |" in text
+
+
+def test_claims_tables_by_hand():
+    """The papers' claims: FADL / L-BFGS time to converge (iterations × the Allreduce model at
+    a round of c_r·α), ParMAC's ring speed-up with the compute scaled to N rows, greedy vs SLP
+    seconds per iteration at α_r."""
+    def shm(t1, t2, calls, nbytes):
+        return {"shm": {1: {"t_compute": t1}, 2: {"t_compute": t2, "calls": calls,
+                                                     "bytes": nbytes}}}
+    res = {"nets": [_net_c2()], "solve": {"fadl": 10, "lbfgs": 40}, "methods": {
+        "fadl": shm(3.0, 2.0, 5, 80), "lbfgs": shm(1.0, 0.6, 20, 400),
+        "parmac-ba": shm(2.0, 1.2, 4, 1000), "sae-greedy": shm(4.0, 2.5, 6, 6000),
+        "slp": shm(5.0, 3.0, 30, 9000)}}
+    text = scaling._claims(res, list(res["methods"]))
+    assert "with c_r = 2.00" in text and "FADL 10, L-BFGS 40" in text
+    for alpha, label in ((1e-5, "0.01 ms"), (1e-3, "1 ms")):
+        r = [10 * _T(P, 5, 80, 1.0, 2.0, 2 * alpha, 1e-9)
+             / (40 * _T(P, 20, 400, 0.2, 0.8, 2 * alpha, 1e-9)) for P in (2, 64, 1024)]
+        assert f"| {label} | " + " | ".join(f"{x:.4g}" for x in r) + " |" in text, label
+    # ParMAC: a = 0.4, b = 1.6 at 1,500 rows; the ring a + b/P + (m2·P/2)·α_r + bytes·β
+    for N, label in ((1e6, "1e+06"), (1e8, "1e+08")):
+        b = 1.6 * N / 1500
+        s = [(0.4 + b) / (0.4 + b / P + (4 * P / 2) * 2e-3 + 1000 * 1e-9) for P in (16, 128, 1024)]
+        assert f"| {label} | " + " | ".join(f"{x:.4g}" for x in s) + " |" in text, label
+    for P in (2, 4, 16, 64):
+        tg, ts = _T(P, 6, 6000, 1.0, 3.0, 2e-3, 1e-9), _T(P, 30, 9000, 1.0, 4.0, 2e-3, 1e-9)
+        assert f"| {P} | {tg:.4g} | {ts:.4g} |" in text, P
+
+
+def test_where_names_the_dearest_calls_of_the_shared_memory_run():
+    # the calls the model charges are the P = 2 shared-memory run's: per iteration 10 × 1 ms
+    # (8 B Allreduce), 7 ms (Bcast), 2 × 3 ms (1 KiB Allreduce), 0.5 × 1 ms (Sendrecv)
+    res = {"nets": [_net_c2()], "methods": {"m": {
+        "shm": {2: {"by_call": [["Allreduce", 1024, 2.0], ["Bcast", 64, 1.0],
+                                ["Allreduce", 8, 10.0], ["Sendrecv", 8, 0.5]]}},
+        "net0": {"t_iter": 0.5, "by_call": [["Allreduce", 8, 99.0]],
+                 "model_parts": {"allreduce": 0.016, "bcast": 0.007}}}}}
+    text = scaling._where(res, ["m"])
+    assert "| m | 1 ms, 1gbit | 0.5 | 0 | 0.016 | 0.007 | 0 | 10× Allreduce 8 B; 1× " \
+           "Bcast 64 B; 2× Allreduce 1024 B |" in text, text
