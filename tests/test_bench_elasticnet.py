@@ -547,3 +547,86 @@ def test_scaling_report_says_rank_or_ranks_and_gaps_below_rounding(tmp_path):
         text = open(E._render_scaling(results, str(tmp_path / str(len(ranks))))).read()
         assert f"waiting for the other {word}" in text, ranks
         assert text.count("| < 1e-15 |") == len(ranks) and "| 1.0e-15 |" in text
+
+
+@pytest.mark.timeout(30)
+def test_certify_takes_the_tightest_lower_bound_over_every_candidate():
+    """_certify's f_lower is the MAX over the candidates (the reference and every run's final
+    w) of f(w) − cert(w), each a valid lower bound on f*, and its width is measured from the
+    LOWEST f among them; the runs' kept weights are dropped. Here the reference given is
+    w = 0 (a loose bound), so the tight bound must come from a run's final point."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((80, 5))
+    y = np.where(X @ np.array([1.0, -2.0, 0.5, 0.0, 1.0]) + rng.standard_normal(80) > 0,
+                 1.0, -1.0)
+    l1, l2 = 1e-3, 1e-2
+    # the objective by hand: mean log(1 + exp(−y·Xw)) + l2/2·‖w‖² + l1·‖w‖₁
+    w = np.array([0.3, -0.2, 0.1, 0.0, -0.4])
+    assert E._objective(X, y, w, l1, l2) == pytest.approx(
+        np.mean(np.log1p(np.exp(-y * (X @ w)))) + 0.5 * l2 * w @ w + l1 * np.abs(w).sum(),
+        rel=1e-14)
+    assert E._objective(X, y, np.zeros(5), l1, l2) == pytest.approx(np.log(2.0), rel=1e-15)
+    w_opt = E._reference(X, y, l1, l2)
+    f_opt, c_opt = E._certificate(X, y, w_opt, l1, l2)
+    f_zero, c_zero = E._certificate(X, y, np.zeros(5), l1, l2)
+    assert c_opt < 1e-10 * f_opt and f_zero - c_zero < f_opt - c_opt - 1e-3
+    runs = {"good": {"curve": [{"passes": 1.0, "objective": f_opt, "w": w_opt}]},
+            "rough": {"curve": [{"passes": 1.0, "objective": 0.0, "w": w + 0.1}]}}
+    e = E._certify(X, y, l1, l2, runs, reference=("w = 0", np.zeros(5)))
+    assert e["f_lower"] == pytest.approx(f_opt - c_opt, rel=1e-15)
+    assert e["f_lower"] <= f_opt
+    assert e["certificate_width_rel"] == pytest.approx(c_opt / (f_opt - c_opt), abs=1e-15)
+    assert sorted(e["certificates"]) == ["good", "rough", "w = 0"]
+    assert e["certificates"]["w = 0"] == {"f": f_zero, "bound": c_zero}
+    assert all("w" not in pt for r in runs.values() for pt in r["curve"])
+    # two loose candidates: f_lower the larger lower bound, the width from the lower f
+    f_r, c_r = E._certificate(X, y, w + 0.1, l1, l2)
+    e = E._certify(X, y, l1, l2, {"rough": {"curve": [{"objective": 0.0, "w": w + 0.1}]}},
+                   reference=("w = 0", np.zeros(5)))
+    flow = max(f_zero - c_zero, f_r - c_r)     # below 0 here: the width is over |f_lower|
+    assert e["f_lower"] == flow < 0
+    assert e["certificate_width_rel"] == pytest.approx((min(f_zero, f_r) - flow) / -flow,
+                                                       rel=1e-12)
+    # without a given reference the independent L-BFGS-B solve is the reference
+    e = E._certify(X, y, l1, l2, {"rough": {"curve": [{"objective": 0.0, "w": w}]}})
+    assert sorted(e["certificates"]) == ["reference (L-BFGS-B, split)", "rough"]
+    assert e["f_lower"] == pytest.approx(f_opt - c_opt, rel=1e-9)
+
+
+@pytest.mark.timeout(30)
+def test_certificate_by_hand_gradient_bound_and_duality_gap():
+    """_certificate's bound worked in NumPy: the smaller of ‖∇f(w)‖²/(2·l2) (l1 = 0) and the
+    Fenchel gap P(w) − D(u), u = ℓ'(y, Xw) (logistic: ℓ*(y, u) = a·log a + (1 − a)·log(1 − a),
+    a = −y·u); at l2 = 0 the dual point is s·u, s = min(1, l1/‖Xᵀu/n‖∞), and only the gap
+    applies. Each bound is ≥ f(w) − f*."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((60, 4))
+    y = np.where(rng.random(60) < 0.5, 1.0, -1.0)
+    n = X.shape[0]
+    w = np.array([0.2, -0.1, 0.3, 0.05])
+
+    def by_hand(l1, l2):
+        m = X @ w
+        a = 1.0 / (1.0 + np.exp(y * m))            # σ(−y·m) = −y·u
+        u = -y * a
+        f = np.mean(np.log1p(np.exp(-y * m))) + 0.5 * l2 * w @ w + l1 * np.abs(w).sum()
+        v = X.T @ u / n
+        s = 1.0 if l2 > 0 else min(1.0, l1 / np.max(np.abs(v)))
+        sa = s * a
+        conj = np.sum(sa * np.log(sa) + (1 - sa) * np.log(1 - sa))
+        dual = -conj / n
+        if l2 > 0:
+            st = np.sign(-s * v) * np.maximum(np.abs(s * v) - l1, 0.0)
+            dual -= st @ st / (2 * l2)
+        gap = f - dual
+        if l2 == 0:
+            return f, gap
+        g = v + l2 * w
+        return f, min(gap, g @ g / (2 * l2))
+    for l1, l2 in ((0.0, 0.5), (0.0, 1e-3), (0.05, 0.0)):
+        f, c = E._certificate(X, y, w, l1, l2)
+        f_h, c_h = by_hand(l1, l2)
+        assert f == pytest.approx(f_h, rel=1e-13) and c == pytest.approx(c_h, rel=1e-9), \
+            (l1, l2)
+        f_star = E._objective(X, y, E._reference(X, y, l1, l2), l1, l2)
+        assert c >= f - f_star - 1e-12, (l1, l2)
