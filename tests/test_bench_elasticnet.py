@@ -425,11 +425,50 @@ def test_refine_tries_the_grid_winners_half_and_double_and_keeps_the_best_of_all
                    "--tune-seeds", "1,2,3", "--refine", "--out", str(out)]) == 0
     res = json.load(open(out / "results.json"))
     e = res["settings"][0]
-    assert res["refine"] is True and e["eta_scale"]["dasvrda"] == 8.0
+    assert res["refine"] == 1 and e["eta_scale"]["dasvrda"] == 8.0
     assert e["refined"]["dasvrda"] == [2.0, 8.0] and "8" in e["tuning"]["dasvrda"]
     text = (out / "report.md").read_text()
     assert "the winner's ×½ and ×2" in text
     assert "| dasvrda | ×8 | ×2, ×8 | ×1: 50.0 passes (50, 50, 50); ×2: 35.0" in text
+    assert "third level" not in text
+
+
+@pytest.mark.timeout(30)
+def test_refine_2_adds_the_new_winners_sqrt2_neighbours(tmp_path, monkeypatch):
+    """--refine 2: after the ×½/×2 level (its winner ×8), ×8/√2 and ×8·√2 run on the same seeds,
+    judged alike; kept the best of all (×8·√2 when its mean is lower, ×8 when neither is);
+    with refine = 1 they do not run."""
+    r2 = 2.0 ** 0.5
+    grid = {1.0: {1: 50.0, 2: 50.0, 3: 50.0}, 4.0: {1: 30.0, 2: 30.0, 3: 30.0},
+            16.0: {1: 45.0, 2: 45.0, 3: 45.0}, 2.0: {1: 35.0, 2: 35.0, 3: 35.0},
+            8.0: {1: 26.0, 2: 26.0, 3: 26.0}}
+    monkeypatch.setattr(E, "EXTEND", 0)
+    for third, kept in [({8 / r2: {1: 28.0, 2: 28.0, 3: 28.0},
+                          8 * r2: {1: 22.0, 2: 24.0, 3: 26.0}}, 8 * r2),
+                        ({8 / r2: {1: 27.0, 2: 27.0, 3: 27.0},
+                          8 * r2: {1: 20.0, 2: None, 3: 20.0}}, 8.0)]:
+        calls = []
+        monkeypatch.setattr(E, "_ours", seeded_ours({**grid, **third}, calls))
+        sc, _, tried, refined = E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50,
+                                        {}, [1, 4, 16], FLOW, 1e-6, seeds=[1, 2, 3], refine=2)
+        assert sc == kept and refined == [2.0, 8.0, 8 / r2, 8 * r2]
+        assert sorted(tried) == sorted([1.0, 2.0, 4.0, 8.0, 16.0, 8 / r2, 8 * r2])
+        n3 = 2 if None in third[8 * r2].values() else 3    # a miss: its later seed not run
+        assert [c[1] for c in calls[15:]] == [8 / r2] * 3 + [8 * r2] * n3
+    calls = []
+    monkeypatch.setattr(E, "_ours", seeded_ours({**grid, **third}, calls))
+    assert E._tune(str(tmp_path), "dasvrda", "x.h5", 0, 0.0, 1e-6, 50, {}, [1, 4, 16], FLOW,
+                   1e-6, seeds=[1, 2, 3], refine=1)[3] == [2.0, 8.0]
+    assert len(calls) == 15
+    # main --refine 2: recorded and described in the report
+    data = fake_pipeline(tmp_path, monkeypatch)
+    monkeypatch.setattr(E, "_ours", seeded_ours({**grid, **third}, []))
+    out = tmp_path / "refined2"
+    assert E.main(["--sets", "rt-polarity", "--rt", str(data), "--eta-scales", "1,4,16",
+                   "--tune-seeds", "1,2,3", "--refine", "2", "--out", str(out)]) == 0
+    res = json.load(open(out / "results.json"))
+    assert res["refine"] == 2 and len(res["settings"][0]["refined"]["dasvrda"]) == 4
+    assert "a third level: the new winner's ×1/√2 and ×√2" in (out / "report.md").read_text()
 
 
 @pytest.mark.timeout(30)

@@ -122,6 +122,8 @@ def test_elasticnet_command_names_the_refinement_only_when_it_ran():
     assert doctables.default_cmd(res).endswith(" --eta-scales 1,4 --tune-seeds 1,2 --refine")
     for old in (dict(res, refine=False), {k: v for k, v in res.items() if k != "refine"}):
         assert "--refine" not in doctables.default_cmd(old)
+    assert doctables.default_cmd(dict(res, refine=1)).endswith(" --tune-seeds 1,2 --refine")
+    assert doctables.default_cmd(dict(res, refine=2)).endswith(" --tune-seeds 1,2 --refine 2")
 
 
 # ---------------------------------------------------------------- parmac

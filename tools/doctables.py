@@ -569,7 +569,7 @@ def default_cmd(res):
         if res.get("tune_seeds", [1]) != [1]:
             cmd += " --tune-seeds " + ",".join(map(str, res["tune_seeds"]))
         if res.get("refine"):
-            cmd += " --refine"
+            cmd += " --refine" + (f" {res['refine']:d}" if res["refine"] > 1 else "")
     return cmd
 
 
@@ -810,7 +810,9 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
         "and merged with `--report-from`): P = 1 runs at each multiplier ×k of the method's "
         "default step over the grid 1, 4, 16, 64, 256, grown ×4 past an end that wins"
         + (", then the winner's ×½ and ×2 (a second level, run and judged alike)"
-           if res.get("refine") else "") + "; kept: " + kept_rule
+           if res.get("refine") else "")
+        + (", then the new winner's ×1/√2 and ×√2 (a third level, alike)"
+           if res.get("refine", 0) > 1 else "") + "; kept: " + kept_rule
         + ", else the lowest final objective (training objective "
         f"only). Every run stops at a certified 1e-6 or after {stages} stages (≈ {2 * stages} "
         "passes, counted alike for the three: a full gradient 1, a sampled row 1/n); SAGA "

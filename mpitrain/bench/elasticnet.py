@@ -26,8 +26,10 @@ it on all; divergent scales lose. While the best scale is at an end of the grid,
 past that end by ×4 (at most EXTEND times), so no method is held to the grid's edge. With
 `--refine` a second level follows: the winner's ×½ and ×2 run on the same tuning seeds, judged
 by the same rule, and the best of all the multipliers tried is kept (the ×4 grid only locates
-the best step within a factor 4); results.json records the two scales under each setting's
-"refined" and report.md's Tuning table lists them with the grid's. The P = 1 run of the kept
+the best step within a factor 4); `--refine 2` adds a third level, the new winner's ×1/√2 and
+×√2, judged alike (the ×2 level locates it within a factor 2 only, and passes to 1e-6 can change
+by a tenth between steps √2 apart). results.json records the scales of every level under each
+setting's "refined" and report.md's Tuning table lists them with the grid's. The P = 1 run of the kept
 scale on the first tuning seed is the one reported, with a P = 2 run of it (the same seed).
 Every run of ours stops at the certified `--stop-at` gap ([solver] target = f_lower·(1 + gap),
 f_lower from the reference alone, which the final f_lower can only raise), so a stage budget
@@ -54,6 +56,7 @@ minutes at these sizes); the bound is as rigorous, only possibly wider (the repo
 """
 import argparse
 import json
+import math
 import os
 import time
 import warnings
@@ -257,11 +260,12 @@ def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
     final objective); one that misses it on a seed ranks after all of those, by that run's
     final objective, and its later seeds are not run (they cannot change that); a failed or
     divergent run ranks last. While the best is at an end of the grid tried so far, one more
-    multiplier ×4 past that end (at most EXTEND). With `refine`, then the winner's ×½ and ×2
-    (those not tried yet), and the best of all is kept; a tie keeps the earlier-tried scale.
+    multiplier ×4 past that end (at most EXTEND). With `refine` (the number of levels), then the
+    winner's ×½ and ×2 (those not tried yet), at level 2 the new winner's ×1/√2 and ×√2, and
+    the best of all is kept; a tie keeps the earlier-tried scale.
     With `stop` every run stops at that gap ([solver] target). Returns (best scale, its run on
     seeds[0], {scale: (mean passes or None, final objective: the mean, or the missing run's,
-    [passes per seed run])}, the refinement's two scales or [])."""
+    [passes per seed run])}, the refinement's scales, two per level, or [])."""
     runs, tried, ranks = {}, {}, {}
 
     def trial(sc):
@@ -300,11 +304,15 @@ def _tune(base, alg, path, max_rows, l1, l2, stages, sets, scales, flow, gap,
             trial(best / 4)
         else:
             break
-    best = min(runs, key=ranks.get)
-    refined = [best / 2, best * 2] if refine and ranks[best][0] != 2 else []
-    for sc in refined:
-        if sc not in runs:
-            trial(sc)
+    refined = []
+    for f in (2.0, math.sqrt(2.0))[:int(refine)]:
+        best = min(runs, key=ranks.get)
+        if ranks[best][0] == 2:
+            break
+        refined += [best / f, best * f]
+        for sc in refined[-2:]:
+            if sc not in runs:
+                trial(sc)
     best = min(runs, key=ranks.get)
     print(f"bench: {alg} tuned eta_scale = {best:g} (tried {sorted(runs)}, seeds "
           f"{list(seeds)})", flush=True)
@@ -367,9 +375,10 @@ def main(argv):
                     help="--eta-scales: comma-separated job seeds the tuning runs each "
                     "multiplier on (fewest MEAN passes; a miss on any seed loses); evaluate "
                     "the kept multipliers on other seeds (--seeds ... --from)")
-    ap.add_argument("--refine", action="store_true",
+    ap.add_argument("--refine", nargs="?", type=int, const=1, default=0, metavar="LEVELS",
                     help="--eta-scales: after the x4 grid, also try the winner's x1/2 and x2 "
-                    "on the tuning seeds (same rule) and keep the best of all")
+                    "on the tuning seeds (same rule) and keep the best of all; --refine 2 "
+                    "then also the new winner's x1/sqrt(2) and x sqrt(2)")
     ap.add_argument("--report-from", default="", metavar="RESULTS_JSON",
                     help="only re-render report.md (into --out) from saved results.json "
                     "files (comma-separated: their settings are merged in order)")
@@ -424,7 +433,7 @@ def main(argv):
     os.makedirs(args.out, exist_ok=True)
     results = {"settings": [], "stages": stages, "quick": args.quick, "stop_at": args.stop_at,
                "load": os.getloadavg(), "eta_scales": scales, "tune_seeds": tune_seeds,
-               "refine": bool(scales) and args.refine,
+               "refine": args.refine if scales else 0,
                "saga_epochs": args.saga_epochs or (64 if args.quick else 256),
                "dasvrda_default": _dasvrda_default()}
     for dname, path, max_rows in datasets:
@@ -801,7 +810,9 @@ def _render(results, out):
             + ", the grid " + ", ".join(f"{v:g}" for v in results["eta_scales"])
             + f" grown by ×4 past a winning end (at most {EXTEND} times)"
             + (", then a second level: the winner's ×½ and ×2 (column \"refined\"), run and "
-               "judged alike, the best of all kept" if refine else "") + "; fewest "
+               "judged alike" if refine else "")
+            + (", then a third level: the new winner's ×1/√2 and ×√2 (also in \"refined\")"
+               if refine > 1 else "") + (", the best of all kept" if refine else "") + "; fewest "
             + ("mean " if len(tseeds) > 1 else "") + "passes to a "
             "certified gap of " + f"{stop or GAPS[-1]:g}" + " against the reference's "
             "f_lower" + (" on every seed (a multiplier that misses it on a seed loses to "
