@@ -14,6 +14,8 @@ Losses are functions of the label y and the margin m = wᵀx:
 from cython.parallel cimport prange
 from libc.stdint cimport uint16_t
 
+from libc.math cimport exp, fabs, log1p
+
 from losses cimport dloss_at, loss_at, loss_dloss_at
 
 ctypedef fused real:  # stored values (float32 as an option); every sum is in double
@@ -33,12 +35,43 @@ DEF CBLOCK = 64
 # still in L2 when their scatter reads them again); a step's size changes no result.
 DEF FROWS = 512
 DEF FNNZ = 32768
-# Random reads of the tail (w by column, coef by row) are prefetched this many entries ahead.
+# Random reads (w by a global column index in row_dot, coef by row in split_gather) are
+# prefetched this many entries ahead.
 DEF PF = 64
 
 
 cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* a if c else b, without a branch: by bit masks, so no misprediction when c is random */
+    static inline double mpt_select(int c, double a, double b) {
+        uint64_t ua, ub, m = (uint64_t)0 - (uint64_t)(c != 0);
+        memcpy(&ua, &a, 8);
+        memcpy(&ub, &b, 8);
+        ua = (ua & m) | (ub & ~m);
+        memcpy(&a, &ua, 8);
+        return a;
+    }
+    """
     void __builtin_prefetch(const void* p) nogil
+    double mpt_select(int c, double a, double b) nogil
+
+
+cdef inline double fused_loss_dloss(int code, double y, double m, double* dl) noexcept nogil:
+    """losses.pxd's loss_dloss_at, the same operations and bits, with the logistic loss's
+    sign test (z = y m > 0, random early in training) made a select instead of a branch:
+    dℓ/dm = -y·t / (1 + e) and ℓ = log1p(e) - u with e = exp(-|z|), t = e or 1 and
+    u = 0 or z (-y·1 = -y and x - 0 = x exactly)."""
+    cdef double z, e
+    cdef int pos
+    if code != 0:
+        return loss_dloss_at(code, y, m, dl)
+    z = y * m
+    e = exp(-fabs(z))
+    pos = z > 0
+    dl[0] = -y * mpt_select(pos, e, 1.0) / (1.0 + e)
+    return log1p(e) - mpt_select(pos, 0.0, z)
 
 
 cdef inline double row_dot(long long k0, long long k1, const index* idx, const real* val,
@@ -72,45 +105,98 @@ cdef inline double row_dot(long long k0, long long k1, const index* idx, const r
 
 
 def csr_margins(const long long[::1] indptr, const index[::1] indices, const real[::1] data,
-                const double[::1] w, double[::1] out, bint add=False):
-    """out[i] = x_iᵀw for the CSR rows (indptr, indices, data), summed by row_dot; with add,
-    out[i] += x_iᵀw. Sums in double for float32 data."""
+                const double[::1] w, double[::1] out):
+    """out[i] = x_iᵀw for the CSR rows (indptr, indices, data), summed by row_dot. Sums in
+    double for float32 data."""
     cdef Py_ssize_t n = out.shape[0], i
     cdef const index* ip = &indices[0]
     cdef const real* vp = &data[0]
-    cdef double s
     for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
-        s = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0], indptr[n])
-        out[i] = out[i] + s if add else s
+        out[i] = row_dot(indptr[i], indptr[i + 1], ip, vp, &w[0], indptr[n])
+
+
+def tail_margins(const long long[::1] mcut, const int[::1] tcol, const int[::1] trow,
+                 const real[::1] tcval, const double[::1] w, double[:, ::1] tpart):
+    """tpart[c, i] = Σ_{mcut[c] ≤ k < mcut[c+1], trow[k] = i} tcval[k]·w[tcol[k]]: the tail's
+    margins of SplitCSR (models/linear.py) as C = tpart.shape[0] partial sums, one per piece
+    of its entries sorted by column then row (each piece one thread's, in entry order). w is
+    read in column order (streamed, not at random); the random writes go to a partial of n
+    doubles, which stays in cache. The pieces are fixed by the data, so the bits do not depend
+    on the threads; split_margins and split_fused add the partials up in order."""
+    cdef Py_ssize_t C = tpart.shape[0], n = tpart.shape[1], c, i
+    cdef long long k
+    cdef double* mp
+    for c in prange(C, nogil=True, schedule="dynamic", chunksize=1):
+        mp = &tpart[c, 0]
+        for i in range(n):
+            mp[i] = 0.0
+        for k in range(mcut[c], mcut[c + 1]):
+            mp[trow[k]] += tcval[k] * w[tcol[k]]
+
+
+cdef inline double base_sum(const double[:, ::1] tpart, Py_ssize_t i) noexcept nogil:
+    """Σ_c tpart[c, i] in order (0.0 when there is no partial)."""
+    cdef Py_ssize_t c
+    cdef double t = 0.0
+    for c in range(tpart.shape[0]):
+        t = t + tpart[c, i]
+    return t
+
+
+def split_margins(const double[:, ::1] tpart, const long long[::1] mptr,
+                  const index[::1] midx, const real[::1] mval, const double[::1] wm,
+                  double[::1] out):
+    """out[i] = (Σ_c tpart[c, i] in order) + row_dot(row i of mptr/midx/mval, wm): the
+    margins of SplitCSR from its tail's partial margins (tail_margins; none when the margin
+    rows are the shard's whole rows) and its margin rows, the bits of split_fused's."""
+    cdef Py_ssize_t n = out.shape[0], i
+    cdef const index* mi = &midx[0]
+    cdef const real* mv = &mval[0]
+    for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
+        if tpart.shape[0] > 0:
+            out[i] = base_sum(tpart, i) + row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
+        else:
+            out[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
 
 
 cdef inline void scatter_rows(Py_ssize_t i0, Py_ssize_t i1, const long long* hptr,
                               const uint16_t* hidx, const real* hval, const double* coef,
                               double* g) noexcept nogil:
     """g[hidx[k]] += hval[k]·coef[i] for the hot rows i0 ≤ i < i1, in order (g: a panel's
-    row of part)."""
+    row of part). Unrolled by four (fewer loop instructions; the same additions in the same
+    order)."""
     cdef Py_ssize_t i
-    cdef long long k
+    cdef long long k, k1
     cdef double a
     for i in range(i0, i1):
         a = coef[i]
-        for k in range(hptr[i], hptr[i + 1]):
+        k = hptr[i]
+        k1 = hptr[i + 1]
+        while k + 4 <= k1:
             g[hidx[k]] += hval[k] * a
+            g[hidx[k + 1]] += hval[k + 1] * a
+            g[hidx[k + 2]] += hval[k + 2] * a
+            g[hidx[k + 3]] += hval[k + 3] * a
+            k = k + 4
+        while k < k1:
+            g[hidx[k]] += hval[k] * a
+            k = k + 1
 
 
-def split_fused(int code, const double[::1] y, const long long[::1] mptr,
-                const index[::1] midx, const real[::1] mval, const double[::1] wm,
-                const long long[::1] hptr, const uint16_t[::1] hidx, const real[::1] hval,
-                const long long[::1] panels, double[:, ::1] part, double[::1] ploss,
-                double[::1] margins, double[::1] coef, bint hot_rows):
+def split_fused(int code, const double[::1] y, const double[:, ::1] tpart,
+                const long long[::1] mptr, const index[::1] midx, const real[::1] mval,
+                const double[::1] wm, const long long[::1] hptr, const uint16_t[::1] hidx,
+                const real[::1] hval, const long long[::1] panels, double[:, ::1] part,
+                double[::1] ploss, double[::1] margins, double[::1] coef):
     """The fused pass of a loss + gradient over the hot block of a SplitCSR shard
-    (models/linear.py). Fills margins[i] = mᵢ = row_dot(row i of mptr/midx/mval, wm), added
-    to the margins[i] already there (the tail's) with hot_rows; coef[i] = dℓ/dm(yᵢ, mᵢ); and
-    part[p, j] = Σ_{i in panel p} coef[i]·(hot row i of hptr/hidx/hval)[j], the partials of
-    Xᵀcoef that split_gather adds up. Returns Σᵢ ℓ(yᵢ, mᵢ).
+    (models/linear.py). Fills margins[i] = mᵢ, the bits of split_margins (the tail's partial
+    margins tpart summed in order, plus row_dot of row i of mptr/midx/mval with wm);
+    coef[i] = dℓ/dm(yᵢ, mᵢ); and part[p, j] = Σ_{i in panel p} coef[i]·(hot row i of
+    hptr/hidx/hval)[j], the partials of Xᵀcoef that split_gather adds up. Returns
+    Σᵢ ℓ(yᵢ, mᵢ).
 
-    The margin rows are the hot rows with wm the hot slice of w (hot_rows), or the shard's
-    whole CSR rows with wm = w; either way the bits of csr_margins. Each row panel p
+    The margin rows are the hot rows with wm the hot slice of w, or the shard's whole CSR
+    rows with wm = w and no partial (tpart.shape[0] = 0). Each row panel p
     (panels[p] ≤ i < panels[p+1]) is one thread's, in steps of at most FROWS rows and FNNZ
     hot non-zeros: the step's margins, then its losses and derivatives, then its hot rows
     scattered into part[p] while they are still in cache (the hot data is read once from
@@ -132,13 +218,13 @@ def split_fused(int code, const double[::1] y, const long long[::1] mptr,
                    and hptr[i1 + 1] - hptr[i0] <= FNNZ):
                 i1 = i1 + 1
             for i in range(i0, i1):
-                if hot_rows:
-                    margins[i] = margins[i] + row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0],
-                                                      mptr[n])
+                if tpart.shape[0] > 0:
+                    margins[i] = base_sum(tpart, i) + row_dot(mptr[i], mptr[i + 1], mi, mv,
+                                                              &wm[0], mptr[n])
                 else:
                     margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
             for i in range(i0, i1):
-                f = f + loss_dloss_at(code, y[i], margins[i], &coef[i])
+                f = f + fused_loss_dloss(code, y[i], margins[i], &coef[i])
             scatter_rows(i0, i1, &hptr[0], &hidx[0], &hval[0], &coef[0], &part[p, 0])
             i0 = i1
         ploss[p] = f

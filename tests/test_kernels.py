@@ -272,3 +272,64 @@ def test_split_layout_empty_and_single_row_shards(monkeypatch, direct, values, n
     assert buf[-1] == pytest.approx(l_ref.sum(), rel=1e-12, abs=1e-300)
     np.testing.assert_allclose(buf[:-1], Xr.T @ dl_ref, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(xtc, Xr.T @ np.linspace(-1.0, 1.0, n), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("values", ["float64", "float32"])
+@pytest.mark.parametrize("pieces", [1, 3, 64, 100000])
+def test_split_layout_tail_pieces(skewed, monkeypatch, values, pieces):
+    """The tail's margins summed in 1, 3 or 64 pieces (a column's entries split between two
+    pieces; with 100,000 more pieces than tail entries, one entry each): NumPy's results, and
+    the same bits at 1, 2 and 3 threads. Only the margins' summation order depends on the
+    pieces (fixed by TAIL_PARTIALS and the data, never by the threads)."""
+    shard, w = skewed
+    monkeypatch.setattr(linear_model, "TAIL_PARTIALS", pieces)
+    X, y = shard.X, shard.y
+    Xr = X.copy()
+    Xr.data = X.data.astype(values).astype(np.float64)
+    m_ref = Xr @ w
+    l_ref, dl_ref = ref_loss(CODES["logistic"], y, m_ref)
+    results = []
+    for t in (1, 2, 3):
+        omp.set_num_threads(t)
+        shard.__dict__.pop("_split_csr", None)
+        lm, m, dl, m_only, buf, xtc = _split_eval(shard, w, "logistic", values)
+        results.append((m, dl, m_only, buf, xtc))
+    omp.set_num_threads(1)
+    lay = lm.layout
+    tnnz = lay.tcol.size
+    assert lay.tpart.shape == ((0 if lay.direct or tnnz == 0 else min(pieces, tnnz)), shard.rows)
+    if lay.tpart.shape[0] > 1:  # some column's entries are split between two pieces
+        cut = lay.mcut[1:-1]
+        assert np.any(lay.tcol[cut - 1] == lay.tcol[cut])
+    np.testing.assert_allclose(m, m_ref, rtol=1e-13, atol=1e-13)
+    assert np.array_equal(m, m_only)
+    np.testing.assert_allclose(dl, dl_ref, rtol=1e-12, atol=1e-15)
+    assert buf[-1] == pytest.approx(l_ref.sum(), rel=1e-12)
+    np.testing.assert_allclose(buf[:-1], Xr.T @ dl_ref, rtol=1e-11, atol=1e-12)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared_hinge", "squared"])
+def test_fused_loss_is_loss_dloss_bit_for_bit(skewed, loss):
+    """split_fused's loss and derivative (the logistic's sign test made a select) are those of
+    losses.pxd's loss_dloss_at bit for bit: the derivatives equal loss_dloss's at the same
+    margins, and the loss equals the per-row losses summed in row order within each panel,
+    then over the panels in order. Margins of both signs and up to |m| ~ 40."""
+    shard, w = skewed
+    lm, m, dl, m_only, buf, xtc = _split_eval(shard, 30.0 * w, loss, "float64")
+    assert (m > 1).any() and (m < -1).any() and np.abs(m).max() > 20
+    code = CODES[loss]
+    ref = np.empty_like(dl)
+    K.loss_dloss(code, shard.y, m, ref, 1.0)
+    assert np.array_equal(dl, ref)
+    per_row = [K.loss_sum(code, shard.y[i:i + 1], m[i:i + 1]) for i in range(m.size)]
+    panels = lm.layout.panels
+    total = 0.0
+    for p in range(panels.size - 1):
+        fp = 0.0
+        for i in range(panels[p], panels[p + 1]):
+            fp += per_row[i]
+        total += fp
+    assert buf[-1] == total

@@ -100,13 +100,13 @@ def test_lbfgs_float32_certified_and_close_to_float64(tmp_path, rt_h5):
 
 def test_layout_bytes_counts_the_value_type(rt_h5):
     """4 bytes less per stored value in the estimate (its all-tail worst case keeps every value
-    twice), and each estimate bounds the layout actually kept, whose values have the type.
+    once), and each estimate bounds the layout actually kept, whose values have the type.
     (Kept bytes need not shrink: float64 with w within 1 MiB keeps the tail once, as here.)"""
     from mpitrain import data
     world = World()
     sh = data.load(world, rt_h5, group="train", max_rows=ROWS, what="train")
     e64, e32 = layout_bytes(sh, "float64"), layout_bytes(sh, "float32")
-    assert e64 - e32 == 2 * 4 * sh.nnz   # all-tail worst case: every value kept twice
+    assert e64 - e32 == 4 * sh.nnz   # all-tail worst case: every value kept once
     for values, est in (("float64", e64), ("float32", e32)):
         lay = SplitCSR(sh.X, values)
         assert lay.hval.dtype == lay.tcval.dtype == np.dtype(values)
@@ -116,8 +116,8 @@ def test_layout_bytes_counts_the_value_type(rt_h5):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["lbfgs", "fadl", "psgd-mix"])
 def test_memory_estimate_with_float32_bounds_the_peak(name, tmp_path, rt_h5):
-    """memory_bytes(job, train) with values = "float32": 8 bytes per non-zero below float64's
-    (the layout's two copies of a value), and still at least the peak of setup and two steps
+    """memory_bytes(job, train) with values = "float32": 4 bytes per non-zero below float64's
+    (the layout's copy of a value), and still at least the peak of setup and two steps
     (the check of test_hostile, at float32)."""
     world = World()
     cls = registry()[name]
@@ -125,7 +125,7 @@ def test_memory_estimate_with_float32_bounds_the_peak(name, tmp_path, rt_h5):
             for v in ("float64", "float32")}
     train, test = driver.load_data(world, jobs["float32"], cls)
     est = cls.memory_bytes(jobs["float32"], train)
-    assert cls.memory_bytes(jobs["float64"], train) - est == 8 * train.nnz
+    assert cls.memory_bytes(jobs["float64"], train) - est == 4 * train.nnz
     tracemalloc.start()
     try:
         alg = cls(Context(world, jobs["float32"], train, test))

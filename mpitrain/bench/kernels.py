@@ -74,7 +74,7 @@ def _kernel_rates(X, y, repeats, threads=(1, 2)):
         lay = lm.layout
         build[values] = time.perf_counter() - t0
         layout = {"hot_columns": int(lay.hot.size), "hot_nnz": int(lay.hidx.size),
-                  "row_panels": int(lay.part.shape[0])}
+                  "row_panels": int(lay.part.shape[0]), "tail_partials": int(lay.tpart.shape[0])}
         for t in threads:
             omp.set_num_threads(t)
             lm.loss_grad_sums(w, buf, m)
@@ -82,14 +82,13 @@ def _kernel_rates(X, y, repeats, threads=(1, 2)):
                 lambda: lm.loss_grad_sums(w, buf, m), repeats)
             if t not in STAGE_THREADS:
                 continue
-            rows, wm, add = lay._margin_rows(w, m)
+            rows, wm = lay._margin_rows(w)
             parts[f"split_{values}_{t}t"] = {  # the stages of SplitCSR.loss_grad, alone
-                "tail_margins_s": _best(lambda: lay._margin_rows(w, m), repeats),
-                # the fused pass as loss_grad calls it (w read from its hot slice;
-                # the hot margins add up over the calls, which only the timing sees)
+                "tail_margins_s": _best(lambda: lay._margin_rows(w), repeats),
+                # the fused pass as loss_grad calls it (w read from its hot slice)
                 "fused_s": _best(lambda: K.split_fused(
-                    lm.code, lm.y, *rows, wm, lay.hptr, lay.hidx, lay.hval, lay.panels,
-                    lay.part, lay.ploss, m, lm._coef, add), repeats),
+                    lm.code, lm.y, lay.tpart, *rows, wm, lay.hptr, lay.hidx, lay.hval,
+                    lay.panels, lay.part, lay.ploss, m, lm._coef), repeats),
                 "gather_s": _best(lambda: K.split_gather(
                     lay.hot, lay.part, lay.tcut, lay.tcol, lay.trow, lay.tcval, lm._coef,
                     buf[:-1]), repeats),
@@ -217,17 +216,20 @@ def main(argv):
         "Each row but scipy's is one loss + gradient evaluation (margins, loss and dℓ, "
         "Xᵀ·coef). The split layout (models/linear.py `SplitCSR`) keeps the (up to 65,536) "
         "most frequent columns as a CSR block with 16-bit indices (their slice of w and each row "
-        "panel's partial gradient stay in cache) and the rare columns "
-        "as CSR rows plus column-sorted entries. Ours is three stages: the tail's margins; one "
-        "fused pass over the hot block (per step of up to 512 rows: margins, loss and dℓ, then "
-        "the rows' scatter into their panel's partial gradient, so the hot non-zeros are read once); the "
-        "tail's Xᵀ·coef by column plus the panel partials summed in order. The stage columns "
+        "panel's partial gradient stay in cache) and the rare columns once, as entries sorted "
+        "by column (w read and the gradient written in column order, not at random). Ours is "
+        "three stages: the tail's margins by column, into "
+        f"{layout['tail_partials']} partials of n doubles (in cache); "
+        "one fused pass over the hot block (per step of up to 512 rows: margins, loss and dℓ, "
+        "then the rows' scatter into their panel's partial gradient, so the hot non-zeros are "
+        "read once); the tail's Xᵀ·coef by column plus the panel partials summed in order. "
+        "The stage columns "
         "time each stage called alone (warmer caches than inside the full call, so they add up "
         "to less); X·w alone is the margins-only call of the line searches. Built once in "
         f"{build['float64']:.2f} s (float64) / {build['float32']:.2f} s (float32). Here the "
         f"{layout['hot_columns']} hot columns hold {100 * layout['hot_nnz'] / X.nnz:.1f} % of the "
         f"non-zeros ({layout['row_panels']} row panels); the tail's "
-        f"{100 * (1 - layout['hot_nnz'] / X.nnz):.1f} % are read at random (w, coef).",
+        f"{100 * (1 - layout['hot_nnz'] / X.nnz):.1f} % are read in column order.",
         table(["what", "threads", "M nnz/s", "total ms", "tail X·w ms", "fused hot pass ms",
                "tail Xᵀ·coef + panel sum ms", "X·w alone ms"], rows),
         "Ratio ours (2 threads) / scipy matvec (1 thread): "

@@ -17,6 +17,7 @@ HOT_COLUMNS = 65536  # the hot block: uint16 local indices, 512 KB of w or of a 
 HOT_NNZ_PER_COLUMN = 32  # a smaller hot block for small shards: about nnz/32 columns (≥ 1024)
 DIRECT_COLUMNS = 1 << 17  # w within 1 MiB (the L2 cache): float64 margins straight from the CSR
 TAIL_CHUNKS = 64     # the tail's column chunks (units of parallel work in Xᵀcoef)
+TAIL_PARTIALS = 2    # the tail's pieces for the margins: one partial of n doubles each
 PANEL_NNZ = 1 << 21  # about this many hot non-zeros per row panel (one partial gradient each)
 MAX_PANELS = 64      # an even count (2 threads), at most 64 partial gradients (32 MB)
 VALUE_TYPES = {"float64": np.float64, "float32": np.float32}
@@ -30,22 +31,23 @@ class SplitCSR:
     frequency (ties to the lower index): their slice of w, and the partial gradient a row panel
     scatters into, are at most 512 KB each and stay in the L2 cache, the most frequent columns
     together in their first lines. The other columns ("tail": rare, each read a few times per
-    pass) are kept twice: as CSR rows for the margins and as (column, row, value) entries
-    sorted by column for Xᵀcoef, so the gradient's tail is written in column order instead of
-    gathered at random. When all of w fits in 1 MiB and the values are float64, the margins are
-    computed straight from the shard's CSR rows (one pass beats two there; the tail is then
-    kept once, by column).
+    pass) are kept once, as (column, row, value) entries sorted by column then row, so that w
+    is read and the gradient's tail written in column order (streamed) instead of at random:
+    the tail's margins are summed into TAIL_PARTIALS partials of n doubles (one per piece of
+    the entries, in cache while rows are hit at random), which the hot pass adds up in order.
+    When all of w fits in 1 MiB and the values are float64, the margins are computed straight
+    from the shard's CSR rows instead (one pass beats two there).
 
-    A loss + gradient (loss_grad) is three passes: the tail's margins; one fused pass over
-    the hot block (kernels/linear.pyx split_fused: per step of up to 512 rows and 32,768 hot
-    non-zeros, the margins, the losses and derivatives, then the rows' scatter into their
-    panel's partial gradient, so the hot non-zeros are read once from memory); the tail's
-    Xᵀcoef by column and the panel partials summed in panel order (split_gather). Its
-    margins have the bits of margins().
+    A loss + gradient (loss_grad) is three passes: the tail's partial margins
+    (kernels/linear.pyx tail_margins); one fused pass over the hot block (split_fused: per
+    step of up to 512 rows and 32,768 hot non-zeros, the margins, the losses and derivatives,
+    then the rows' scatter into their panel's partial gradient, so the hot non-zeros are read
+    once from memory); the tail's Xᵀcoef by column and the panel partials summed in panel
+    order (split_gather). Its margins have the bits of margins().
 
     values = "float32" stores the values in single precision (6 instead of 10 bytes per hot
     non-zero); products and sums stay in double, so the results are those of the data
-    rounded to float32 (a relative change of at most 2⁻²⁴ per value). Panels and chunks
+    rounded to float32 (a relative change of at most 2⁻²⁴ per value). Panels and pieces
     depend only on the data, so every result is bit-identical for any thread count."""
 
     def __init__(self, X, values="float64"):
@@ -84,13 +86,18 @@ class SplitCSR:
         del rows
         tval = X.data[tail].astype(vt, copy=False)
         del tail
-        if not self.direct:  # the tail's CSR rows serve only the margins
-            self.tptr, self.tidx, self.tval = _row_pointer(trow, n), tidx, tval
         by_col = np.argsort(tidx, kind="stable")  # rows stay in order within a column
         self.tcol = tidx[by_col]
+        del tidx
         self.trow = trow[by_col]
+        del trow
         self.tcval = tval[by_col]
+        del tval, by_col
         self.tcut = _chunks_at_column_starts(self.tcol, TAIL_CHUNKS)
+        tnnz = int(self.tcol.size)
+        C = 0 if self.direct or tnnz == 0 else min(TAIL_PARTIALS, tnnz)
+        self.mcut = np.linspace(0, tnnz, C + 1).astype(np.int64)  # the margins' pieces
+        self.tpart = np.empty((C, n), dtype=np.float64)  # their partial margins
         hnnz = int(self.hidx.size)
         P = _panel_count(hnnz, n)
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
@@ -99,29 +106,29 @@ class SplitCSR:
         self.ploss = np.empty(P, dtype=np.float64)
         self.whot = None if H == d or self.direct else np.empty(H, dtype=np.float64)
 
-    def _margin_rows(self, w, out):
-        """Fill out with the tail's margins (none when direct); return the rows that give the
-        rest, the w they index and whether their sums are added to out's."""
+    def _margin_rows(self, w):
+        """Fill tpart with the tail's partial margins (none when direct); return the margin
+        rows that give the rest and the w they index."""
         if self.direct:
-            return self.rows_csr, w, False
-        K.csr_margins(self.tptr, self.tidx, self.tval, w, out)
+            return self.rows_csr, w
+        K.tail_margins(self.mcut, self.tcol, self.trow, self.tcval, w, self.tpart)
         wm = w
         if self.whot is not None:  # the hot slice of w, in cache during the hot pass
             wm = self.whot
             np.take(w, self.hot, out=wm)
-        return (self.hptr, self.hidx, self.hval), wm, True
+        return (self.hptr, self.hidx, self.hval), wm
 
     def margins(self, w, out):
         """out[i] = x_iᵀw (the same bits as loss_grad's margins)."""
-        rows, wm, add = self._margin_rows(w, out)
-        K.csr_margins(*rows, wm, out, add)
+        rows, wm = self._margin_rows(w)
+        K.split_margins(self.tpart, *rows, wm, out)
 
     def loss_grad(self, code, y, w, margins, coef, out):
         """The loss + gradient passes (see the class): fills margins = Xw, coef[i] =
         dℓ/dm(yᵢ, mᵢ) and out = Xᵀcoef; returns Σᵢ ℓ(yᵢ, mᵢ)."""
-        rows, wm, add = self._margin_rows(w, margins)
-        f = K.split_fused(code, y, *rows, wm, self.hptr, self.hidx, self.hval, self.panels,
-                          self.part, self.ploss, margins, coef, add)
+        rows, wm = self._margin_rows(w)
+        f = K.split_fused(code, y, self.tpart, *rows, wm, self.hptr, self.hidx, self.hval,
+                          self.panels, self.part, self.ploss, margins, coef)
         K.split_gather(self.hot, self.part, self.tcut, self.tcol, self.trow, self.tcval, coef,
                        out)
         return f
@@ -134,18 +141,18 @@ class SplitCSR:
 
 def layout_bytes(shard, values="float64"):
     """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
-    dense rows): kept, 2 + v bytes per hot and 12 + 2v per tail non-zero (the tail is stored
-    twice; v = 8 for float64 values, 4 for float32), the row pointers, the row panels'
-    partial gradients and the copy of w's hot slice; while building, 33
-    bytes per non-zero of temporaries (at most about 25 alive at once: int64 columns and
-    local ids, int32 rows, masks; the rest leaves room for a sort's buffer) and 3 int64
-    vectors of the width (counts, order, local ids). The kept layout is counted as all-tail
-    (the worst case)."""
+    dense rows): kept, 2 + v bytes per hot and 8 + v per tail non-zero (v = 8 for float64
+    values, 4 for float32), the row pointer, the tail's partial margins (8·TAIL_PARTIALS
+    bytes per row), the row panels' partial gradients and the copy of w's hot slice; while
+    building, 33 bytes per non-zero of temporaries (at most about 25 alive at once: int64
+    columns and local ids, int32 rows, masks; the rest leaves room for a sort's buffer), a
+    row pointer's counts and 3 int64 vectors of the width (counts, order, local ids). The
+    kept layout is counted as all-tail (the worst case)."""
     if not getattr(shard, "sparse", False):
         return 0
     nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
     v = np.dtype(VALUE_TYPES[values]).itemsize
-    return ((12 + 2 * v + 33) * nnz + 24 * d + 4 * 8 * (n + 1)
+    return ((8 + v + 33) * nnz + 24 * d + 8 * (2 + TAIL_PARTIALS) * (n + 1)
             + 8 * (_panel_count(nnz, n) + 2) * _hot_width(nnz, d))
 
 
