@@ -53,9 +53,88 @@ cdef extern from *:
         memcpy(&a, &ua, 8);
         return a;
     }
+
+    /* The hot block's loops (16-bit indices): mpt_dot_S is row_dot's sum, in its order and
+       bits (four running sums s0..s3 over the terms k0 + 4j, k0 + 4j + 1, ...; the remainder
+       into s0, s1, s2; then (s0 + s1) + (s2 + s3)); mpt_scatter_S(a, g) adds val[k]·a to
+       g[idx[k]] in order. With SSE2 (every x86-64) the sums s0, s1 and s2, s3 are the two
+       lanes of two vectors, and two values are converted and multiplied at once: the same
+       IEEE operations on each lane, so the same bits as the scalar loops used elsewhere. */
+    #ifdef __SSE2__
+    #include <emmintrin.h>
+    #define MPT_PAIR_f(p) _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(p))))
+    #define MPT_PAIR_d(p) _mm_loadu_pd(p)
+    #define MPT_W2(k) _mm_loadh_pd(_mm_load_sd(&w[idx[k]]), &w[idx[(k) + 1]])
+    #define MPT_DOT4(S)                                                                    \
+        __m128d a01 = _mm_setzero_pd(), a23 = _mm_setzero_pd();                           \
+        for (; k + 4 <= k1; k += 4) {                                                     \
+            a01 = _mm_add_pd(a01, _mm_mul_pd(MPT_PAIR_##S(&val[k]), MPT_W2(k)));          \
+            a23 = _mm_add_pd(a23, _mm_mul_pd(MPT_PAIR_##S(&val[k + 2]), MPT_W2(k + 2)));  \
+        }                                                                                 \
+        s0 = _mm_cvtsd_f64(a01);                                                          \
+        s1 = _mm_cvtsd_f64(_mm_unpackhi_pd(a01, a01));                                    \
+        s2 = _mm_cvtsd_f64(a23);                                                          \
+        s3 = _mm_cvtsd_f64(_mm_unpackhi_pd(a23, a23));
+    #define MPT_SCATTER4(S)                                                                \
+        __m128d av = _mm_set1_pd(a), p01, p23;                                            \
+        for (; k + 4 <= k1; k += 4) {                                                     \
+            p01 = _mm_mul_pd(MPT_PAIR_##S(&val[k]), av);                                  \
+            p23 = _mm_mul_pd(MPT_PAIR_##S(&val[k + 2]), av);                              \
+            g[idx[k]] += _mm_cvtsd_f64(p01);                                              \
+            g[idx[k + 1]] += _mm_cvtsd_f64(_mm_unpackhi_pd(p01, p01));                    \
+            g[idx[k + 2]] += _mm_cvtsd_f64(p23);                                          \
+            g[idx[k + 3]] += _mm_cvtsd_f64(_mm_unpackhi_pd(p23, p23));                    \
+        }
+    #else
+    #define MPT_DOT4(S)                                                                    \
+        for (; k + 4 <= k1; k += 4) {                                                     \
+            s0 = s0 + (double)val[k] * w[idx[k]];                                         \
+            s1 = s1 + (double)val[k + 1] * w[idx[k + 1]];                                 \
+            s2 = s2 + (double)val[k + 2] * w[idx[k + 2]];                                 \
+            s3 = s3 + (double)val[k + 3] * w[idx[k + 3]];                                 \
+        }
+    #define MPT_SCATTER4(S)                                                                \
+        for (; k + 4 <= k1; k += 4) {                                                     \
+            g[idx[k]] += (double)val[k] * a;                                              \
+            g[idx[k + 1]] += (double)val[k + 1] * a;                                      \
+            g[idx[k + 2]] += (double)val[k + 2] * a;                                      \
+            g[idx[k + 3]] += (double)val[k + 3] * a;                                      \
+        }
+    #endif
+    #define MPT_HOT_LOOPS(T, S)                                                            \
+    static inline double mpt_dot_##S(long long k, long long k1, const uint16_t* idx,       \
+                                     const T* val, const double* w) {                     \
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;                                    \
+        MPT_DOT4(S)                                                                       \
+        if (k < k1) {                                                                     \
+            s0 = s0 + (double)val[k] * w[idx[k]];                                         \
+            if (k + 1 < k1) {                                                             \
+                s1 = s1 + (double)val[k + 1] * w[idx[k + 1]];                             \
+                if (k + 2 < k1)                                                           \
+                    s2 = s2 + (double)val[k + 2] * w[idx[k + 2]];                         \
+            }                                                                             \
+        }                                                                                 \
+        return (s0 + s1) + (s2 + s3);                                                     \
+    }                                                                                     \
+    static inline void mpt_scatter_##S(long long k, long long k1, const uint16_t* idx,     \
+                                       const T* val, double a, double* g) {               \
+        MPT_SCATTER4(S)                                                                   \
+        for (; k < k1; k++)                                                               \
+            g[idx[k]] += (double)val[k] * a;                                              \
+    }
+    MPT_HOT_LOOPS(float, f)
+    MPT_HOT_LOOPS(double, d)
     """
     void __builtin_prefetch(const void* p) nogil
     double mpt_select(int c, double a, double b) nogil
+    double mpt_dot_f(long long k0, long long k1, const uint16_t* idx, const float* val,
+                     const double* w) nogil
+    double mpt_dot_d(long long k0, long long k1, const uint16_t* idx, const double* val,
+                     const double* w) nogil
+    void mpt_scatter_f(long long k0, long long k1, const uint16_t* idx, const float* val,
+                       double a, double* g) nogil
+    void mpt_scatter_d(long long k0, long long k1, const uint16_t* idx, const double* val,
+                       double a, double* g) nogil
 
 
 cdef inline double fused_loss_dloss(int code, double y, double m, double* dl) noexcept nogil:
@@ -80,9 +159,15 @@ cdef inline double row_dot(long long k0, long long k1, const index* idx, const r
     (terms k0, k0+4, ... in the first, k0+1, ... in the second, and so on), then
     (s0 + s1) + (s2 + s3), so that four additions are in flight instead of one chain.
     With global (int) indices, w[idx[k + PF]] is prefetched while k + PF < kmax (the
-    length of idx): w is then too large for the L2 cache."""
+    length of idx): w is then too large for the L2 cache. With 16-bit indices (the hot
+    block), the same sum by mpt_dot_f / mpt_dot_d (SSE2 pairs, the same bits)."""
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     cdef long long k = k0
+    if index is uint16_t:
+        if real is float:
+            return mpt_dot_f(k0, k1, idx, val, w)
+        else:
+            return mpt_dot_d(k0, k1, idx, val, w)
     while k + 4 <= k1:
         if index is int:
             if k + PF + 4 <= kmax:
@@ -163,24 +248,14 @@ cdef inline void scatter_rows(Py_ssize_t i0, Py_ssize_t i1, const long long* hpt
                               const uint16_t* hidx, const real* hval, const double* coef,
                               double* g) noexcept nogil:
     """g[hidx[k]] += hval[k]·coef[i] for the hot rows i0 ≤ i < i1, in order (g: a panel's
-    row of part). Unrolled by four (fewer loop instructions; the same additions in the same
-    order)."""
+    row of part), by mpt_scatter_f / mpt_scatter_d (unrolled by four, products in SSE2
+    pairs: the same additions in the same order)."""
     cdef Py_ssize_t i
-    cdef long long k, k1
-    cdef double a
     for i in range(i0, i1):
-        a = coef[i]
-        k = hptr[i]
-        k1 = hptr[i + 1]
-        while k + 4 <= k1:
-            g[hidx[k]] += hval[k] * a
-            g[hidx[k + 1]] += hval[k + 1] * a
-            g[hidx[k + 2]] += hval[k + 2] * a
-            g[hidx[k + 3]] += hval[k + 3] * a
-            k = k + 4
-        while k < k1:
-            g[hidx[k]] += hval[k] * a
-            k = k + 1
+        if real is float:
+            mpt_scatter_f(hptr[i], hptr[i + 1], hidx, hval, coef[i], g)
+        else:
+            mpt_scatter_d(hptr[i], hptr[i + 1], hidx, hval, coef[i], g)
 
 
 def split_fused(int code, const double[::1] y, const double[:, ::1] tpart,

@@ -182,10 +182,17 @@ def test_split_layout_matches_numpy(skewed, loss, values):
     is_hot = np.zeros(shard.d, bool)
     is_hot[lay.hot] = True
     assert lay.part.shape[0] > 1
+    if lay.hot.size:  # hot rows padded with (0, 0.0) to a multiple of 4 entries
+        assert np.all(np.diff(lay.hptr) % 4 == 0) and np.diff(lay.hptr).max() > 4
+        real = lay.hval != 0  # the data's values are >= 0.1
+        assert real.sum() == lay.hot_nnz and np.all(lay.hidx[~real] == 0)
+        row = np.repeat(np.arange(shard.rows), np.diff(lay.hptr))
+        pad = np.bincount(row[~real], minlength=shard.rows)
+        assert pad.max() < 4 and np.all(np.diff(lay.hptr)[pad > 0] > pad[pad > 0])
     if lay.hot.size == 0:  # all tail
         assert lay.hidx.size == 0 and lay.tcol.size == X.nnz
     elif lay.hot.size == shard.d:  # all hot
-        assert lay.hidx.size == X.nnz and lay.tcol.size == 0
+        assert lay.hot_nnz == X.nnz and lay.tcol.size == 0
     else:
         assert lay.hot.size == 40 and count[is_hot].min() >= count[~is_hot].max()  # frequent
         assert lay.tcol.size > 0 and len(lay.tcut) > 2
@@ -333,3 +340,31 @@ def test_fused_loss_is_loss_dloss_bit_for_bit(skewed, loss):
             fp += per_row[i]
         total += fp
     assert buf[-1] == total
+
+
+@pytest.mark.parametrize("values", ["float64", "float32"])
+def test_hot_loops_same_bits_as_scalar_loops(skewed, values):
+    """The hot block's loops (16-bit indices: SSE2 pairs where available) give the bits of the
+    scalar loops: margins of the unpadded hot rows (every row length mod 4, so every
+    remainder) equal csr_margins with the same indices as int32 (the scalar row_dot) and
+    those of the padded rows; split_scatter's partials equal the padded layout's."""
+    shard, w = skewed
+    lay = linear_model.LinearShard(shard, "logistic", values=values).layout
+    if lay.hot.size in (0, shard.d):
+        pytest.skip("needs a hot block and a tail")
+    real = lay.hval != 0
+    cnt = np.array([real[a:b].sum() for a, b in zip(lay.hptr[:-1], lay.hptr[1:])])
+    ptr = np.r_[0, np.cumsum(cnt)].astype(np.int64)
+    idx, val = lay.hidx[real], lay.hval[real]
+    assert set(cnt % 4) == {0, 1, 2, 3}
+    wm = np.random.default_rng(8).normal(size=lay.hot.size)
+    m16, m32, mpad = (np.empty(shard.rows) for _ in range(3))
+    K.csr_margins(ptr, idx, val, wm, m16)
+    K.csr_margins(ptr, idx.astype(np.int32), val, wm, m32)
+    K.csr_margins(lay.hptr, lay.hidx, lay.hval, wm, mpad)
+    assert np.array_equal(m16, m32) and np.array_equal(m16, mpad)
+    coef = np.random.default_rng(9).normal(size=shard.rows)
+    part = np.empty_like(lay.part)
+    K.split_scatter(ptr, idx, val, lay.panels, part, coef)
+    K.split_scatter(lay.hptr, lay.hidx, lay.hval, lay.panels, lay.part, coef)
+    assert np.array_equal(part, lay.part)

@@ -17,7 +17,7 @@ from mpitrain.algorithms import registry
 from mpitrain.algorithms.base import Context
 from mpitrain.comm import World
 from mpitrain.errors import CheckpointError, JobError
-from mpitrain.models.linear import SplitCSR, layout_bytes
+from mpitrain.models.linear import HOT_ROW_MULTIPLE, SplitCSR, layout_bytes
 from util import cli, write_job
 
 ROWS, L2 = 2000, 1e-4
@@ -100,13 +100,14 @@ def test_lbfgs_float32_certified_and_close_to_float64(tmp_path, rt_h5):
 
 def test_layout_bytes_counts_the_value_type(rt_h5):
     """4 bytes less per stored value in the estimate (its all-tail worst case keeps every value
-    once), and each estimate bounds the layout actually kept, whose values have the type.
+    once, plus the hot rows' padding values), and each estimate bounds the layout actually
+    kept, whose values have the type.
     (Kept bytes need not shrink: float64 with w within 1 MiB keeps the tail once, as here.)"""
     from mpitrain import data
     world = World()
     sh = data.load(world, rt_h5, group="train", max_rows=ROWS, what="train")
     e64, e32 = layout_bytes(sh, "float64"), layout_bytes(sh, "float32")
-    assert e64 - e32 == 4 * sh.nnz   # all-tail worst case: every value kept once
+    assert e64 - e32 == 4 * (sh.nnz + (HOT_ROW_MULTIPLE - 1) * sh.rows)  # values, padding
     for values, est in (("float64", e64), ("float32", e32)):
         lay = SplitCSR(sh.X, values)
         assert lay.hval.dtype == lay.tcval.dtype == np.dtype(values)
@@ -116,8 +117,8 @@ def test_layout_bytes_counts_the_value_type(rt_h5):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["lbfgs", "fadl", "psgd-mix"])
 def test_memory_estimate_with_float32_bounds_the_peak(name, tmp_path, rt_h5):
-    """memory_bytes(job, train) with values = "float32": 4 bytes per non-zero below float64's
-    (the layout's copy of a value), and still at least the peak of setup and two steps
+    """memory_bytes(job, train) with values = "float32": 4 bytes per value below float64's
+    (the layout's copy of a non-zero and its padding values), and still at least the peak of setup and two steps
     (the check of test_hostile, at float32)."""
     world = World()
     cls = registry()[name]
@@ -125,7 +126,8 @@ def test_memory_estimate_with_float32_bounds_the_peak(name, tmp_path, rt_h5):
             for v in ("float64", "float32")}
     train, test = driver.load_data(world, jobs["float32"], cls)
     est = cls.memory_bytes(jobs["float32"], train)
-    assert cls.memory_bytes(jobs["float64"], train) - est == 4 * train.nnz
+    assert cls.memory_bytes(jobs["float64"], train) - est == 4 * (
+        train.nnz + (HOT_ROW_MULTIPLE - 1) * train.rows)
     tracemalloc.start()
     try:
         alg = cls(Context(world, jobs["float32"], train, test))

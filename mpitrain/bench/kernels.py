@@ -73,7 +73,7 @@ def _kernel_rates(X, y, repeats, threads=(1, 2)):
         t0 = time.perf_counter()
         lay = lm.layout
         build[values] = time.perf_counter() - t0
-        layout = {"hot_columns": int(lay.hot.size), "hot_nnz": int(lay.hidx.size),
+        layout = {"hot_columns": int(lay.hot.size), "hot_nnz": lay.hot_nnz,
                   "row_panels": int(lay.part.shape[0]), "tail_partials": int(lay.tpart.shape[0])}
         for t in threads:
             omp.set_num_threads(t)

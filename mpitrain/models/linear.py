@@ -14,6 +14,7 @@ from .._kernels import linear as K
 from .losses import LOSSES
 
 HOT_COLUMNS = 65536  # the hot block: uint16 local indices, 512 KB of w or of a partial gradient
+HOT_ROW_MULTIPLE = 4  # hot rows padded to a multiple of this many entries (SplitCSR)
 HOT_NNZ_PER_COLUMN = 32  # a smaller hot block for small shards: about nnz/32 columns (≥ 1024)
 DIRECT_COLUMNS = 1 << 17  # w within 1 MiB (the L2 cache): float64 margins straight from the CSR
 TAIL_CHUNKS = 64     # the tail's column chunks (units of parallel work in Xᵀcoef)
@@ -30,7 +31,9 @@ class SplitCSR:
     least 1024) form a CSR block with uint16 local column indices, numbered by decreasing
     frequency (ties to the lower index): their slice of w, and the partial gradient a row panel
     scatters into, are at most 512 KB each and stay in the L2 cache, the most frequent columns
-    together in their first lines. The other columns ("tail": rare, each read a few times per
+    together in their first lines; each hot row is padded with entries (0, 0.0) to a multiple
+    of HOT_ROW_MULTIPLE = 4 (the loops over a row take no branch on its last entries; the
+    sums are unchanged while w is finite). The other columns ("tail": rare, each read a few times per
     pass) are kept once, as (column, row, value) entries sorted by column then row, so that w
     is read and the gradient's tail written in column order (streamed) instead of at random:
     the tail's margins are summed into TAIL_PARTIALS partials of n doubles (one per piece of
@@ -98,6 +101,9 @@ class SplitCSR:
         C = 0 if self.direct or tnnz == 0 else min(TAIL_PARTIALS, tnnz)
         self.mcut = np.linspace(0, tnnz, C + 1).astype(np.int64)  # the margins' pieces
         self.tpart = np.empty((C, n), dtype=np.float64)  # their partial margins
+        self.hot_nnz = int(self.hidx.size)  # before the padding
+        if H:
+            self.hptr, self.hidx, self.hval = _pad_rows(self.hptr, self.hidx, self.hval)
         hnnz = int(self.hidx.size)
         P = _panel_count(hnnz, n)
         self.panels = np.searchsorted(self.hptr, np.linspace(0, hnnz, P + 1)).astype(np.int64)
@@ -142,7 +148,8 @@ class SplitCSR:
 def layout_bytes(shard, values="float64"):
     """Upper bound of the bytes SplitCSR adds for a CSR shard while it is built and kept (0 for
     dense rows): kept, 2 + v bytes per hot and 8 + v per tail non-zero (v = 8 for float64
-    values, 4 for float32), the row pointer, the tail's partial margins (8·TAIL_PARTIALS
+    values, 4 for float32), the hot rows' padding (up to HOT_ROW_MULTIPLE - 1 entries of
+    2 + v bytes per row), the row pointer, the tail's partial margins (8·TAIL_PARTIALS
     bytes per row), the row panels' partial gradients and the copy of w's hot slice; while
     building, 33 bytes per non-zero of temporaries (at most about 25 alive at once: int64
     columns and local ids, int32 rows, masks; the rest leaves room for a sort's buffer), a
@@ -153,6 +160,7 @@ def layout_bytes(shard, values="float64"):
     nnz, n, d = int(shard.nnz), int(shard.rows), int(shard.d)
     v = np.dtype(VALUE_TYPES[values]).itemsize
     return ((8 + v + 33) * nnz + 24 * d + 8 * (2 + TAIL_PARTIALS) * (n + 1)
+            + (HOT_ROW_MULTIPLE - 1) * (2 + v) * n
             + 8 * (_panel_count(nnz, n) + 2) * _hot_width(nnz, d))
 
 
@@ -164,6 +172,23 @@ def _hot_width(nnz, d):
 def _panel_count(hnnz, n):
     """The row panels of a hot block of hnnz non-zeros over n rows (SplitCSR)."""
     return 1 if n < 2 else 2 * min(MAX_PANELS // 2, max(1, -(-hnnz // (2 * PANEL_NNZ))))
+
+
+def _pad_rows(ptr, idx, val):
+    """The CSR rows (ptr, idx, val), each padded with entries (0, 0.0) to a multiple of
+    HOT_ROW_MULTIPLE entries: the hot loops (mpt_dot, mpt_scatter) then take no branch on a
+    row's last entries. 0.0·w[hot[0]] adds nothing to a margin (exactly, w finite) and 0.0
+    nothing to a gradient."""
+    count = np.diff(ptr)
+    pptr = np.zeros_like(ptr)
+    np.cumsum(-(-count // HOT_ROW_MULTIPLE) * HOT_ROW_MULTIPLE, out=pptr[1:])
+    pos = np.repeat(pptr[:-1] - ptr[:-1], count)
+    pos += np.arange(idx.size)
+    pidx = np.zeros(pptr[-1], dtype=idx.dtype)
+    pidx[pos] = idx
+    pval = np.zeros(pptr[-1], dtype=val.dtype)
+    pval[pos] = val
+    return pptr, pidx, pval
 
 
 def _row_pointer(rows, n):
