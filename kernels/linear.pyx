@@ -137,18 +137,13 @@ cdef extern from *:
                        double a, double* g) nogil
 
 
-cdef inline double fused_loss_dloss(int code, double y, double m, double* dl) noexcept nogil:
-    """losses.pxd's loss_dloss_at, the same operations and bits, with the logistic loss's
-    sign test (z = y m > 0, random early in training) made a select instead of a branch:
-    dℓ/dm = -y·t / (1 + e) and ℓ = log1p(e) - u with e = exp(-|z|), t = e or 1 and
-    u = 0 or z (-y·1 = -y and x - 0 = x exactly)."""
-    cdef double z, e
-    cdef int pos
-    if code != 0:
-        return loss_dloss_at(code, y, m, dl)
-    z = y * m
-    e = exp(-fabs(z))
-    pos = z > 0
+cdef inline double logistic_from_e(double y, double m, double* dl) noexcept nogil:
+    """The logistic ℓ(y, m), given e = exp(-|y m|) in dl[0], which becomes dℓ/dm: the
+    operations and bits of losses.pxd's loss_dloss_at, with its sign test (z = y m > 0,
+    random early in training) made a select instead of a branch: dℓ/dm = -y·t / (1 + e) and
+    ℓ = log1p(e) - u with t = e or 1 and u = 0 or z (-y·1 = -y and x - 0 = x exactly)."""
+    cdef double z = y * m, e = dl[0]
+    cdef int pos = z > 0
     dl[0] = -y * mpt_select(pos, e, 1.0) / (1.0 + e)
     return log1p(e) - mpt_select(pos, 0.0, z)
 
@@ -273,9 +268,10 @@ def split_fused(int code, const double[::1] y, const double[:, ::1] tpart,
     The margin rows are the hot rows with wm the hot slice of w, or the shard's whole CSR
     rows with wm = w and no partial (tpart.shape[0] = 0). Each row panel p
     (panels[p] ≤ i < panels[p+1]) is one thread's, in steps of at most FROWS rows and FNNZ
-    hot non-zeros: the step's margins, then its losses and derivatives, then its hot rows
-    scattered into part[p] while they are still in cache (the hot data is read once from
-    memory). The loss is summed in row order within a panel (ploss[p]), then over the panels
+    hot non-zeros: the step's margins, then its losses and derivatives (losses.pxd's
+    loss_dloss_at, bit for bit; the logistic loss as logistic_from_e after the step's exps),
+    then its hot rows scattered into part[p] while they are still in cache (the hot data is
+    read once from memory). The loss is summed in row order within a panel (ploss[p]), then over the panels
     in order; the panels depend only on the data, so the bits do not depend on the
     threads."""
     cdef Py_ssize_t P = part.shape[0], H = part.shape[1], n = y.shape[0], p, i, i0, i1, j
@@ -298,8 +294,14 @@ def split_fused(int code, const double[::1] y, const double[:, ::1] tpart,
                                                               &wm[0], mptr[n])
                 else:
                     margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
-            for i in range(i0, i1):
-                f = f + fused_loss_dloss(code, y[i], margins[i], &coef[i])
+            if code == 0:  # the step's exps first, then the rest: each libm routine in a loop
+                for i in range(i0, i1):
+                    coef[i] = exp(-fabs(y[i] * margins[i]))
+                for i in range(i0, i1):
+                    f = f + logistic_from_e(y[i], margins[i], &coef[i])
+            else:
+                for i in range(i0, i1):
+                    f = f + loss_dloss_at(code, y[i], margins[i], &coef[i])
             scatter_rows(i0, i1, &hptr[0], &hidx[0], &hval[0], &coef[0], &part[p, 0])
             i0 = i1
         ploss[p] = f

@@ -320,8 +320,8 @@ def test_split_layout_tail_pieces(skewed, monkeypatch, values, pieces):
 
 @pytest.mark.parametrize("loss", ["logistic", "squared_hinge", "squared"])
 def test_fused_loss_is_loss_dloss_bit_for_bit(skewed, loss):
-    """split_fused's loss and derivative (the logistic's sign test made a select) are those of
-    losses.pxd's loss_dloss_at bit for bit: the derivatives equal loss_dloss's at the same
+    """split_fused's loss and derivative (the logistic's from the step's exps, its sign test
+    made a select) are those of losses.pxd's loss_dloss_at bit for bit: the derivatives equal loss_dloss's at the same
     margins, and the loss equals the per-row losses summed in row order within each panel,
     then over the panels in order. Margins of both signs and up to |m| ~ 40."""
     shard, w = skewed
