@@ -797,3 +797,18 @@ def test_elasticnet_tuned_claims_count_settings_by_hand():
     assert "**Time to 1e-6 at P = 2 ≤ SAGA's: 1 of 3** (not in: b (0, 1e-06): DASVRDA P = 2 " \
            "2.00 s, SAGA 1.00 s (16 epochs); c (0, 1e-06): DASVRDA P = 2 3.00 s, SAGA not " \
            "reached in 400 epochs (gap 1.0e-03, 1.00 s))." in flat
+
+
+def test_elasticnet_tuned_names_the_grid_run_and_each_refinement_level():
+    """The Tuning sentence names the grid the results ran (not a typed one) and the levels
+    that ran: none, the ×½/×2 level (refine 1), and the ×1/√2, ×√2 one too (refine 2)."""
+    from mpitrain.bench.elasticnet import _first
+    rep, res = en_results()
+    texts = [" ".join(doctables.render_elasticnet_tuned(rep, dict(res, refine=r), "CMD",
+                                                        _first)[0].split()) for r in (0, 1, 2)]
+    grid = "the method's default step over the grid 1, 4, grown ×4 past an end that wins"
+    second = ", then the winner's ×½ and ×2 (a second level, run and judged alike)"
+    third = ", then the new winner's ×1/√2 and ×√2 (a third level, alike)"
+    assert grid + "; kept:" in texts[0]
+    assert grid + second + "; kept:" in texts[1]
+    assert grid + second + third + "; kept:" in texts[2]

@@ -808,7 +808,8 @@ def render_elasticnet_tuned(rep, res, cmd, first, quick=None, seeds=None, stats=
     intro = (
         f"Every method tuned by the same rule (`{cmd}`, run one data set at a time with `--sets` "
         "and merged with `--report-from`): P = 1 runs at each multiplier ×k of the method's "
-        "default step over the grid 1, 4, 16, 64, 256, grown ×4 past an end that wins"
+        "default step over the grid " + ", ".join(f"{v:g}" for v in res["eta_scales"])
+        + ", grown ×4 past an end that wins"
         + (", then the winner's ×½ and ×2 (a second level, run and judged alike)"
            if res.get("refine") else "")
         + (", then the new winner's ×1/√2 and ×√2 (a third level, alike)"
