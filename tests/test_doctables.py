@@ -39,6 +39,11 @@ def test_kernels_section_is_rendered_from_the_results():
     assert "1.23× scipy's single matvec" in s and "Parsing at 2 ranks is 7.5× faster" in s
     assert "target 3×:\nmissed)" in s
     assert "target 3×:\nreached)" in doctables.render_kernels(kernels_results(3.0))
+    # the machine's state as the load shows it, no more: shared at 1 or above, else below 1
+    assert "parse times medians of 5; the 2-core machine was shared:" in s
+    quiet = dict(kernels_results(2.5), loadavg_1min=[0.7, 0.9])
+    assert "medians of 5; a load average below 1 on the 2-core machine:" in \
+        doctables.render_kernels(quiet)
 
 
 DOC = ("# Title\n\nintro line\n\n"

@@ -224,7 +224,7 @@ def render_kernels(r):
     return f"""### Kernels and parsing (`mpitrain bench kernels`, load {la[0]:.1f} / {la[1]:.1f})
 
 {m['n']:,} × 2²⁰ CSR, {m['nnz'] / 1e6:.1f} M non-zeros (Zipf-like columns); kernel times are the best of
-15 calls for every row alike, parse times medians of 5; {'the 2-core machine was shared' if max(la) >= 1.0 else 'nothing else ran on the 2-core machine'}:
+15 calls for every row alike, parse times medians of 5; {'the 2-core machine was shared' if max(la) >= 1.0 else 'a load average below 1 on the 2-core machine'}:
 
 | what | threads | M non-zeros/s |
 |---|---|---|
