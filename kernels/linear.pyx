@@ -214,6 +214,13 @@ def tail_margins(const long long[::1] mcut, const int[::1] tcol, const int[::1] 
             mp[trow[k]] += tcval[k] * w[tcol[k]]
 
 
+def take(const double[::1] w, const int[::1] idx, double[::1] out):
+    """out[j] = w[idx[j]] (numpy.take, split over the threads: a copy, so the same bits)."""
+    cdef Py_ssize_t n = out.shape[0], j
+    for j in prange(n, nogil=True, schedule="static"):
+        out[j] = w[idx[j]]
+
+
 cdef inline double base_sum(const double[:, ::1] tpart, Py_ssize_t i) noexcept nogil:
     """Σ_c tpart[c, i] in order (0.0 when there is no partial)."""
     cdef Py_ssize_t c

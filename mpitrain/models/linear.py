@@ -121,7 +121,7 @@ class SplitCSR:
         wm = w
         if self.whot is not None:  # the hot slice of w, in cache during the hot pass
             wm = self.whot
-            np.take(w, self.hot, out=wm)
+            K.take(w, self.hot, wm)
         return (self.hptr, self.hidx, self.hval), wm
 
     def margins(self, w, out):
