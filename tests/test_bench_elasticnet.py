@@ -669,3 +669,22 @@ def test_certificate_by_hand_gradient_bound_and_duality_gap():
             (l1, l2)
         f_star = E._objective(X, y, E._reference(X, y, l1, l2), l1, l2)
         assert c >= f - f_star - 1e-12, (l1, l2)
+
+
+def test_reference_is_certified_when_support_columns_repeat():
+    """At l2 = 0 with l1 > 0, collinear columns in the support (repeated n-gram columns in
+    rt-polarity) make the support's Hessian singular: the Newton polish must still bring the
+    reference's certified gap to rounding level (a plain solve raised or left the L-BFGS-B
+    point, 5.8e-8 relative on rt-polarity (1e-4, 0))."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((400, 60))
+    A[:, 1] = A[:, 0]
+    A[:, 3] = 2.0 * A[:, 2]
+    w0 = np.zeros(60)
+    w0[:8] = rng.standard_normal(8)
+    y = np.where(A @ w0 + 0.3 * rng.standard_normal(400) > 0, 1.0, -1.0)
+    X = sp.csr_matrix(A / np.linalg.norm(A, axis=1)[:, None])
+    w = E._reference(X, y, 1e-3, 0.0)
+    assert {0, 1} <= set(np.flatnonzero(w))    # the repeated pair is in the support
+    f, c = E._certificate(X, y, w, 1e-3, 0.0)
+    assert 0.0 <= c <= 1e-14 * f
