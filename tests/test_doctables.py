@@ -38,7 +38,14 @@ def test_kernels_section_is_rendered_from_the_results():
     assert "| ours, 2 ranks (byte ranges) | 23 |" in s
     assert "1.23× scipy's single matvec" in s and "Parsing at 2 ranks is 7.5× faster" in s
     assert "target 3×:\nmissed)" in s
-    assert "target 3×:\nreached)" in doctables.render_kernels(kernels_results(3.0))
+    assert "target 3×:\nreached with float32 values only)" in doctables.render_kernels(
+        kernels_results(3.0))
+    both = kernels_results(3.0)
+    both["ratios"]["grad_2t_vs_scipy_matvec_1t"] = 3.0
+    assert "target 3×:\nreached with both value types)" in doctables.render_kernels(both)
+    f64 = kernels_results(2.99)
+    f64["ratios"]["grad_2t_vs_scipy_matvec_1t"] = 3.1
+    assert "target 3×:\nreached with float64 values only)" in doctables.render_kernels(f64)
     # the machine's state as the load shows it, no more: shared at 1 or above, else below 1
     assert "parse times medians of 5; the 2-core machine was shared:" in s
     quiet = dict(kernels_results(2.5), loadavg_1min=[0.7, 0.9])
