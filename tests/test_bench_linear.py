@@ -138,6 +138,22 @@ def test_sklearn_comparator_is_seeded():
     assert [p[1:] for p in a] == [p[1:] for p in b]
 
 
+def _repeat_trace(speeds, objective, dvec):
+    """A fake bench-linear _trace for --repeat runs: repeat k (the ".rK" of the job name, 0
+    without) runs with the clock ×speeds[k]; record i's objective and d-vector Allreduces are
+    objective(algo, k, i) and dvec(algo, k, i)."""
+    def trace(rdir):
+        algo = os.path.basename(rdir).rsplit("-", 2)[-2]
+        k = int(algo.split(".r")[1]) if ".r" in algo else 0
+        algo, speed = algo.split(".r")[0], speeds[k]
+        recs = [{"step": i, "time": 0.1 * i * speed, "objective": objective(algo, k, i),
+                 "comm_calls": 5 * i, "dvec_allreduces": int(dvec(algo, k, i))}
+                for i in range(1, 12)]
+        return recs, {"objective": recs[-1]["objective"], "time": 1.1 * speed,
+                      "stop_reason": "x", "start": "mix"}
+    return trace
+
+
 def _fake_table(tmp_path, monkeypatch):
     """Fakes the full table's data, reference, runs and comparators: a run's gap is 10^-i at
     record i (FADL at P ≥ 3: 10^-(i/2)); FADL makes 2i + 1 d-vector Allreduces, L-BFGS i + 1,
@@ -339,18 +355,9 @@ def test_repeat_median_is_not_the_mean_and_differing_counts_are_named(tmp_path, 
     the report names it."""
     _fake_table(tmp_path, monkeypatch)
 
-    def trace(rdir):
-        algo = os.path.basename(rdir).rsplit("-", 2)[-2]
-        k = int(algo.split(".r")[1]) if ".r" in algo else 0
-        algo, speed = algo.split(".r")[0], (1, 4, 2)[k]
-        extra = 1 if algo == "lbfgs" and k == 1 else 0
-        recs = [{"step": i, "time": 0.1 * i * speed, "objective": 0.5 * (1 + 10.0 ** -i),
-                 "comm_calls": 5 * i, "dvec_allreduces": (2 * i if algo == "fadl"
-                                                          else i + 1 + extra)}
-                for i in range(1, 12)]
-        return recs, {"objective": recs[-1]["objective"], "time": 1.1 * speed,
-                      "stop_reason": "x", "start": "mix"}
-    monkeypatch.setattr(L, "_trace", trace)
+    monkeypatch.setattr(L, "_trace", _repeat_trace(
+        (1, 4, 2), lambda algo, k, i: 0.5 * (1 + 10.0 ** -i),
+        lambda algo, k, i: 2 * i if algo == "fadl" else i + 1 + (algo == "lbfgs" and k == 1)))
     out = tmp_path / "out"
     assert L.main(["--sets", "synth", "--l2", "1e-4", "--repeat", "3", "--out",
                    str(out)]) == 0
@@ -525,18 +532,10 @@ def test_repeat_a_miss_on_any_repeat_leaves_no_seconds_to_the_gap(tmp_path, monk
     other cells keep theirs."""
     _fake_table(tmp_path, monkeypatch)
 
-    def trace(rdir):
-        algo = os.path.basename(rdir).rsplit("-", 2)[-2]
-        k = int(algo.split(".r")[1]) if ".r" in algo else 0
-        algo, speed = algo.split(".r")[0], (1, 3, 2)[k]
-        miss = algo == "fadl" and k == 2
-        recs = [{"step": i, "time": 0.1 * i * speed,
-                 "objective": 0.5 * (1 + (2e-4 if miss else 10.0 ** -i)),
-                 "comm_calls": 5 * i, "dvec_allreduces": 2 * i if algo == "fadl" else i + 1}
-                for i in range(1, 12)]
-        return recs, {"objective": recs[-1]["objective"], "time": 1.1 * speed,
-                      "stop_reason": "x", "start": "mix"}
-    monkeypatch.setattr(L, "_trace", trace)
+    monkeypatch.setattr(L, "_trace", _repeat_trace(
+        (1, 3, 2),
+        lambda algo, k, i: 0.5 * (1 + (2e-4 if algo == "fadl" and k == 2 else 10.0 ** -i)),
+        lambda algo, k, i: 2 * i if algo == "fadl" else i + 1))
     out = tmp_path / "out"
     assert L.main(["--sets", "synth", "--l2", "1e-4", "--repeat", "3", "--out",
                    str(out)]) == 0
