@@ -368,3 +368,29 @@ def test_hot_loops_same_bits_as_scalar_loops(skewed, values):
     K.split_scatter(ptr, idx, val, lay.panels, part, coef)
     K.split_scatter(lay.hptr, lay.hidx, lay.hval, lay.panels, lay.part, coef)
     assert np.array_equal(part, lay.part)
+
+
+@pytest.mark.parametrize("values", ["float64", "float32"])
+def test_split_margins_are_the_tail_partials_in_order_plus_the_hot_rows(skewed, monkeypatch,
+                                                                         values):
+    """Bit for bit: each tail partial is its piece's products val·w[col] summed by row in entry
+    order (numpy.bincount), and a margin is the partials added in order, then the hot row's
+    row_dot (csr_margins of the padded hot rows with w's hot slice). Three pieces, so an
+    order other than 0, 1, 2 shows."""
+    shard, w = skewed
+    monkeypatch.setattr(linear_model, "TAIL_PARTIALS", 3)
+    lay = linear_model.LinearShard(shard, "logistic", values=values).layout
+    if lay.tpart.shape[0] != 3:
+        pytest.skip("direct margins or no tail: no partials")
+    m = np.empty(shard.rows)
+    lay.margins(w, m)
+    prod = lay.tcval.astype(np.float64) * w[lay.tcol]
+    base = np.zeros(shard.rows)
+    for c in range(3):
+        a, b = lay.mcut[c], lay.mcut[c + 1]
+        part = np.bincount(lay.trow[a:b], weights=prod[a:b], minlength=shard.rows)
+        assert np.array_equal(lay.tpart[c], part)
+        base = base + part
+    hot = np.empty(shard.rows)
+    K.csr_margins(lay.hptr, lay.hidx, lay.hval, np.ascontiguousarray(w[lay.hot]), hot)
+    assert np.array_equal(m, base + hot)
