@@ -372,6 +372,7 @@ def test_plane_model_and_its_newton_search():
     one step, and ψ never above its start on f."""
     from mpitrain.algorithms.linear_family import CachedPlane as Plane
     from mpitrain.models.linesearch import plane_newton
+    from mpitrain.algorithms.linear_family import floor_tol
     from mpitrain.algorithms.linear_family import LinearObjective
     rng = np.random.default_rng(5)
     sh = _shard(True, rows=60, n=60, d=12, seed=7)
@@ -396,6 +397,15 @@ def test_plane_model_and_its_newton_search():
     x1, _ = plane_newton(psi, 0.5)
     f1, g1, _ = psi(x1)
     assert f1 <= psi(np.array([0.5, 0.0]))[0] and np.linalg.norm(g1) < 1e-8
+    # at the rounding floor: the model predicts a decrease far below 1e-12·|ψ| and every
+    # trial reads one ulp higher; no trial is made (each would be an Allreduce for nothing)
+    x0 = np.array([0.5, 0.0])
+
+    def flat(x):
+        return 1.0 + (0.0 if np.array_equal(x, x0) else 2.3e-16), A @ (x - x0) - 1e-9 * b, A
+    (xf, trials) = plane_newton(flat, 0.5, floor=floor_tol(1.0))
+    assert trials == 1 and np.array_equal(xf, x0)
+    assert plane_newton(flat, 0.5)[1] > 10      # without the floor: ten halvings for nothing
 
 
 @pytest.mark.timeout(60)

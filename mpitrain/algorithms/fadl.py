@@ -291,7 +291,7 @@ class FADL(LinearAlgorithm):
                     buf = plane.local(x)
                     world.allreduce(buf)
                     return plane.value(x, buf)
-                (alpha, beta), trials = plane_newton(psi, t)
+                (alpha, beta), trials = plane_newton(psi, t, floor=floor_tol(f_old))
                 self.ls_evals += trials
                 evals += trials
                 step = alpha * self.dir + beta * self.s

@@ -111,10 +111,13 @@ def _zoom(ev, f0, d0, lo, flo, dlo, auxlo, hi, fhi, dhi, c1, c2):
                            at_floor=at_floor, evals=ev.n)
 
 
-def plane_newton(psi, t, max_steps=6, c1=1e-4):
+def plane_newton(psi, t, max_steps=6, c1=1e-4, floor=0.0):
     """Minimise ψ over (α, β) from (t, 0) by Newton steps on the 2×2 system, each with Armijo
-    backtracking (halving, down to 1e-3); stops when a step is not a descent direction, no
-    step is accepted, the decrease is below 1e-12·|ψ|, or after max_steps. ψ never rises.
+    backtracking (halving, down to 1e-3); stops when a step is not a descent direction, the
+    Newton model predicts a decrease of at most `floor` (the floating-point floor of ψ's
+    evaluation: its rounding would then decide the Armijo test, and each rejected trial
+    would cost one more Allreduce for nothing), no step is accepted, the decrease is below
+    1e-12·|ψ|, or after max_steps. ψ never rises.
     Returns ((α, β), trials)."""
     x = np.array([t, 0.0])
     f, g, H = psi(x)
@@ -124,7 +127,7 @@ def plane_newton(psi, t, max_steps=6, c1=1e-4):
             break
         d = -np.linalg.solve(H, g)
         gd = float(g @ d)
-        if not gd < 0:
+        if not gd < 0 or -0.5 * gd <= floor:
             break
         u = 1.0
         while u >= 1e-3:
