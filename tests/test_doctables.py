@@ -126,6 +126,12 @@ def test_passes_claim_over_seeds_uses_the_means():
     assert not doctables.fewer_on_average(tie)       # equal to the last bits: a tie, no win
     assert "ProxSVRG reached by 2 of 3 seeds" in doctables.seed_detail(
         "b", means[("b", 0.0, 1e-6)], 3)
+    # a win by no more than DASVRDA's own sd is named as narrow; a wider one is not
+    narrow = {"dasvrda": (55.3, 1.7, 5), "prox-svrg": (74.0, 1.8, 5), "katyusha": (56.9, 0.0, 5)}
+    assert doctables.fewer_on_average(narrow) and doctables.narrow_win(narrow)
+    assert doctables.narrow_win(dict(narrow, katyusha=(56.95, 0.0, 5)))    # 1.65 apart: narrow
+    assert not doctables.narrow_win(dict(narrow, katyusha=(57.1, 0.0, 5)))
+    assert not doctables.narrow_win(means[("b", 0.0, 1e-6)])   # 12 ± 2 against Katyusha's 40
 
 
 def test_elasticnet_command_names_the_refinement_only_when_it_ran():
