@@ -153,10 +153,9 @@ def _polish(X, y, w, l1, l2, max_support=3000):
     """Newton steps on the support of w with its signs fixed (there f is smooth), so the
     gradient, and with it the dual point of the certificate, is exact to rounding. The step is
     the least-squares (minimum-norm) Newton step: at l2 = 0, columns of the support that are
-    (nearly) collinear make the Hessian singular (condition number ~1e17 on the 354-column
-    support of rt-polarity (1e-4, 0)), f is flat along them, and a plain solve raised or
-    flipped a sign, leaving the L-BFGS-B point (there a 5.8e-8 relative certificate; 7e-16
-    with this step). Skipped for supports
+    (nearly) collinear make the Hessian singular (as on rt-polarity's support at l1 = 1e-4,
+    l2 = 0), f is flat along them, and a plain solve raised or flipped a sign, leaving the
+    L-BFGS-B point and a looser certificate (commit 48794a8 has the figures). Skipped for supports
     wider than max_support; a step that would flip a sign or not decrease f is not taken."""
     S = np.flatnonzero(w)
     if not 0 < S.size <= max_support:
