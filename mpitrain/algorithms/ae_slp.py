@@ -227,6 +227,10 @@ class SLP(AEBase):
         self.share = 0.0 if not multi else {
             "regenerate": 0.0, "stream": 1.0,
             "split": stream_share(self.dims, self.groups, tau)}[mode]
+        # the cuts hold every mode's publishing boundary, so that a row's code comes from a
+        # GEMM of the same shape whichever mode runs (BLAS's bits for a row can depend on
+        # the number of rows in the call: seen with OpenBLAS on an Intel Xeon)
+        split = stream_share(self.dims, self.groups, tau) if multi else 0.0
         self.bounds = self.world.gather_obj((self.glo, self.ghi))
         f0, n0, _ = self.groups[0]
         self.senders, cuts = [], set()
@@ -234,7 +238,7 @@ class SLP(AEBase):
             lo, hi = self.bounds[q]
             e = lo + int(round(self.share * (hi - lo)))
             self.senders.append((q, lo, e, hi))
-            cuts.update((lo, e, hi))
+            cuts.update((lo, e, hi, lo + int(round(split * (hi - lo)))))
         self.cuts = np.array(sorted(cuts | set(range(0, self.ctx.train.n, CODE_CHUNK))))
         self.f16 = self.ctx.solver["code_dtype"] == "float16"
 
