@@ -230,6 +230,16 @@ cdef inline double base_sum(const double[:, ::1] tpart, Py_ssize_t i) noexcept n
     return t
 
 
+cdef inline double split_margin(const double[:, ::1] tpart, Py_ssize_t i,
+                                const long long* mptr, const index* mi, const real* mv,
+                                const double* wm, long long kmax) noexcept nogil:
+    """Margin i of SplitCSR: the tail's partials summed in order, plus row_dot of margin row
+    i (no partial to add, not even 0.0, when the margin rows are the whole rows)."""
+    if tpart.shape[0] > 0:
+        return base_sum(tpart, i) + row_dot(mptr[i], mptr[i + 1], mi, mv, wm, kmax)
+    return row_dot(mptr[i], mptr[i + 1], mi, mv, wm, kmax)
+
+
 def split_margins(const double[:, ::1] tpart, const long long[::1] mptr,
                   const index[::1] midx, const real[::1] mval, const double[::1] wm,
                   double[::1] out):
@@ -240,10 +250,7 @@ def split_margins(const double[:, ::1] tpart, const long long[::1] mptr,
     cdef const index* mi = &midx[0]
     cdef const real* mv = &mval[0]
     for i in prange(n, nogil=True, schedule="dynamic", chunksize=256):
-        if tpart.shape[0] > 0:
-            out[i] = base_sum(tpart, i) + row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
-        else:
-            out[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
+        out[i] = split_margin(tpart, i, &mptr[0], mi, mv, &wm[0], mptr[n])
 
 
 cdef inline void scatter_rows(Py_ssize_t i0, Py_ssize_t i1, const long long* hptr,
@@ -296,11 +303,7 @@ def split_fused(int code, const double[::1] y, const double[:, ::1] tpart,
                    and hptr[i1 + 1] - hptr[i0] <= FNNZ):
                 i1 = i1 + 1
             for i in range(i0, i1):
-                if tpart.shape[0] > 0:
-                    margins[i] = base_sum(tpart, i) + row_dot(mptr[i], mptr[i + 1], mi, mv,
-                                                              &wm[0], mptr[n])
-                else:
-                    margins[i] = row_dot(mptr[i], mptr[i + 1], mi, mv, &wm[0], mptr[n])
+                margins[i] = split_margin(tpart, i, &mptr[0], mi, mv, &wm[0], mptr[n])
             if code == 0:  # the step's exps first, then the rest: each libm routine in a loop
                 for i in range(i0, i1):
                     coef[i] = exp(-fabs(y[i] * margins[i]))
